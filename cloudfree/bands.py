@@ -1,0 +1,23 @@
+"""Sentinel-2 band names and the conventions the whole chain shares."""
+
+S2_L1C_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07",
+    "B08", "B8A", "B09", "B10", "B11", "B12",
+)  # fmt: skip
+
+# Digital numbers are reflectance x 10000 (uint16); 0 marks nodata, as in the L1C/L2A products.
+REFLECTANCE_SCALE = 10000.0
+NODATA = 0
+
+# Cloud mask classes written by every tile source (uint8 rasters).
+CLEAR, CLOUD, THIN_CLOUD, SHADOW = 0, 1, 2, 3
+MASK_NODATA = 255
+MASK_CLASSES = {"clear": CLEAR, "cloud": CLOUD, "thin_cloud": THIN_CLOUD, "shadow": SHADOW}
+
+
+def band_index(name: str, bands: tuple[str, ...] = S2_L1C_BANDS) -> int:
+    """Position of a band by name, with a clear error for unknown names."""
+    try:
+        return bands.index(name)
+    except ValueError:
+        raise KeyError(f"unknown band {name!r}; known bands: {', '.join(bands)}") from None

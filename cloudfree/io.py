@@ -1,0 +1,111 @@
+"""File I/O at the edges: atomic writes and georeferenced rasters."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioIOError
+
+from .errors import InputDataError
+
+
+def _tmp_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; move it into place only if the block succeeds.
+
+    A killed or failing writer leaves at most a hidden ``.name.tmp-*`` file, never a
+    half-written file under the final name.  Works for files and for directories.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(final)
+    try:
+        yield tmp
+        if final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def geotiff_profile(
+    *,
+    crs: Any,
+    transform: Any,
+    width: int,
+    height: int,
+    count: int,
+    dtype: str,
+    nodata: float | int | None,
+    compress: str = "deflate",
+    blocksize: int = 256,
+) -> dict[str, Any]:
+    """A tiled, compressed GeoTIFF profile (blocks shrink to fit small rasters)."""
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "crs": crs,
+        "transform": transform,
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": dtype,
+        "nodata": nodata,
+        "compress": compress,
+    }
+    if width >= 16 and height >= 16:
+        block = max(16, min(blocksize, 1 << (min(width, height).bit_length() - 1)))
+        block -= block % 16
+        profile.update(tiled=True, blockxsize=block, blockysize=block)
+    if compress in ("deflate", "zstd", "lzw"):
+        profile["predictor"] = 3 if np.dtype(dtype).kind == "f" else 2
+    return profile
+
+
+def write_raster(
+    path: str | os.PathLike[str],
+    data: np.ndarray,
+    profile: Mapping[str, Any],
+    *,
+    band_names: Sequence[str] | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a (bands, rows, cols) or (rows, cols) array atomically as a GeoTIFF."""
+    arr = data[np.newaxis] if data.ndim == 2 else data
+    prof = dict(profile)
+    prof.update(count=arr.shape[0], height=arr.shape[1], width=arr.shape[2], dtype=arr.dtype.name)
+    if prof.get("predictor") is not None:
+        prof["predictor"] = 3 if arr.dtype.kind == "f" else 2
+    final = Path(path)
+    with atomic_path(final) as tmp:
+        with rasterio.open(tmp, "w", **prof) as dst:
+            dst.write(arr)
+            if band_names is not None:
+                for i, name in enumerate(band_names, start=1):
+                    dst.set_band_description(i, name)
+            if tags:
+                dst.update_tags(**{k: str(v) for k, v in tags.items()})
+    return final
+
+
+def read_raster(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read all bands and the profile; an unreadable file raises InputDataError naming it."""
+    try:
+        with rasterio.open(path) as src:
+            return src.read(), dict(src.profile)
+    except RasterioIOError as exc:
+        raise InputDataError(f"cannot read raster {path}: {exc}") from exc
