@@ -53,6 +53,12 @@ class TileSeries:
     gap: np.ndarray | None = None  # (T, H, W) bool
 
     @property
+    def days(self) -> np.ndarray:
+        """(T,) int days since the first date (for interpolation across year ends)."""
+        d = pd.DatetimeIndex(pd.to_datetime(self.dates))
+        return ((d - d[0]).days).to_numpy().astype(np.int64)
+
+    @property
     def valid(self) -> np.ndarray:
         """(T, H, W) True where the image has data."""
         return (self.s2 != NODATA).any(axis=1) & (self.mask != MASK_NODATA)
