@@ -76,7 +76,7 @@ class TileSeries:
 
 
 def day_of_year(dates: list[str]) -> np.ndarray:
-    return pd.DatetimeIndex(pd.to_datetime(dates)).dayofyear.to_numpy().astype(np.int16)
+    return pd.DatetimeIndex(pd.to_datetime(dates)).day_of_year.to_numpy().astype(np.int16)
 
 
 def evaluation_gaps(

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from cloudfree.errors import InputDataError
+from cloudfree.io import atomic_path, geotiff_profile, read_raster, write_raster
+
+
+def test_atomic_path_moves_file_into_place_only_on_success(tmp_path):
+    dest = tmp_path / "out.txt"
+    with atomic_path(dest) as tmp:
+        tmp.write_text("done")
+        assert not dest.exists()
+    assert dest.read_text() == "done"
+
+    with pytest.raises(RuntimeError), atomic_path(dest) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert dest.read_text() == "done"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_atomic_path_replaces_directories(tmp_path):
+    dest = tmp_path / "tiles"
+    for content in ("old", "new"):
+        with atomic_path(dest) as tmp:
+            tmp.mkdir()
+            (tmp / "a.txt").write_text(content)
+    assert (dest / "a.txt").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["tiles"]
+
+
+def test_write_raster_keeps_georeference_and_tags(tmp_path):
+    transform = from_origin(500000, 8300000, 10, 10)
+    prof = geotiff_profile(
+        crs="EPSG:32737", transform=transform, width=40, height=30, count=2,
+        dtype="uint16", nodata=0,
+    )  # fmt: skip
+    data = np.arange(2 * 30 * 40, dtype=np.uint16).reshape(2, 30, 40)
+    path = write_raster(
+        tmp_path / "x.tif", data, prof, band_names=["B02", "B03"], tags={"DATE": "2021-05-01"}
+    )
+    with rasterio.open(path) as src:
+        assert src.crs.to_epsg() == 32737
+        assert src.transform == transform
+        assert src.nodata == 0
+        assert src.descriptions == ("B02", "B03")
+        assert src.tags()["DATE"] == "2021-05-01"
+        assert src.profile["compress"] == "deflate"
+        np.testing.assert_array_equal(src.read(), data)
+
+
+def test_read_raster_names_the_bad_file(tmp_path):
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"not a tiff")
+    with pytest.raises(InputDataError, match=r"broken\.tif"):
+        read_raster(bad)

@@ -1,0 +1,80 @@
+# Glue: config validation, wildcard constraints and input functions.
+
+import sys
+
+from snakemake.utils import validate
+
+# The library beside this workflow wins over any installed copy.
+sys.path.insert(0, workflow.basedir)
+
+from cloudfree.config import check_config, experiment_of, experiment_regions
+
+
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+check_config(config)
+
+REGIONS = sorted(config["regions"])
+
+
+wildcard_constraints:
+    region="|".join(REGIONS),
+    experiment="[A-Za-z][A-Za-z0-9_]*",
+
+
+def config_provider(*keys):
+    """A params function that hands a rule one section of the config, and nothing more."""
+
+    def provide(wildcards):
+        value = config
+        for key in keys:
+            value = value[key]
+        return value
+
+    return provide
+
+
+def region_config(wildcards):
+    """The config section of one region."""
+    return config["regions"][wildcards.region]
+
+
+def get_manifest(wildcards):
+    """The region's tile manifest; known only once the tile checkpoint has run."""
+    return checkpoints.download_tiles.get(region=wildcards.region).output.manifest
+
+
+def get_experiment_h5(wildcards):
+    return expand(
+        "results/hdf5/{region}.h5",
+        region=experiment_regions(config, wildcards.experiment),
+    )
+
+
+def get_experiment_regions(wildcards):
+    return experiment_regions(config, wildcards.experiment)
+
+
+def get_region_model(wildcards):
+    return f"results/models/{experiment_of(config, wildcards.region)}/model.pt"
+
+
+def get_region_predictions(wildcards):
+    exp = experiment_of(config, wildcards.region)
+    return f"results/predictions/{exp}/{wildcards.region}/eval.h5"
+
+
+def get_region_experiment(wildcards):
+    return experiment_of(config, wildcards.region)
+
+
+def all_outputs():
+    outputs = []
+    for region in REGIONS:
+        exp = experiment_of(config, region)
+        outputs += [
+            f"results/metrics/{region}.csv",
+            f"results/metrics/{region}_summary.csv",
+            f"results/cloudstats/{region}.csv",
+            f"results/mosaics/{exp}/{region}",
+        ]
+    return outputs

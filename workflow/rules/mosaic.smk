@@ -1,0 +1,15 @@
+rule mosaic:
+    input:
+        tiles="results/predictions/{experiment}/{region}/tiles",
+    output:
+        mosaics=directory("results/mosaics/{experiment}/{region}"),
+    params:
+        mosaic=config_provider("mosaic"),
+    log:
+        "results/logs/mosaic/{experiment}/{region}.log",
+    benchmark:
+        "results/benchmarks/mosaic/{experiment}/{region}.tsv"
+    conda:
+        "../../envs/geo.yaml"
+    script:
+        "../scripts/mosaic.py"

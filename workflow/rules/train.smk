@@ -1,0 +1,24 @@
+rule train:
+    input:
+        h5=get_experiment_h5,
+    output:
+        model="results/models/{experiment}/model.pt",
+        history="results/models/{experiment}/history.csv",
+        curve=report(
+            "results/models/{experiment}/history.png",
+            caption="../report/training.rst",
+            category="Training",
+            labels={"experiment": "{experiment}", "figure": "training curve"},
+        ),
+    params:
+        train=config_provider("train"),
+        regions=get_experiment_regions,
+    threads: 2
+    log:
+        "results/logs/train/{experiment}.log",
+    benchmark:
+        "results/benchmarks/train/{experiment}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/train.py"

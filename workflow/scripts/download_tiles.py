@@ -1,0 +1,17 @@
+"""Rule download_tiles: make a region's tiles and manifest."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
+from cloudfree.runlog import setup_script_logging
+from cloudfree.tiles import download_tiles
+
+log = setup_script_logging(snakemake)
+manifest = download_tiles(
+    snakemake.wildcards.region,
+    snakemake.params.region,
+    snakemake.output.tiles,
+    snakemake.output.manifest,
+)
+log.info("%d tiles, %d dates in total", manifest["tile"].nunique(), len(manifest))

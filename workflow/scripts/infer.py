@@ -1,0 +1,24 @@
+"""Rule infer: reconstructed GeoTIFFs for every tile and date, and the evaluation file."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
+import torch
+
+from cloudfree.infer import infer_region
+from cloudfree.runlog import setup_script_logging
+
+log = setup_script_logging(snakemake)
+torch.set_num_threads(snakemake.threads)
+params = snakemake.params.infer
+tiles = infer_region(
+    snakemake.input.model,
+    snakemake.input.h5,
+    snakemake.output.tiles,
+    snakemake.output.evaluation,
+    device=params["device"],
+    compress=params["compress"],
+    tags={"EXPERIMENT": snakemake.wildcards.experiment, "REGION": snakemake.wildcards.region},
+)
+log.info("%d tiles reconstructed", len(tiles))
