@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .baselines import get_baseline
+from .baselines import as_method
 from .errors import InputDataError
 from .metrics import evaluate_tiles, summarise
 from .packing import TileSeries, iter_tiles
@@ -30,15 +30,6 @@ def model_predictions(
     return predict
 
 
-def baseline_predictions(name: str) -> Callable[[TileSeries, np.ndarray], np.ndarray]:
-    baseline = get_baseline(name)
-
-    def predict(tile: TileSeries, available: np.ndarray) -> np.ndarray:
-        return baseline(tile.reflectance(), available, tile.days)
-
-    return predict
-
-
 def region_metrics(
     packed_path: str | os.PathLike[str],
     eval_path: str | os.PathLike[str],
@@ -48,7 +39,7 @@ def region_metrics(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per tile, date and method metrics on the test tiles, and their per-method summary."""
     methods = {"model": model_predictions(eval_path)}
-    methods.update({name: baseline_predictions(name) for name in baselines})
+    methods.update({name: as_method(name) for name in baselines})
     with h5py.File(packed_path, "r") as h5:
         region, source = str(h5.attrs["region"]), str(h5.attrs["source"])
     table = evaluate_tiles(iter_tiles(packed_path, split="test"), methods)

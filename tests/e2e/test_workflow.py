@@ -1,0 +1,171 @@
+"""End to end: the real `snakemake` command on a tiny two-region config in a temp dir."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import torch
+
+from cloudfree.metrics import METRIC_COLUMNS
+
+from ..workflow_run import planned_jobs, snakemake, tiny_config, write_config
+
+pytestmark = pytest.mark.e2e
+CHAIN = {"download_tiles", "cloud_stats", "pack_hdf5", "train", "infer", "mosaic", "metrics"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("run")
+    write_config(workdir, tiny_config())
+    snakemake(workdir, "-c", "2")
+    return workdir
+
+
+def dry_run(workdir: Path, config: dict, *targets: str) -> list[tuple[str, dict[str, str]]]:
+    path = write_config(workdir / "variant", config) if config else None
+    return planned_jobs(snakemake(workdir, "-n", *targets, config=path))
+
+
+def test_manifest_and_tiles(run):
+    manifest = pd.read_csv(run / "results/tiles/africa.csv")
+    assert manifest["tile"].nunique() == 3 and manifest["date"].nunique() == 6
+    assert set(manifest["split"]) == {"train", "val", "test"}
+    row = manifest.iloc[0]
+    with rasterio.open(row.image) as src:
+        assert src.crs.to_epsg() == 32737
+        assert src.count == 13 and src.dtypes[0] == "uint16" and src.nodata == 0
+        assert src.bounds == pytest.approx((row.left, row.bottom, row.right, row.top))
+
+
+def test_cloud_statistics(run):
+    cov = pd.read_csv(run / "results/cloudstats/europa.csv")
+    assert len(cov) == 18
+    assert cov["cloud_fraction"].between(0, 1).all()
+    # europa is configured cloudier than africa
+    assert (
+        cov["cloud_fraction"].mean()
+        > pd.read_csv(run / "results/cloudstats/africa.csv")["cloud_fraction"].mean()
+    )
+    runs = pd.read_csv(run / "results/cloudstats/europa_runs.csv")
+    assert runs["count"].sum() > 0
+
+
+def test_packed_file_keeps_georeference(run):
+    with h5py.File(run / "results/hdf5/africa.h5") as h5:
+        assert h5.attrs["region"] == "africa"
+        tiles = h5["tiles"]
+        assert len(tiles) == 3
+        first = tiles[sorted(tiles)[0]]
+        assert first["s2"].shape == (6, 13, 32, 32)
+        assert "32737" in first.attrs["crs"] or "UTM zone 37S" in first.attrs["crs"]
+
+
+def test_model_file_is_complete_and_safe_to_load(run):
+    model = torch.load(run / "results/models/africa/model.pt", weights_only=True)
+    assert model["model"]["name"] == "utilise"
+    assert len(model["norm"]["mean"]) == 13
+    history = pd.read_csv(run / "results/models/africa/history.csv")
+    assert len(history) == 30
+
+
+def test_predictions_on_input_grid(run):
+    manifest = pd.read_csv(run / "results/tiles/europa.csv")
+    row = manifest.iloc[-1]
+    pred = run / f"results/predictions/europa/europa/tiles/{row.tile}/{row.date}.tif"
+    with rasterio.open(row.image) as src, rasterio.open(pred) as out:
+        assert out.crs == src.crs and out.transform == src.transform
+        assert out.shape == src.shape and out.count == 13 and out.nodata == 0
+        assert out.tags()["DATE"] == row.date
+        data = out.read()
+        assert data.min() >= 1 and np.median(data) < 6000
+    quality = pred.with_name(f"{row.date}_quality.tif")
+    with rasterio.open(quality) as q:
+        assert set(np.unique(q.read(1))) <= {0, 1, 2, 3}
+
+
+def test_mosaics_cover_the_region(run):
+    manifest = pd.read_csv(run / "results/tiles/africa.csv")
+    date = manifest["date"].iloc[0]
+    folder = run / "results/mosaics/africa/africa"
+    with rasterio.open(folder / f"{date}.tif") as src:
+        assert src.crs.to_epsg() == 32737
+        assert src.bounds.left == pytest.approx(manifest["left"].min())
+        assert src.bounds.right == pytest.approx(manifest["right"].max())
+        assert src.count == 13
+    with rasterio.open(folder / f"{date}_count.tif") as cnt:
+        count = cnt.read(1)
+        assert count.min() >= 1 and count.max() == 2  # overlaps of neighbouring tiles
+
+
+def test_metrics_table(run):
+    df = pd.read_csv(run / "results/metrics/africa.csv", dtype={"tile": str, "date": str})
+    assert list(df.columns[:3]) == ["region", "source", "experiment"]
+    assert set(METRIC_COLUMNS) <= set(df.columns)
+    methods = {"model", "linear", "closest", "mean"}
+    assert set(df["method"]) == methods
+    assert (df["split"] == "test").all()
+    n_test = df["tile"].nunique()
+    assert len(df) == n_test * 6 * len(methods)
+    scored = df[df["n_masked"] > 0]
+    assert not scored.empty
+    assert scored["mae_masked"].between(0, 1).all()
+    assert scored["psnr_masked"].gt(5).all()
+    assert df.loc[df["n_masked"] == 0, "mae_masked"].isna().all()
+
+
+def test_complete_run_has_nothing_to_do(run):
+    assert dry_run(run, {}) == []
+
+
+def test_training_value_reruns_training_and_below(run):
+    config = tiny_config(lr=0.0005)
+    jobs = dry_run(run, config)
+    assert {rule for rule, _ in jobs} == {"train", "infer", "mosaic", "metrics"}
+    assert len(jobs) == 8
+
+
+def test_mosaic_rule_reruns_mosaic_only(run):
+    config = tiny_config()
+    config["mosaic"] = {"rule": "median"}
+    assert {rule for rule, _ in dry_run(run, config)} == {"mosaic"}
+
+
+def test_seed_of_one_region_reruns_that_region_only(run):
+    config = tiny_config()
+    config["regions"]["europa"]["synthetic"]["seed"] = 99
+    jobs = dry_run(run, config)
+    assert {rule for rule, _ in jobs} == CHAIN
+    assert all("africa" not in wc.values() for _, wc in jobs)
+
+
+def test_one_region_target_plans_no_other_region(tmp_path):
+    write_config(tmp_path, tiny_config())
+    jobs = dry_run(tmp_path, {}, "results/metrics/africa.csv")
+    assert {rule for rule, _ in jobs} == CHAIN - {"mosaic"}
+    assert all("europa" not in wc.values() for _, wc in jobs)
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "named"),
+    [
+        ("train", {"lrr": 0.1}, "lrr"),
+        ("train", {"lr": "fast"}, "lr"),
+        ("mosaic", {"rule": "average"}, "average"),
+        ("flavour", {}, "flavour"),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, section, value, named):
+    config = copy.deepcopy(tiny_config())
+    config[section] = value
+    write_config(tmp_path, config)
+    proc = snakemake(tmp_path, "-c", "1", check=False)
+    assert proc.returncode != 0
+    assert named in proc.stderr + proc.stdout
+    assert not (tmp_path / "results").exists()

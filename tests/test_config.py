@@ -1,0 +1,88 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from cloudfree.config import check_config, experiment_of, experiment_regions
+from cloudfree.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
+
+
+def default_config() -> dict:
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    validate(config, SCHEMA, set_default=True)
+    return config
+
+
+def test_default_config_is_valid_and_filled_with_defaults():
+    config = default_config()
+    assert sorted(config["regions"]) == ["africa", "europa"]
+    assert config["train"]["model"]["name"] == "utilise"
+    assert config["mosaic"]["rule"] == "mean"
+    assert config["regions"]["africa"]["synthetic"]["tile_size"] == 64
+    check_config(config)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    [
+        (("train", "lrr"), 0.1, "lrr"),
+        (("train", "steps"), "many", "many"),
+        (("regions", "africa", "synthetic", "tile_size"), -4, "-4"),
+        (("regions", "africa", "source"), "dropbox", "dropbox"),
+        (("pack", "compression"), "zip", "zip"),
+    ],
+)
+def test_schema_rejects_and_names_bad_values(path, value, named):
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    node = config
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    with pytest.raises(WorkflowError, match=named):
+        validate(config, SCHEMA, set_default=True)
+
+
+def test_empty_region_list_is_refused():
+    with pytest.raises(WorkflowError):
+        validate({"regions": {}}, SCHEMA, set_default=True)
+
+
+def test_experiments_map_regions_to_models():
+    config = default_config()
+    assert experiment_of(config, "africa") == "africa"
+    assert experiment_regions(config, "europa") == ["europa"]
+    shared = copy.deepcopy(config)
+    shared["experiments"] = {"all": {"regions": ["europa", "africa"]}}
+    check_config(shared)
+    assert experiment_of(shared, "africa") == "all"
+    assert experiment_regions(shared, "all") == ["africa", "europa"]
+    with pytest.raises(ConfigError, match="unknown experiment"):
+        experiment_regions(shared, "africa")
+
+
+@pytest.mark.parametrize(
+    ("experiments", "named"),
+    [
+        ({"all": {"regions": ["asia"]}}, "experiments.all.regions: unknown region 'asia'"),
+        ({"a": {"regions": ["africa"]}, "b": {"regions": ["africa"]}}, "already in"),
+        ({"africa": {"regions": ["africa", "europa"]}}, "clashes"),
+    ],
+)
+def test_inconsistent_experiments_name_the_key(experiments, named):
+    config = default_config()
+    config["experiments"] = experiments
+    with pytest.raises(ConfigError, match=named):
+        check_config(config)
+
+
+def test_overlap_must_be_below_tile_size():
+    config = default_config()
+    config["regions"]["africa"]["synthetic"]["overlap"] = 64
+    with pytest.raises(ConfigError, match=r"regions\.africa\.synthetic\.overlap"):
+        check_config(config)
