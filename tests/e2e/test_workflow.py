@@ -169,3 +169,10 @@ def test_bad_config_fails_before_any_job(tmp_path, section, value, named):
     assert proc.returncode != 0
     assert named in proc.stderr + proc.stdout
     assert not (tmp_path / "results").exists()
+
+
+def test_report_gathers_figures_and_tables(run):
+    snakemake(run, "--report", str(run / "report.html"))
+    html = (run / "report.html").read_text()
+    for name in ("africa_coverage.png", "history.png", "europa_mae.png", "africa_summary.csv"):
+        assert name in html
