@@ -54,10 +54,15 @@ def geotiff_profile(
     nodata: float | int | None,
     compress: str = "deflate",
     blocksize: int = 256,
+    cog: bool = False,
+    overview_resampling: str = "average",
 ) -> dict[str, Any]:
-    """A tiled, compressed GeoTIFF profile (blocks shrink to fit small rasters)."""
+    """A tiled, compressed GeoTIFF profile (blocks shrink to fit small rasters).
+
+    With ``cog`` the profile is for GDAL's COG driver: internal overviews, 256 px blocks.
+    """
     profile: dict[str, Any] = {
-        "driver": "GTiff",
+        "driver": "COG" if cog else "GTiff",
         "crs": crs,
         "transform": transform,
         "width": width,
@@ -67,6 +72,12 @@ def geotiff_profile(
         "nodata": nodata,
         "compress": compress,
     }
+    if cog:
+        profile.update(
+            blocksize=blocksize, overviews="AUTO", overview_resampling=overview_resampling
+        )
+        profile["predictor"] = "YES" if compress != "none" else "NO"
+        return profile
     if width >= 16 and height >= 16:
         block = max(16, min(blocksize, 1 << (min(width, height).bit_length() - 1)))
         block -= block % 16
@@ -88,14 +99,14 @@ def write_raster(
     arr = data[np.newaxis] if data.ndim == 2 else data
     prof = dict(profile)
     prof.update(count=arr.shape[0], height=arr.shape[1], width=arr.shape[2], dtype=arr.dtype.name)
-    if prof.get("predictor") is not None:
+    if prof.get("driver") == "GTiff" and prof.get("predictor") is not None:
         prof["predictor"] = 3 if arr.dtype.kind == "f" else 2
     final = Path(path)
     with atomic_path(final) as tmp:
         with rasterio.open(tmp, "w", **prof) as dst:
             dst.write(arr)
-            if band_names is not None:
-                for i, name in enumerate(band_names, start=1):
+            for i, name in enumerate(band_names or (), start=1):
+                if name:
                     dst.set_band_description(i, name)
             if tags:
                 dst.update_tags(**{k: str(v) for k, v in tags.items()})

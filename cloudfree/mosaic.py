@@ -21,7 +21,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.warp import Resampling, calculate_default_transform, reproject, transform_bounds
 
 from .errors import ConfigError, InputDataError
-from .io import atomic_path
+from .io import atomic_path, geotiff_profile, write_raster
 
 RULES: tuple[str, ...] = ("first", "last", "mean", "median", "max", "min")
 RESAMPLING: dict[str, Resampling] = {
@@ -138,50 +138,6 @@ def _target_grid(srcs: list[Any], crs: CRS, resolution: float | None) -> tuple[A
     return Affine(xres, 0.0, left, 0.0, -yres, top), width, height
 
 
-def _cog_profile(
-    crs: CRS,
-    transform: Any,
-    width: int,
-    height: int,
-    count: int,
-    dtype: str,
-    nodata: Any,
-    overview_resampling: str = "average",
-) -> dict[str, Any]:
-    return {
-        "driver": "COG",
-        "crs": crs,
-        "transform": transform,
-        "width": width,
-        "height": height,
-        "count": count,
-        "dtype": dtype,
-        "nodata": nodata,
-        "compress": "deflate",
-        "predictor": "YES",
-        "blocksize": 256,
-        "overviews": "AUTO",
-        "overview_resampling": overview_resampling,
-    }
-
-
-def _write_cog(
-    path: Path,
-    data: np.ndarray,
-    profile: dict[str, Any],
-    descriptions: tuple[str | None, ...],
-    tags: dict[str, str],
-) -> None:
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data)
-            for i, name in enumerate(descriptions, start=1):
-                if name:
-                    dst.set_band_description(i, name)
-            if tags:
-                dst.update_tags(**tags)
-
-
 def mosaic_date(
     paths: list[Path],
     dest: Path,
@@ -253,20 +209,17 @@ def mosaic_date(
             src.close()
     merged, count = combine(stack, rule)
     tags = tags | {"MOSAIC_RULE": rule, "MOSAIC_TILES": str(len(paths))}
-    _write_cog(
-        Path(dest),
-        _to_dtype(merged, dtype, nodata),
-        _cog_profile(dst_crs, transform, width, height, merged.shape[0], dtype.name, nodata),
-        descriptions,
-        tags,
+    grid = {"crs": dst_crs, "transform": transform, "width": width, "height": height}
+    profile = geotiff_profile(
+        **grid, count=merged.shape[0], dtype=dtype.name, nodata=nodata, cog=True
     )
-    _write_cog(
-        Path(count_dest),
-        count[None],
-        _cog_profile(dst_crs, transform, width, height, 1, "uint16", None, "nearest"),
-        ("count",),
-        tags,
+    write_raster(
+        dest, _to_dtype(merged, dtype, nodata), profile, band_names=descriptions, tags=tags
     )
+    count_profile = geotiff_profile(
+        **grid, count=1, dtype="uint16", nodata=None, cog=True, overview_resampling="nearest"
+    )
+    write_raster(count_dest, count[None], count_profile, band_names=("count",), tags=tags)
 
 
 def dated_files(tiles_dir: Path) -> dict[str, list[Path]]:
