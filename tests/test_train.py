@@ -24,7 +24,7 @@ from cloudfree.train import (
     train_model,
 )
 
-from .test_data import make_packed, write_packed
+from .packed import make_packed, write_packed
 
 PARAMS: dict[str, Any] = {
     "model": {"name": "utilise", "widths": [8, 16], "heads": 2},

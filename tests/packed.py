@@ -1,0 +1,123 @@
+"""Small packed HDF5 files (the packing.py layout) made directly, without GeoTIFFs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+from rasterio.crs import CRS
+from scipy.ndimage import gaussian_filter
+
+from cloudfree.bands import MASK_CLASSES, S2_L1C_BANDS
+from cloudfree.packing import FORMAT_VERSION, evaluation_gaps
+
+
+def _field(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
+    f = gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    return (f - f.mean()) / (f.std() + 1e-9)
+
+
+def make_packed(
+    path: str | Path,
+    *,
+    n_tiles: int = 9,
+    size: int | tuple[int, int] = 64,
+    dates: int | list[int] = 12,
+    seed: int = 0,
+    cloudiness: float = 0.4,
+    region: str = "synth",
+) -> Path:
+    """A packed file of smooth seasonal land-cover signals under cloud blobs.
+
+    ``size`` and ``dates`` may be given per tile as lists.  Splits: two val and one test
+    tile (one each below 5 tiles), the rest train; val/test tiles get evaluation gaps.
+    """
+    rng = np.random.default_rng(seed)
+    nb = len(S2_L1C_BANDS)
+    sizes = size if isinstance(size, list) else [size] * n_tiles
+    counts = dates if isinstance(dates, list) else [dates] * n_tiles
+    n_eval = (2, 1) if n_tiles >= 5 else (1, 1)
+    splits = ["train"] * (n_tiles - sum(n_eval)) + ["val"] * n_eval[0] + ["test"] * n_eval[1]
+    classes = 4
+    base = rng.uniform(0.03, 0.35, (classes, nb))
+    amp = rng.uniform(-0.08, 0.15, (classes, nb))
+    phase = rng.uniform(0, 365, classes)
+    tiles = {}
+    for i in range(n_tiles):
+        hh, ww = (sizes[i], sizes[i]) if isinstance(sizes[i], int) else sizes[i]
+        t = counts[i]
+        doy = np.sort(rng.choice(np.arange(5, 360), t, replace=False)).astype(np.int16)
+        cover = np.digitize(_field(rng, (hh, ww), 6), [-0.7, 0.0, 0.7])
+        texture = _field(rng, (hh, ww), 1.5)
+        season = np.sin(2 * np.pi * (doy[:, None] - phase[None]) / 365)  # (T, classes)
+        refl = np.empty((t, nb, hh, ww))
+        for d in range(t):
+            refl[d] = (base[cover] + amp[cover] * season[d][cover][..., None]).transpose(2, 0, 1)
+        refl += 0.02 * texture[None, None] * rng.uniform(0.5, 1.5, nb)[None, :, None, None]
+        refl += rng.normal(0, 0.01, (t, nb, 1, 1)) + rng.normal(0, 0.004, refl.shape)
+        mask = np.zeros((t, hh, ww), dtype=np.uint8)
+        for d in range(t):
+            if rng.random() < 0.3:
+                continue
+            p = min(0.95, rng.uniform(0.1, 2 * cloudiness))
+            f = _field(rng, (hh, ww), 5)
+            thr = np.quantile(f, 1 - p)
+            cloud = f > thr
+            thin = (f > thr - 0.4) & ~cloud
+            shadow = np.roll(cloud, (4, 3), axis=(0, 1)) & ~cloud & ~thin
+            mask[d][thin], mask[d][cloud], mask[d][shadow] = 2, 1, 3
+            refl[d][:, cloud] = 0.45 + 0.1 * f[cloud]
+            refl[d][:, thin] = 0.5 * refl[d][:, thin] + 0.2
+            refl[d][:, shadow] *= 0.4
+        s2 = np.clip(np.round(refl * 10000), 1, 65535).astype(np.uint16)
+        tiles[f"t{i:02d}"] = (splits[i], s2, mask, doy)
+    targets = [k for k, v in tiles.items() if v[0] != "train"]
+    gaps = evaluation_gaps(
+        {k: v[2] for k, v in tiles.items()}, targets, seed=seed, date_fraction=0.5
+    )
+    return write_packed(path, {k: (*v, gaps.get(k)) for k, v in tiles.items()}, region=region)
+
+
+def write_packed(
+    path: str | Path,
+    tiles: dict[str, tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]],
+    *,
+    region: str = "synth",
+) -> Path:
+    """Write ``{tile: (split, s2, mask, doy, gap or None)}`` in the packing.py layout."""
+    with h5py.File(path, "w") as h5:
+        h5.attrs.update(
+            format_version=FORMAT_VERSION,
+            region=region,
+            source="synthetic-test",
+            bands=list(S2_L1C_BANDS),
+            scale=10000.0,
+            nodata=0,
+            mask_classes=json.dumps(MASK_CLASSES),
+        )
+        root = h5.create_group("tiles")
+        for name, (split, s2, mask, doy, gap) in tiles.items():
+            g = root.create_group(name)
+            g.attrs.update(
+                split=split,
+                crs=CRS.from_epsg(32632).to_wkt(),
+                transform=[500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0],
+                width=s2.shape[3],
+                height=s2.shape[2],
+            )
+            g.create_dataset("s2", data=s2, chunks=(1, *s2.shape[1:]), compression="gzip")
+            g.create_dataset("mask", data=mask, chunks=(1, *mask.shape[1:]), compression="gzip")
+            iso = [
+                str((pd.Timestamp("2020-01-01") + pd.Timedelta(days=int(d) - 1)).date())
+                for d in doy
+            ]
+            text = h5py.string_dtype()
+            g.create_dataset("dates", data=iso, dtype=text)
+            g.create_dataset("doy", data=np.asarray(doy, dtype=np.int16))
+            g.create_dataset("files", data=[f"{name}_{d}.tif" for d in iso], dtype=text)
+            if gap is not None:
+                g.create_dataset("gap", data=gap)
+    return Path(path)
