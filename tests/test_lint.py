@@ -19,3 +19,11 @@ def test_snakemake_lint_clean():
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_rule_files_are_snakefmt_formatted():
+    files = [str(REPO / "Snakefile"), *map(str, sorted((REPO / "workflow/rules").glob("*.smk")))]
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", *files], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -9,7 +9,6 @@ sys.path.insert(0, workflow.basedir)
 
 from cloudfree.config import check_config, experiment_of, experiment_regions
 
-
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 check_config(config)
 

@@ -5,14 +5,14 @@ rule infer:
     output:
         tiles=directory("results/predictions/{experiment}/{region}/tiles"),
         evaluation="results/predictions/{experiment}/{region}/eval.h5",
-    params:
-        infer=config_provider("infer"),
-    threads: 2
     log:
         "results/logs/infer/{experiment}/{region}.log",
     benchmark:
         "results/benchmarks/infer/{experiment}/{region}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    params:
+        infer=config_provider("infer"),
     script:
         "../scripts/infer.py"

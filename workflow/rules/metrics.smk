@@ -16,14 +16,14 @@ rule metrics:
             category="Metrics",
             labels={"region": "{region}", "figure": "MAE by method"},
         ),
-    params:
-        metrics=config_provider("metrics"),
-        experiment=get_region_experiment,
     log:
         "results/logs/metrics/{region}.log",
     benchmark:
         "results/benchmarks/metrics/{region}.tsv"
     conda:
         "../../envs/geo.yaml"
+    params:
+        metrics=config_provider("metrics"),
+        experiment=get_region_experiment,
     script:
         "../scripts/metrics.py"

@@ -3,13 +3,13 @@ rule mosaic:
         tiles="results/predictions/{experiment}/{region}/tiles",
     output:
         mosaics=directory("results/mosaics/{experiment}/{region}"),
-    params:
-        mosaic=config_provider("mosaic"),
     log:
         "results/logs/mosaic/{experiment}/{region}.log",
     benchmark:
         "results/benchmarks/mosaic/{experiment}/{region}.tsv"
     conda:
         "../../envs/geo.yaml"
+    params:
+        mosaic=config_provider("mosaic"),
     script:
         "../scripts/mosaic.py"

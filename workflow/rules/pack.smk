@@ -3,14 +3,14 @@ rule pack_hdf5:
         manifest=get_manifest,
     output:
         h5="results/hdf5/{region}.h5",
-    params:
-        pack=config_provider("pack"),
-        evaluation=config_provider("evaluation"),
     log:
         "results/logs/pack_hdf5/{region}.log",
     benchmark:
         "results/benchmarks/pack_hdf5/{region}.tsv"
     conda:
         "../../envs/geo.yaml"
+    params:
+        pack=config_provider("pack"),
+        evaluation=config_provider("evaluation"),
     script:
         "../scripts/pack_hdf5.py"

@@ -2,13 +2,13 @@ checkpoint download_tiles:
     output:
         manifest="results/tiles/{region}.csv",
         tiles=directory("resources/tiles/{region}"),
-    params:
-        region=region_config,
     log:
         "results/logs/download_tiles/{region}.log",
     benchmark:
         "results/benchmarks/download_tiles/{region}.tsv"
     conda:
         "../../envs/geo.yaml"
+    params:
+        region=region_config,
     script:
         "../scripts/download_tiles.py"

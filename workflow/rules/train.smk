@@ -10,15 +10,15 @@ rule train:
             category="Training",
             labels={"experiment": "{experiment}", "figure": "training curve"},
         ),
-    params:
-        train=config_provider("train"),
-        regions=get_experiment_regions,
-    threads: 2
     log:
         "results/logs/train/{experiment}.log",
     benchmark:
         "results/benchmarks/train/{experiment}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    params:
+        train=config_provider("train"),
+        regions=get_experiment_regions,
     script:
         "../scripts/train.py"
