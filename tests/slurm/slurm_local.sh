@@ -8,6 +8,7 @@
 # the profile's (cpu, gpu), and one declared GPU (a generic resource without a device file),
 # so jobs asking for `--gpus 1` are scheduled on a machine that has no GPU.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"  # slurmctld, munged, runuser
 
 NODE=localhost
 PIDS=(/run/slurmd.pid /run/slurmctld.pid /run/munge/munged.pid)
