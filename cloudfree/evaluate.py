@@ -14,10 +14,11 @@ from .errors import InputDataError
 from .metrics import evaluate_tiles, summarise
 from .packing import TileSeries, iter_tiles
 
+# A method: (tile, input availability) -> (T, C, H, W) reflectance.
+Method = Callable[[TileSeries, np.ndarray], np.ndarray]
 
-def model_predictions(
-    eval_path: str | os.PathLike[str],
-) -> Callable[[TileSeries, np.ndarray], np.ndarray]:
+
+def model_predictions(eval_path: str | os.PathLike[str]) -> Method:
     """A method callable that returns the model's stored output for a tile."""
 
     def predict(tile: TileSeries, available: np.ndarray) -> np.ndarray:
@@ -30,6 +31,24 @@ def model_predictions(
     return predict
 
 
+def _methods(eval_path: str | os.PathLike[str], baselines: Sequence[str]) -> dict[str, Method]:
+    return {"model": model_predictions(eval_path)} | {name: as_method(name) for name in baselines}
+
+
+def example_predictions(
+    packed_path: str | os.PathLike[str],
+    eval_path: str | os.PathLike[str],
+    baselines: Sequence[str],
+) -> tuple[TileSeries, dict[str, np.ndarray]]:
+    """The first test tile (a fixed choice) and every method's prediction for it."""
+    tile = next(iter_tiles(packed_path, split="test"), None)
+    if tile is None or tile.gap is None:
+        raise InputDataError(f"{packed_path}: no test tile with evaluation gaps")
+    available = tile.clear & ~tile.gap
+    methods = _methods(eval_path, baselines)
+    return tile, {name: method(tile, available) for name, method in methods.items()}
+
+
 def region_metrics(
     packed_path: str | os.PathLike[str],
     eval_path: str | os.PathLike[str],
@@ -38,8 +57,7 @@ def region_metrics(
     experiment: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per tile, date and method metrics on the test tiles, and their per-method summary."""
-    methods = {"model": model_predictions(eval_path)}
-    methods.update({name: as_method(name) for name in baselines})
+    methods = _methods(eval_path, baselines)
     with h5py.File(packed_path, "r") as h5:
         region, source = str(h5.attrs["region"]), str(h5.attrs["source"])
     table = evaluate_tiles(iter_tiles(packed_path, split="test"), methods)

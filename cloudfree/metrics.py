@@ -14,6 +14,12 @@ metric NaN, so a broken method is visible rather than silently skipped.
   ``gaussian_weights=True, use_sample_covariance=False``), computed per band on the full
   image with non-finite values set to 0, then the SSIM map is averaged over the scored
   pixels and the bands.  Unlike scikit-image's scalar, the border is not cropped.
+
+:func:`evaluate_tiles` builds the per tile, date and method table (:data:`METRIC_COLUMNS`):
+the metrics on three pixel sets (``masked``, ``observed``, ``all``), the per-band MAE on
+masked pixels and two descriptors of how hard the date is (``cloud_fraction``,
+``gap_days``).  Per-method summaries with bootstrap intervals are in
+:mod:`cloudfree.summary`.
 """
 
 from __future__ import annotations
@@ -26,17 +32,36 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter
 
+from .bands import S2_L1C_BANDS
 from .errors import InputDataError
 
 if TYPE_CHECKING:
     from .packing import TileSeries
 
 METRICS: tuple[str, ...] = ("mae", "rmse", "psnr", "ssim", "sam")
-SETS: tuple[str, ...] = ("masked", "observed")
+SETS: tuple[str, ...] = ("masked", "observed", "all")
 KEY_COLUMNS: tuple[str, ...] = ("tile", "split", "date", "method")
-METRIC_COLUMNS: tuple[str, ...] = KEY_COLUMNS + tuple(
-    col for s in SETS for col in (f"n_{s}", *(f"{m}_{s}" for m in METRICS))
-)
+SUMMARY_SETS: tuple[str, ...] = ("masked", "observed")  # the sets summaries report
+DIFFICULTY_COLUMNS: tuple[str, ...] = ("cloud_fraction", "gap_days")
+
+
+def metric_columns(bands: Iterable[str] = S2_L1C_BANDS) -> tuple[str, ...]:
+    """Columns of the :func:`evaluate_tiles` table for the given band names, in order.
+
+    ``tile, split, date, method``; per set (masked, observed, all) ``n_<set>, mae_<set>,
+    rmse_<set>, psnr_<set>, ssim_<set>, sam_<set>``; ``mae_masked_<band>`` per band;
+    ``cloud_fraction, gap_days``.
+    """
+    return (
+        KEY_COLUMNS
+        + tuple(col for s in SETS for col in (f"n_{s}", *(f"{m}_{s}" for m in METRICS)))
+        + tuple(f"mae_masked_{b}" for b in bands)
+        + DIFFICULTY_COLUMNS
+    )
+
+
+METRIC_COLUMNS: tuple[str, ...] = metric_columns()
+"""The table's columns for the default 13 Sentinel-2 L1C bands (stable: only appended to)."""
 
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # radius int(3.5 * 1.5 + 0.5) = 5: an 11 x 11 window
@@ -143,6 +168,66 @@ def ssim(pred: np.ndarray, truth: np.ndarray, selection: np.ndarray) -> float:
     return _ssim_mean(ssim_map(pred, truth), pred, scored_pixels(truth, selection))
 
 
+def band_mae(pred: np.ndarray, truth: np.ndarray, selection: np.ndarray) -> np.ndarray:
+    """(C,) mean absolute error per band over the scored pixels; all NaN if none."""
+    p, t = _pairs(pred, truth, selection)
+    if not p.shape[1]:
+        return np.full(p.shape[0], np.nan)
+    return np.abs(p - t).mean(axis=1)
+
+
+def input_difficulty(
+    available: np.ndarray, valid: np.ndarray, masked: np.ndarray, days: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per date ``cloud_fraction`` and ``gap_days`` of an input sequence, each (T,).
+
+    ``available`` (what the method sees), ``valid`` (image has data) and ``masked``
+    (pixels scored as hidden) are (T, H, W) bool; ``days`` (T,) are the dates in days.
+
+    - ``cloud_fraction[t]`` = 1 - mean(available[t]) over the valid pixels of date t: the
+      share of the date's valid pixels the method cannot see (cloud, shadow or evaluation
+      gap); NaN if the date has no valid pixel.
+    - ``gap_days[t]`` = mean over the masked pixels of date t of the distance in days to
+      the nearest date at which that pixel is available.  Masked pixels that are never
+      available at any date have no such distance and are left out of the mean; NaN if
+      no masked pixel (with an available date) remains.
+    """
+    available = np.asarray(available, dtype=bool)
+    valid = np.asarray(valid, dtype=bool)
+    masked = np.asarray(masked, dtype=bool)
+    days = np.asarray(days, dtype=np.float64)
+    n_dates = available.shape[0]
+    if valid.shape != available.shape or masked.shape != available.shape:
+        raise ValueError(
+            f"available {available.shape}, valid {valid.shape} and masked {masked.shape} differ"
+        )
+    if days.shape != (n_dates,):
+        raise ValueError(f"days {days.shape} does not match {n_dates} dates")
+    n_valid = valid.sum(axis=(1, 2))
+    n_seen = (available & valid).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cloud_fraction = np.where(n_valid > 0, 1.0 - n_seen / np.maximum(n_valid, 1), np.nan)
+    # Nearest available date before/at and after/at each date, per pixel (inf: none).
+    prev = np.empty(available.shape, dtype=np.float64)
+    nxt = np.empty(available.shape, dtype=np.float64)
+    last = np.full(available.shape[1:], -np.inf)
+    for t in range(n_dates):
+        last = np.where(available[t], days[t], last)
+        prev[t] = last
+    last = np.full(available.shape[1:], np.inf)
+    for t in range(n_dates - 1, -1, -1):
+        last = np.where(available[t], days[t], last)
+        nxt[t] = last
+    dist = np.minimum(days[:, None, None] - prev, nxt - days[:, None, None])
+    gap_days = np.full(n_dates, np.nan)
+    for t in range(n_dates):
+        d = dist[t][masked[t]]
+        d = d[np.isfinite(d)]
+        if d.size:
+            gap_days[t] = float(d.mean())
+    return cloud_fraction.astype(np.float64), gap_days
+
+
 def score_image(
     pred: np.ndarray, truth: np.ndarray, sets: Mapping[str, np.ndarray]
 ) -> dict[str, float | int]:
@@ -188,39 +273,81 @@ def score_series(
     ]
 
 
-def evaluate_tiles(tiles: Iterable[TileSeries], predict: Mapping[str, Method]) -> pd.DataFrame:
+def evaluate_tiles(
+    tiles: Iterable[TileSeries],
+    predict: Mapping[str, Method],
+    bands: Iterable[str] = S2_L1C_BANDS,
+) -> pd.DataFrame:
     """Score every method on every tile that has evaluation gaps (tiles without are skipped).
 
     Each method is called as ``predict[name](tile, available)`` with ``available = clear &
     ~gap`` and must return (T, C, H, W) reflectance.  Truth is ``tile.reflectance()``; the
-    sets are ``masked = clear & gap`` (hidden, truth known) and ``observed = clear & ~gap``.
+    sets are ``masked = clear & gap`` (hidden, truth known), ``observed = clear & ~gap``
+    and ``all = clear`` (masked and observed together, so ``n_all = n_masked +
+    n_observed``).  ``bands`` names the C bands (default the 13 Sentinel-2 L1C bands) for
+    the per-band columns ``mae_masked_<band>`` (MAE on masked pixels; NaN if none).
+
+    ``cloud_fraction`` and ``gap_days`` describe the input of the date (the same for every
+    method), see :func:`input_difficulty`: the share of the date's valid pixels the
+    method cannot see, and the mean distance in days from a masked pixel to the nearest
+    date where that pixel is available.
+
     Rows (one per tile, method and date, in that nesting order) have the columns
-    :data:`METRIC_COLUMNS`.
+    ``metric_columns(bands)`` (:data:`METRIC_COLUMNS` for the default bands).  A method
+    that fails to find a tile (``KeyError``/``InputDataError``), is not callable or
+    returns the wrong shape raises :class:`InputDataError` naming the tile and method; so
+    does a tile whose band count differs from ``len(bands)``.
     """
+    bands = tuple(bands)
+    columns = metric_columns(bands)
     rows: list[dict[str, object]] = []
     for tile in tiles:
         if tile.gap is None:
             continue
         truth = tile.reflectance()
+        if truth.shape[1] != len(bands):
+            raise InputDataError(
+                f"tile {tile.tile}: {truth.shape[1]} bands, expected {len(bands)} "
+                f"({', '.join(bands)})"
+            )
         clear = tile.clear
         gap = np.asarray(tile.gap, dtype=bool)
         if gap.shape != clear.shape:
             raise InputDataError(f"tile {tile.tile}: gap {gap.shape} != mask {clear.shape}")
         available = clear & ~gap
-        sets = {"masked": clear & gap, "observed": available}
+        masked = clear & gap
+        sets = {"masked": masked, "observed": available, "all": clear}
+        cloud_fraction, gap_days = input_difficulty(available, tile.valid, masked, tile.days)
         for method, fn in predict.items():
-            pred = np.asarray(fn(tile, available.copy()))
+            pred = _predict(tile, method, fn, available)
             if pred.shape != truth.shape:
                 raise InputDataError(
                     f"tile {tile.tile}, method {method!r}: prediction has shape {pred.shape}, "
                     f"expected {truth.shape}"
                 )
-            for date, scores in zip(tile.dates, score_series(pred, truth, sets), strict=True):
+            scored = score_series(pred, truth, sets)
+            for t, (date, scores) in enumerate(zip(tile.dates, scored, strict=True)):
+                per_band = band_mae(pred[t], truth[t], masked[t])
                 rows.append(
                     {"tile": tile.tile, "split": tile.split, "date": date, "method": method}
                     | scores
+                    | {f"mae_masked_{b}": float(v) for b, v in zip(bands, per_band, strict=True)}
+                    | {"cloud_fraction": cloud_fraction[t], "gap_days": gap_days[t]}
                 )
-    return pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+def _predict(tile: TileSeries, method: str, fn: Method | None, available: np.ndarray) -> np.ndarray:
+    """Call one method on one tile; a missing method or tile names both in the error."""
+    if fn is None or not callable(fn):
+        raise InputDataError(f"tile {tile.tile}, method {method!r}: no callable method ({fn!r})")
+    try:
+        out = fn(tile, available.copy())
+    except (InputDataError, LookupError) as exc:
+        raise InputDataError(f"tile {tile.tile}, method {method!r}: no prediction ({exc})") from exc
+    if out is None:
+        raise InputDataError(f"tile {tile.tile}, method {method!r}: returned no prediction")
+    return np.asarray(out)
 
 
 def evaluate_region(
@@ -232,30 +359,20 @@ def evaluate_region(
     return evaluate_tiles(iter_tiles(packed_path, split), predict)
 
 
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """Per method (in order of appearance): mean of every metric over rows, NaNs ignored.
+def summarise(df: pd.DataFrame, *, baseline: str = "linear", **kwargs: object) -> pd.DataFrame:
+    """Per-method summary of an :func:`evaluate_tiles` table (kept for the workflow).
 
-    Columns: ``method, rows``, then per set ``n_<set>`` (total scored pixels), the row means
-    ``mae_<set> ... sam_<set>`` and ``mae_<set>_pixel`` (MAE weighted by ``n_<set>``).  A
-    PSNR of ``inf`` (perfect prediction, e.g. a baseline on its own observed pixels) makes
-    the mean ``inf``.
+    The columns of :func:`cloudfree.summary.summarise_region` (tile-level means, medians,
+    bootstrap intervals, paired differences to ``baseline`` and pixel-weighted MAE), with
+    ``n_masked, n_observed`` (total scored pixels per method) inserted after ``rows``.
+    ``kwargs`` go to :func:`~cloudfree.summary.summarise_region` (``n_boot``, ``seed``).
     """
-    out: list[dict[str, object]] = []
-    for method, group in df.groupby("method", sort=False):
-        row: dict[str, object] = {"method": method, "rows": len(group)}
-        for s in SETS:
-            n = group[f"n_{s}"].to_numpy(dtype=np.float64)
-            row[f"n_{s}"] = int(n.sum())
-            for m in METRICS:
-                values = group[f"{m}_{s}"].to_numpy(dtype=np.float64)
-                kept = values[~np.isnan(values)]
-                row[f"{m}_{s}"] = float(kept.mean()) if kept.size else float("nan")
-            err = group[f"mae_{s}"].to_numpy(dtype=np.float64)
-            ok = ~np.isnan(err) & (n > 0)
-            weight = n[ok].sum()
-            row[f"mae_{s}_pixel"] = float((err[ok] * n[ok]).sum() / weight) if weight else np.nan
-        out.append(row)
-    columns = ["method", "rows"] + [
-        c for s in SETS for c in (f"n_{s}", *(f"{m}_{s}" for m in METRICS), f"mae_{s}_pixel")
-    ]
-    return pd.DataFrame(out, columns=columns)
+    from .summary import summarise_region
+
+    out = summarise_region(df, baseline=baseline, **kwargs)  # type: ignore[arg-type]
+    totals = df.groupby("method", sort=False)[[f"n_{s}" for s in SUMMARY_SETS]].sum()
+    at = list(out.columns).index("rows") + 1
+    for i, s in enumerate(SUMMARY_SETS):
+        values = totals[f"n_{s}"].reindex(out["method"]).to_numpy()
+        out.insert(at + i, f"n_{s}", values.astype(np.int64))
+    return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -40,21 +39,5 @@ def training_curve(history: pd.DataFrame, path: str | os.PathLike[str]) -> None:
         ax.plot(val["step"], val["val_mae_masked"], "o-", label="val MAE (masked)")
     ax.set_xlabel("step")
     ax.set_yscale("log")
-    ax.legend()
-    _save(fig, path)
-
-
-def metric_bars(summary: pd.DataFrame, path: str | os.PathLike[str], metric: str = "mae") -> None:
-    """Mean metric per method on masked and observed pixels."""
-    methods = summary["method"].tolist()
-    x = np.arange(len(methods))
-    fig = Figure(figsize=(1.2 * len(methods) + 2, 3.5))
-    ax = fig.subplots()
-    for i, part in enumerate(("masked", "observed")):
-        col = f"{metric}_{part}"
-        if col in summary:
-            ax.bar(x + (i - 0.5) * 0.38, summary[col], width=0.38, label=part)
-    ax.set_xticks(x, methods)
-    ax.set_ylabel(metric.upper())
     ax.legend()
     _save(fig, path)

@@ -11,12 +11,16 @@ from affine import Affine
 from rasterio.crs import CRS
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from cloudfree.bands import S2_L1C_BANDS
 from cloudfree.baselines import as_method
 from cloudfree.errors import InputDataError
 from cloudfree.metrics import (
     METRIC_COLUMNS,
+    band_mae,
     evaluate_tiles,
+    input_difficulty,
     mae,
+    metric_columns,
     psnr,
     rmse,
     sam,
@@ -175,11 +179,15 @@ def _tile(name: str, gap: bool) -> TileSeries:
 def test_evaluate_tiles_table() -> None:
     tiles = [_tile("a", gap=True), _tile("b", gap=False)]
     methods = {"linear": as_method("linear"), "truth": lambda tile, avail: tile.reflectance()}
-    df = evaluate_tiles(tiles, methods)
-    assert tuple(df.columns) == METRIC_COLUMNS
+    df = evaluate_tiles(tiles, methods, bands=("B02", "B03"))
+    assert tuple(df.columns) == metric_columns(("B02", "B03"))
     assert METRIC_COLUMNS[:6] == ("tile", "split", "date", "method", "n_masked", "mae_masked")
     assert METRIC_COLUMNS[10:12] == ("n_observed", "mae_observed")
-    assert len(METRIC_COLUMNS) == 16
+    assert METRIC_COLUMNS[16:18] == ("n_all", "mae_all")
+    assert METRIC_COLUMNS[22:24] == ("mae_masked_B01", "mae_masked_B02")
+    assert METRIC_COLUMNS[-3:] == ("mae_masked_B12", "cloud_fraction", "gap_days")
+    assert len(METRIC_COLUMNS) == 4 + 3 * 6 + 13 + 2
+    assert (df["n_all"] == df["n_masked"] + df["n_observed"]).all()
     assert len(df) == 4 * 2  # tile b has no gap: skipped
     assert set(df["tile"]) == {"a"} and set(df["split"]) == {"test"}
     lin = df[df["method"] == "linear"].reset_index(drop=True)
@@ -206,10 +214,126 @@ def test_evaluate_tiles_rejects_wrong_shapes() -> None:
         return tile.reflectance()[:, :1]
 
     with pytest.raises(InputDataError, match=r"tile a.*'bad'"):
-        evaluate_tiles([_tile("a", gap=True)], {"bad": bad})
+        evaluate_tiles([_tile("a", gap=True)], {"bad": bad}, bands=("B02", "B03"))
+    with pytest.raises(InputDataError, match=r"tile a: 2 bands, expected 13"):
+        evaluate_tiles([_tile("a", gap=True)], {"linear": as_method("linear")})
 
 
 def test_evaluate_tiles_empty() -> None:
     df = evaluate_tiles([], {"linear": as_method("linear")})
     assert isinstance(df, pd.DataFrame) and df.empty
     assert tuple(df.columns) == METRIC_COLUMNS
+
+
+def test_evaluate_tiles_missing_method_names_tile_and_method() -> None:
+    def lookup(tile: TileSeries, available: np.ndarray) -> np.ndarray:
+        return {}[tile.tile]
+
+    def no_file(tile: TileSeries, available: np.ndarray) -> np.ndarray:
+        raise InputDataError(f"eval.h5: no prediction for tile {tile.tile}")
+
+    tiles = [_tile("a", gap=True)]
+    for name, fn in (("lookup", lookup), ("model", no_file), ("none", None)):
+        with pytest.raises(InputDataError, match=rf"tile a, method '{name}'"):
+            evaluate_tiles(tiles, {name: fn}, bands=("B02", "B03"))  # type: ignore[dict-item]
+    with pytest.raises(InputDataError, match=r"tile a, method 'nothing'"):
+        evaluate_tiles(tiles, {"nothing": lambda t, a: None}, bands=("B02", "B03"))
+
+
+# A hand-built 1 x 3 tile: p0, p1, p2 over days 0, 10, 25, 40.
+#   t0: p1 cloudy            -> available p0, p2
+#   t1: p0, p1 in the gap    -> available p2;      masked p0, p1
+#   t2: p2 nodata            -> available p0, p1
+#   t3: p0 in the gap        -> available p1, p2;  masked p0
+OFFSETS = np.array([0.01, -0.03])  # prediction error per band on masked pixels
+
+
+def _hand_tile() -> TileSeries:
+    s2 = np.full((4, 2, 1, 3), 1000, np.uint16)
+    s2[:, 1] = 2000
+    mask = np.zeros((4, 1, 3), np.uint8)
+    mask[0, 0, 1] = 1
+    mask[2, 0, 2] = 255
+    s2[2, :, 0, 2] = 0
+    gap = np.zeros((4, 1, 3), bool)
+    gap[1, 0, :2] = True
+    gap[3, 0, 0] = True
+    return TileSeries(
+        tile="h",
+        split="test",
+        s2=s2,
+        mask=mask,
+        dates=["2021-01-01", "2021-01-11", "2021-01-26", "2021-02-10"],
+        doy=np.array([1, 11, 26, 41], np.int16),
+        crs=CRS.from_epsg(32633),
+        transform=Affine(10, 0, 0, 0, -10, 0),
+        gap=gap,
+    )
+
+
+def _offset_method(tile: TileSeries, available: np.ndarray) -> np.ndarray:
+    """Exact where available, truth + OFFSETS at hidden clear pixels, 0.5 elsewhere."""
+    truth = tile.reflectance().astype(np.float64)
+    pred = np.where(np.isfinite(truth), truth, 0.5)
+    hidden = tile.clear & ~available
+    return pred + OFFSETS[None, :, None, None] * hidden[:, None]
+
+
+def test_hand_tile_sets_band_mae_and_difficulty() -> None:
+    df = evaluate_tiles([_hand_tile()], {"m": _offset_method}, bands=("B02", "B03"))
+    assert list(df.columns)[-4:] == [
+        "mae_masked_B02",
+        "mae_masked_B03",
+        "cloud_fraction",
+        "gap_days",
+    ]
+    assert df["n_masked"].tolist() == [0, 2, 0, 1]
+    assert df["n_observed"].tolist() == [2, 1, 2, 2]
+    assert df["n_all"].tolist() == [2, 3, 2, 3]
+    masked = df["n_masked"] > 0
+    assert df.loc[masked, "mae_masked"].tolist() == pytest.approx([0.02, 0.02])
+    assert df.loc[masked, "rmse_masked"].tolist() == pytest.approx([math.sqrt(0.0005)] * 2)
+    assert df.loc[masked, "mae_masked_B02"].tolist() == pytest.approx([0.01, 0.01])
+    assert df.loc[masked, "mae_masked_B03"].tolist() == pytest.approx([0.03, 0.03])
+    assert df[~masked][["mae_masked", "mae_masked_B02", "mae_masked_B03"]].isna().all().all()
+    assert (df["mae_observed"] == 0).all()
+    # all = masked + observed: (0.01 + 0.03) per masked pixel over 2 bands x n_all pixels
+    assert df["mae_all"].tolist() == pytest.approx([0.0, 0.04 * 2 / 6, 0.0, 0.04 / 6])
+    assert df.loc[1, "rmse_all"] == pytest.approx(math.sqrt(2 * 0.001 / 6))
+    assert df["psnr_all"].iloc[0] == math.inf
+    assert df["cloud_fraction"].tolist() == pytest.approx([1 / 3, 2 / 3, 0.0, 1 / 3])
+    gap_days = df["gap_days"].to_numpy()
+    assert np.isnan(gap_days[[0, 2]]).all()
+    # t1 (day 10): p0 -> day 0 (10 d), p1 -> day 25 (15 d, cloudy at day 0); t3: p0 -> day 25
+    assert gap_days[[1, 3]].tolist() == pytest.approx([12.5, 15.0])
+
+
+def test_input_difficulty_pixel_never_available() -> None:
+    available = np.zeros((3, 1, 2), bool)
+    available[0, 0, 1] = True
+    masked = np.zeros((3, 1, 2), bool)
+    masked[1, 0, :] = True  # p0 is never available: left out of the mean
+    masked[2, 0, 0] = True  # only p0: NaN
+    valid = np.ones((3, 1, 2), bool)
+    valid[2, 0, :] = False  # no valid pixel: NaN cloud fraction
+    cf, gd = input_difficulty(available, valid, masked, np.array([0, 5, 12]))
+    assert cf[:2].tolist() == [0.5, 1.0] and np.isnan(cf[2])
+    assert np.isnan(gd[0]) and gd[1] == 5.0 and np.isnan(gd[2])
+
+
+def test_band_mae_by_hand() -> None:
+    pred, truth, sel = _pair()
+    assert band_mae(pred, truth, sel).tolist() == pytest.approx([0.15, 0.15])  # (.1+.2), (.3+0)
+    assert np.isnan(band_mae(pred, truth, np.zeros((2, 2), bool))).all()
+
+
+def test_default_bands_table_columns() -> None:
+    tile = _hand_tile()
+    tile.s2 = np.repeat(tile.s2[:, :1], len(S2_L1C_BANDS), axis=1)
+    df = evaluate_tiles([tile], {"linear": as_method("linear")})
+    assert tuple(df.columns) == METRIC_COLUMNS
+    band_cols = [f"mae_masked_{b}" for b in S2_L1C_BANDS]
+    masked = df["n_masked"] > 0
+    np.testing.assert_allclose(
+        df.loc[masked, band_cols].mean(axis=1), df.loc[masked, "mae_masked"], rtol=1e-9
+    )

@@ -14,7 +14,7 @@ import torch
 
 from cloudfree.metrics import METRIC_COLUMNS
 
-from ..workflow_run import planned_jobs, snakemake, tiny_config, write_config
+from ..workflow_run import REPO, planned_jobs, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.e2e
 CHAIN = {"download_tiles", "cloud_stats", "pack_hdf5", "train", "infer", "mosaic", "metrics"}
@@ -120,6 +120,17 @@ def test_metrics_table(run):
     assert df.loc[df["n_masked"] == 0, "mae_masked"].isna().all()
 
 
+def test_summaries_have_intervals_and_differences(run):
+    summary = pd.read_csv(run / "results/metrics/europa_summary.csv").set_index("method")
+    assert list(summary.index) == ["model", "linear", "closest", "mean"]
+    assert (summary["mae_masked_ci_low"] <= summary["mae_masked"]).all()
+    assert (summary["mae_masked"] <= summary["mae_masked_ci_high"]).all()
+    assert summary.loc["linear", "mae_masked_diff_linear"] == 0
+    both = pd.read_csv(run / "results/metrics/all_regions.csv")
+    assert sorted(both["region"].unique()) == ["africa", "europa"]
+    assert len(both) == 8
+
+
 def test_complete_run_has_nothing_to_do(run):
     assert dry_run(run, {}) == []
 
@@ -127,8 +138,8 @@ def test_complete_run_has_nothing_to_do(run):
 def test_training_value_reruns_training_and_below(run):
     config = tiny_config(lr=0.0005)
     jobs = dry_run(run, config)
-    assert {rule for rule, _ in jobs} == {"train", "infer", "mosaic", "metrics"}
-    assert len(jobs) == 8
+    assert {rule for rule, _ in jobs} == {"train", "infer", "mosaic", "metrics", "metrics_all"}
+    assert len(jobs) == 9
 
 
 def test_mosaic_rule_reruns_mosaic_only(run):
@@ -141,7 +152,7 @@ def test_seed_of_one_region_reruns_that_region_only(run):
     config = tiny_config()
     config["regions"]["europa"]["synthetic"]["seed"] = 99
     jobs = dry_run(run, config)
-    assert {rule for rule, _ in jobs} == CHAIN
+    assert {rule for rule, _ in jobs} == CHAIN | {"metrics_all"}
     assert all("africa" not in wc.values() for _, wc in jobs)
 
 
@@ -174,5 +185,21 @@ def test_bad_config_fails_before_any_job(tmp_path, section, value, named):
 def test_report_gathers_figures_and_tables(run):
     snakemake(run, "--report", str(run / "report.html"))
     html = (run / "report.html").read_text()
-    for name in ("africa_coverage.png", "history.png", "europa_mae.png", "africa_summary.csv"):
+    for name in (
+        "africa_coverage.png", "history.png", "europa_mae.png", "africa_summary.csv",
+        "africa_difficulty.png", "europa_examples.png", "africa_quicklook.png", "all_regions.csv",
+    ):  # fmt: skip
         assert name in html
+
+
+def _readme_block(after: str) -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    block = readme.split(after, 1)[1].split("```\n", 2)[1]
+    return [c.strip() for c in block.strip().split(",")]
+
+
+def test_metric_columns_are_the_documented_ones(run):
+    table = pd.read_csv(run / "results/metrics/africa.csv", nrows=1)
+    assert list(table.columns) == _readme_block("`results/metrics/<region>.csv`, one row per")
+    summary = pd.read_csv(run / "results/metrics/africa_summary.csv", nrows=1)
+    assert list(summary.columns) == _readme_block("`results/metrics/<region>_summary.csv`, one row")

@@ -76,4 +76,6 @@ def all_outputs():
             f"results/cloudstats/{region}.csv",
             f"results/mosaics/{exp}/{region}",
         ]
+    if len(REGIONS) > 1:
+        outputs.append("results/metrics/all_regions.csv")
     return outputs

@@ -16,6 +16,18 @@ rule metrics:
             category="Metrics",
             labels={"region": "{region}", "figure": "MAE by method"},
         ),
+        difficulty=report(
+            "results/metrics/{region}_difficulty.png",
+            caption="../report/metrics_difficulty.rst",
+            category="Metrics",
+            labels={"region": "{region}", "figure": "error vs cloud cover and gap"},
+        ),
+        examples=report(
+            "results/metrics/{region}_examples.png",
+            caption="../report/metrics_examples.rst",
+            category="Metrics",
+            labels={"region": "{region}", "figure": "example reconstructions"},
+        ),
     log:
         "results/logs/metrics/{region}.log",
     benchmark:
@@ -27,3 +39,23 @@ rule metrics:
         experiment=get_region_experiment,
     script:
         "../scripts/metrics.py"
+
+
+rule metrics_all:
+    input:
+        summaries=expand("results/metrics/{region}_summary.csv", region=REGIONS),
+    output:
+        table=report(
+            "results/metrics/all_regions.csv",
+            caption="../report/metrics_all.rst",
+            category="Metrics",
+            labels={"region": "all", "table": "all regions"},
+        ),
+    log:
+        "results/logs/metrics_all.log",
+    benchmark:
+        "results/benchmarks/metrics_all.tsv"
+    conda:
+        "../../envs/geo.yaml"
+    script:
+        "../scripts/metrics_all.py"

@@ -3,6 +3,12 @@ rule mosaic:
         tiles="results/predictions/{experiment}/{region}/tiles",
     output:
         mosaics=directory("results/mosaics/{experiment}/{region}"),
+        quicklook=report(
+            "results/mosaics/{experiment}/{region}_quicklook.png",
+            caption="../report/mosaic.rst",
+            category="Mosaics",
+            labels={"region": "{region}", "experiment": "{experiment}"},
+        ),
     log:
         "results/logs/mosaic/{experiment}/{region}.log",
     benchmark:

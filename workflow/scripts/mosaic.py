@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
+from cloudfree.figures import mosaic_quicklook
 from cloudfree.mosaic import mosaic_region
 from cloudfree.runlog import setup_script_logging
 
@@ -17,4 +18,5 @@ paths = mosaic_region(
     resolution=params["resolution"],
     resampling=params["resampling"],
 )
+mosaic_quicklook(snakemake.output.mosaics, snakemake.output.quicklook)
 log.info("%d mosaic files written with rule %s", len(paths), params["rule"])
