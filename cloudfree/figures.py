@@ -1,5 +1,5 @@
-"""Report figures: method comparison, error against difficulty, example reconstructions
-and mosaic quicklooks.
+"""Report figures: cloud cover, training curves, method comparison, error against difficulty,
+example reconstructions and mosaic quicklooks.
 
 Every function draws one matplotlib :class:`~matplotlib.figure.Figure` (no pyplot, no
 global state) and writes it atomically as a PNG to ``path``; they all return ``None``.
@@ -361,4 +361,31 @@ def mosaic_quicklook(
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="tiles per pixel")
     fig.suptitle(f"Mosaics of {folder.name} (B04/B03/B02)", fontsize=10)
+    _save(fig, path)
+
+
+def coverage_heatmap(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Cloud (and thin cloud) fraction per tile (rows) and date (columns)."""
+    grid = table.pivot(index="tile", columns="date", values="cloud_fraction")
+    fig = Figure(figsize=(max(4, 0.45 * grid.shape[1] + 2), 0.35 * grid.shape[0] + 1.5))
+    ax = fig.subplots()
+    im = ax.imshow(grid.to_numpy(), vmin=0, vmax=1, cmap="Blues", aspect="auto")
+    ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=90, fontsize=7)
+    ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=7)
+    ax.set_title(f"Cloud cover, {table['region'].iloc[0]}")
+    fig.colorbar(im, ax=ax, label="cloud fraction")
+    _save(fig, path)
+
+
+def training_curve(history: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Training loss and validation MAE on masked pixels against the step."""
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    ax.plot(history["step"], history["train_loss"], lw=0.8, label="train loss (L1)")
+    val = history.dropna(subset=["val_mae_masked"])
+    if not val.empty:
+        ax.plot(val["step"], val["val_mae_masked"], "o-", label="val MAE (masked)")
+    ax.set_xlabel("step")
+    ax.set_yscale("log")
+    ax.legend()
     _save(fig, path)

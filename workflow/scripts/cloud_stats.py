@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from cloudfree.clouds import cloud_statistics
-from cloudfree.plots import coverage_heatmap
+from cloudfree.figures import coverage_heatmap
 from cloudfree.runlog import setup_script_logging
 
 log = setup_script_logging(snakemake)

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 import pandas as pd
 
-from cloudfree.plots import training_curve
+from cloudfree.figures import training_curve
 from cloudfree.runlog import setup_script_logging
 from cloudfree.train import train_model
 
