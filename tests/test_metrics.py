@@ -31,6 +31,17 @@ from cloudfree.metrics import (
 from cloudfree.packing import TileSeries
 
 
+def skimage_ssim_maps(truth: np.ndarray, pred: np.ndarray) -> list[np.ndarray]:
+    """Per-band SSIM maps from scikit-image with the Wang et al. settings used here."""
+    return [
+        structural_similarity(
+            t, p, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+            data_range=1.0, full=True,
+        )[1]
+        for t, p in zip(truth, pred, strict=True)
+    ]  # fmt: skip
+
+
 def _pair() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     truth = np.zeros((2, 2, 2), dtype=np.float32)
     pred = truth.copy()
@@ -79,18 +90,7 @@ def test_ssim_matches_skimage_full_map_mean() -> None:
     pred = np.clip(truth + rng.normal(0, 0.1, truth.shape), 0, 1)
     pred[1] = truth[1] * 0.5 + 0.2
     full = np.ones((24, 20), bool)
-    maps = [
-        structural_similarity(
-            truth[b],
-            pred[b],
-            gaussian_weights=True,
-            sigma=1.5,
-            use_sample_covariance=False,
-            data_range=1.0,
-            full=True,
-        )[1]
-        for b in range(3)
-    ]
+    maps = skimage_ssim_maps(truth, pred)
     expected = float(np.mean([m.mean() for m in maps]))
     assert ssim(pred, truth, full) == pytest.approx(expected, abs=1e-6)
     assert ssim(truth, truth, full) == pytest.approx(1.0, abs=1e-9)
@@ -109,18 +109,7 @@ def test_ssim_with_nodata_outside_the_selection() -> None:
     assert np.isfinite(value) and 0 < value <= 1
     filled_pred, filled_truth = np.nan_to_num(pred), np.nan_to_num(truth)
     scored = sel & np.isfinite(truth).all(axis=0)
-    maps = [
-        structural_similarity(
-            filled_truth[b],
-            filled_pred[b],
-            gaussian_weights=True,
-            sigma=1.5,
-            use_sample_covariance=False,
-            data_range=1.0,
-            full=True,
-        )[1]
-        for b in range(2)
-    ]
+    maps = skimage_ssim_maps(filled_truth, filled_pred)
     assert value == pytest.approx(float(np.mean([m[scored] for m in maps])), abs=1e-6)
     assert math.isnan(ssim(pred, truth, np.isnan(pred[0])))  # NaN predictions are visible
 
