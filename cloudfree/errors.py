@@ -15,3 +15,7 @@ class InputDataError(CloudfreeError):
 
 class ModelFileError(CloudfreeError):
     """A model file is missing, incomplete or of an unknown version."""
+
+
+class StorageError(CloudfreeError, OSError):
+    """An output could not be written: the disk or quota is full (names the output)."""

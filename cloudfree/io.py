@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
@@ -12,9 +13,44 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError
 
-from .errors import InputDataError
+from .errors import InputDataError, StorageError
+
+_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NEARLY_FULL = 1 << 20
+_SPACE_WORDS = ("no space left", "disk space", "disk full", "quota exceeded", "file too large")
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """True if ``exc`` (or an error it wraps) says the disk, quota or file-size limit is hit."""
+    seen: set[int] = set()
+    err: BaseException | None = exc
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, StorageError):
+            return False  # already translated by an inner atomic_path
+        if isinstance(err, OSError) and err.errno in _SPACE_ERRNOS:
+            return True
+        if any(word in str(err).lower() for word in _SPACE_WORDS):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _nearly_full(path: Path) -> bool:
+    """The filesystem of ``path`` has under 1 MiB left (GDAL reports ENOSPC only on stderr)."""
+    try:
+        return shutil.disk_usage(path.parent).free < _NEARLY_FULL
+    except OSError:
+        return False
+
+
+def _free(path: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free on its filesystem"
+    except OSError:
+        return "free space unknown"
 
 
 def _tmp_sibling(path: Path) -> Path:
@@ -36,6 +72,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
         os.replace(tmp, final)
+    except Exception as exc:
+        if _out_of_space(exc) or (
+            isinstance(exc, (OSError, RasterioError, RuntimeError)) and _nearly_full(final)
+        ):
+            raise StorageError(
+                errno.ENOSPC, f"no space left while writing {final} ({_free(final)}): {exc}"
+            ) from exc
+        raise
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -118,5 +162,5 @@ def read_raster(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any
     try:
         with rasterio.open(path) as src:
             return src.read(), dict(src.profile)
-    except RasterioIOError as exc:
+    except (RasterioError, OSError) as exc:
         raise InputDataError(f"cannot read raster {path}: {exc}") from exc
