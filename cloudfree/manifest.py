@@ -8,6 +8,14 @@ One row per tile and date.  Columns:
 - ``image``, ``mask``: paths of the band GeoTIFF and of the cloud-mask GeoTIFF;
 - ``crs`` (WKT or EPSG string), ``left``, ``bottom``, ``right``, ``top`` (tile bounds in it),
   ``width``, ``height`` (pixels).
+
+Optional columns (written when a source fills them, empty otherwise):
+
+- ``probability``: float32 cloud-probability GeoTIFF of the tile and date;
+- ``s1``: Sentinel-1 GeoTIFF of the same tile for that date (SEN12MS-CR-TS).
+
+A source may leave ``mask`` empty (no cloud masks shipped); the tile stage fills it with the
+cloud detector before the manifest is written, so a written manifest always has masks.
 """
 
 from __future__ import annotations
@@ -25,18 +33,41 @@ COLUMNS: tuple[str, ...] = (
     "region", "source", "tile", "date", "split", "image", "mask",
     "crs", "left", "bottom", "right", "top", "width", "height",
 )  # fmt: skip
+OPTIONAL_COLUMNS: tuple[str, ...] = ("probability", "s1")
+PATH_COLUMNS: tuple[str, ...] = ("image", "mask", "probability", "s1")
 SPLITS = ("train", "val", "test")
 TILE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def validate_manifest(df: pd.DataFrame, where: str = "manifest") -> pd.DataFrame:
-    """Check columns, ids, dates and splits; return the rows sorted by tile and date."""
+def _empty(values: pd.Series) -> pd.Series:
+    return values.isna() | (values.astype(str).str.strip() == "")
+
+
+def validate_manifest(
+    df: pd.DataFrame, where: str = "manifest", *, require_masks: bool = True
+) -> pd.DataFrame:
+    """Check columns, ids, dates and splits; return the rows sorted by tile and date.
+
+    Optional columns are added (empty) when absent.  ``require_masks=False`` lets rows
+    without a cloud mask through (a source's output before cloud detection).
+    """
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise InputDataError(f"{where}: missing columns {missing}")
     if df.empty:
         raise InputDataError(f"{where}: no tiles")
+    df = df.copy()
+    for col in OPTIONAL_COLUMNS:
+        df[col] = df[col].fillna("").astype(str) if col in df.columns else ""
+    if require_masks:
+        no_mask = df.loc[_empty(df["mask"])]
+        if not no_mask.empty:
+            row = no_mask.iloc[0]
+            raise InputDataError(
+                f"{where}: tile {row.tile}, date {row.date} has no cloud mask "
+                f"({len(no_mask)} rows without one)"
+            )
     for tile in df["tile"].unique():
         if not TILE_ID.match(str(tile)):
             raise InputDataError(f"{where}: tile id {tile!r} must match {TILE_ID.pattern}")
@@ -57,8 +88,14 @@ def validate_manifest(df: pd.DataFrame, where: str = "manifest") -> pd.DataFrame
     return df.sort_values(["tile", "date"]).reset_index(drop=True)
 
 
+def normalize_manifest(df: pd.DataFrame, where: str = "manifest") -> pd.DataFrame:
+    """The manifest as written: validated, sorted, only the known columns in their order."""
+    keep = [*COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in df.columns)]
+    return validate_manifest(df[keep], where=where)[[*COLUMNS, *OPTIONAL_COLUMNS]]
+
+
 def write_manifest(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    df = validate_manifest(df[list(COLUMNS)], where=str(path))
+    df = normalize_manifest(df, where=str(path))
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
     return Path(path)
@@ -66,7 +103,12 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 
 def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     try:
-        df = pd.read_csv(path, dtype={"tile": str, "date": str})
+        df = pd.read_csv(
+            path,
+            dtype={"tile": str, "date": str, "probability": str, "s1": str},
+            keep_default_na=False,
+            na_values={"left": [""], "bottom": [""], "right": [""], "top": [""]},
+        )
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputDataError(f"cannot read manifest {path}: {exc}") from exc
     return validate_manifest(df, where=str(path))

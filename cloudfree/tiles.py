@@ -1,17 +1,35 @@
-"""The tile stage: fetch or generate a region's tiles and write its manifest."""
+"""The tile stage: fetch, crop or generate a region's tiles and write its manifest.
+
+Sources (``regions.<name>.source``): ``synthetic`` (generated), ``sen12mscrts`` (the dataset
+on disk), ``folder`` (per-date GeoTIFFs) and ``stac`` (L2A COGs over HTTP).  Each returns
+manifest rows whose paths are either inside the staging folder (tiles it wrote) or outside
+it (files it points at, never copied).  Rows without a cloud mask go through the cloud
+detector before the manifest is written.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .errors import ConfigError
-from .io import atomic_path
-from .manifest import write_manifest
+from .manifest import (
+    OPTIONAL_COLUMNS,
+    PATH_COLUMNS,
+    normalize_manifest,
+    validate_manifest,
+    write_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+Source = Callable[[str, Mapping[str, Any], Path], pd.DataFrame]
 
 
 def _synthetic(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
@@ -20,7 +38,80 @@ def _synthetic(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
     return generate_region(region, SyntheticSpec.from_dict(dict(cfg["synthetic"])), dest)
 
 
-SOURCES = {"synthetic": _synthetic}
+def _sen12mscrts(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
+    from .sources.sen12mscrts import sen12mscrts_tiles
+
+    return sen12mscrts_tiles(region, cfg.get("sen12mscrts") or {}, dest)
+
+
+def _folder(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
+    from .sources.folder import folder_tiles
+
+    return folder_tiles(region, cfg.get("folder") or {}, dest)
+
+
+def _stac(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
+    from .sources.stac import stac_tiles
+
+    return stac_tiles(region, cfg.get("stac") or {}, dest)
+
+
+SOURCES: dict[str, Source] = {
+    "synthetic": _synthetic,
+    "sen12mscrts": _sen12mscrts,
+    "folder": _folder,
+    "stac": _stac,
+}
+# Sources whose partial work is kept after a failure, so a rerun fetches only what is missing.
+RESUMABLE = {"stac"}
+
+
+def staging_dir(tiles_dir: str | os.PathLike[str]) -> Path:
+    """The hidden sibling folder a region's tiles are written to before being moved in place."""
+    final = Path(tiles_dir)
+    return final.with_name(f".{final.name}.partial")
+
+
+def _relocate(manifest: pd.DataFrame, tmp: Path, final: Path) -> pd.DataFrame:
+    """Point paths written under the staging folder at the final folder."""
+    tmp_abs = tmp.resolve()
+    out = manifest.copy()
+    for col in PATH_COLUMNS:
+        if col not in out.columns:
+            continue
+        new = []
+        for value in out[col].fillna("").astype(str):
+            if not value:
+                new.append("")
+                continue
+            path = Path(value)
+            try:
+                rel = path.resolve().relative_to(tmp_abs)
+            except ValueError:
+                new.append(value)  # a file the source points at; it stays where it is
+            else:
+                new.append(str(final / rel))
+        out[col] = new
+    return out
+
+
+def _detect_missing_masks(
+    manifest: pd.DataFrame, dest: Path, clouds_cfg: Mapping[str, Any]
+) -> pd.DataFrame:
+    for col in OPTIONAL_COLUMNS:
+        if col not in manifest.columns:
+            manifest[col] = ""
+    empty = manifest["mask"].fillna("").astype(str).str.strip() == ""
+    if not empty.any():
+        return manifest
+    from .detector import masks_for_manifest
+
+    log.info("detecting clouds on %d tile dates without a mask", int(empty.sum()))
+    detected = masks_for_manifest(manifest.loc[empty].copy(), dest, clouds_cfg)
+    out = manifest.copy()
+    for col in ("mask", "probability"):
+        out.loc[empty, col] = detected[col].to_numpy()
+    return out
 
 
 def download_tiles(
@@ -28,11 +119,13 @@ def download_tiles(
     region_cfg: Mapping[str, Any],
     tiles_dir: str | os.PathLike[str],
     manifest_out: str | os.PathLike[str],
+    clouds_cfg: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Make the region's tiles in ``tiles_dir`` and its manifest, both atomically.
 
-    The tiles are written to a temporary directory moved into place at the end, so a killed
-    run never leaves a tile folder that looks complete.
+    The tiles are written to a hidden staging folder moved into place at the end, so a
+    failed run never leaves a tile folder that looks complete.  A resumable source (STAC)
+    keeps its staging folder after a failure, so the next run fetches only what is missing.
     """
     source = region_cfg.get("source")
     if source not in SOURCES:
@@ -40,10 +133,22 @@ def download_tiles(
             f"regions.{region}.source: {source!r} is not available; choose one of {sorted(SOURCES)}"
         )
     final = Path(tiles_dir)
-    with atomic_path(final) as tmp:
+    tmp = staging_dir(final)
+    if source not in RESUMABLE and tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
         manifest = SOURCES[source](region, region_cfg, tmp)
-        # The manifest must name the files where they will live, not the temporary folder.
-        for col in ("image", "mask"):
-            manifest[col] = [str(final / Path(p).relative_to(tmp)) for p in manifest[col]]
+        manifest = validate_manifest(manifest, f"regions.{region}", require_masks=False)
+        manifest = _detect_missing_masks(manifest, tmp / "clouds", clouds_cfg or {})
+        manifest = _relocate(manifest, tmp, final)
+        manifest = normalize_manifest(manifest, f"regions.{region}")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        if source not in RESUMABLE or not any(tmp.iterdir()):
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     write_manifest(manifest, manifest_out)
     return manifest

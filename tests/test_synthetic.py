@@ -14,7 +14,7 @@ from scipy import ndimage
 from cloudfree import synthetic as syn
 from cloudfree.bands import CLEAR, CLOUD, MASK_NODATA, S2_L1C_BANDS, SHADOW, THIN_CLOUD
 from cloudfree.errors import ConfigError
-from cloudfree.manifest import COLUMNS, SPLITS, validate_manifest
+from cloudfree.manifest import COLUMNS, OPTIONAL_COLUMNS, SPLITS, validate_manifest
 
 B = {name: i for i, name in enumerate(S2_L1C_BANDS)}
 
@@ -348,7 +348,7 @@ def read(path: str) -> tuple[np.ndarray, rasterio.profiles.Profile, dict, tuple]
 
 def test_manifest(region: tuple[syn.SyntheticSpec, pd.DataFrame]) -> None:
     spec, df = region
-    assert tuple(df.columns) == COLUMNS
+    assert tuple(df.columns) == (*COLUMNS, *OPTIONAL_COLUMNS)
     assert len(df) == 9 * spec.n_dates
     validate_manifest(df)
     assert set(df["source"]) == {"synthetic"} and set(df["region"]) == {"demo"}

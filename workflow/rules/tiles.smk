@@ -10,5 +10,6 @@ checkpoint download_tiles:
         "../../envs/geo.yaml"
     params:
         region=region_config,
+        clouds=detector_config,
     script:
         "../scripts/download_tiles.py"

@@ -13,5 +13,6 @@ manifest = download_tiles(
     snakemake.params.region,
     snakemake.output.tiles,
     snakemake.output.manifest,
+    clouds_cfg=snakemake.params.clouds,
 )
 log.info("%d tiles, %d dates in total", manifest["tile"].nunique(), len(manifest))

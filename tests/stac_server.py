@@ -1,0 +1,260 @@
+"""A STAC API and COG file server on 127.0.0.1 for tests: ``/`` (landing page), ``/search``
+(GET and POST, filters by datetime and eo:cloud_cover) and ``/cogs/<file>`` (static files with
+HTTP range requests).  ``fail_every=n`` answers every n-th request with 503, as a flaky
+server does; ``drop_every=n`` closes the connection of every n-th request without an answer;
+``stall_every=n`` holds every n-th request ``stall_seconds`` before answering (longer than the
+client's timeout); ``fail_paths`` makes the matching requests fail every time; ``token``
+answers 401 to requests without ``Authorization: Bearer <token>``.  Every request is logged for
+tests that count what was fetched."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.warp import transform_bounds
+
+from cloudfree.sources.stac import EARTH_SEARCH_ASSETS
+
+CRS = "EPSG:32737"
+ORIGIN = (500000.0, 8300000.0)
+SCENE_PX = 256  # 10 m pixels per scene side
+CONFORMS = [
+    "https://api.stacspec.org/v1.0.0/core",
+    "https://api.stacspec.org/v1.0.0/item-search",
+    "https://api.stacspec.org/v1.0.0/item-search#query",
+]
+
+
+def write_cog(path: Path, data: np.ndarray, res: float, nodata: int) -> None:
+    prof = dict(
+        driver="COG", width=data.shape[1], height=data.shape[0], count=1, dtype=data.dtype.name,
+        crs=CRS, transform=Affine(res, 0, ORIGIN[0], 0, -res, ORIGIN[1]), nodata=nodata,
+        blocksize=128, compress="deflate", overviews="NONE",
+    )  # fmt: skip
+    with rasterio.open(path, "w", **prof) as dst:
+        dst.write(data, 1)
+
+
+def make_scenes(root: Path, dates: list[str], covers: list[float], seed: int = 0) -> list[dict]:
+    """One L2A-like scene per date: 12 band COGs (10/20/60 m, DN) and an SCL COG at 20 m
+    with a cloud (SCL 9) block in the upper-left corner and nodata (SCL 0) along the right."""
+    rng = np.random.default_rng(seed)
+    res = {"B01": 60, "B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B09": 60, "B11": 20, "B12": 20}
+    items = []
+    root.mkdir(parents=True, exist_ok=True)
+    for day, cover in zip(dates, covers, strict=True):
+        assets = {}
+        for band, key in EARTH_SEARCH_ASSETS.items():
+            r = res.get(band, 10)
+            n = SCENE_PX * 10 // r
+            data = rng.integers(1000, 5000, size=(n, n), dtype=np.uint16)
+            write_cog(root / f"{day}_{key}.tif", data, r, 0)
+            assets[key] = f"{day}_{key}.tif"
+        n = SCENE_PX // 2
+        scl = np.full((n, n), 4, np.uint8)
+        scl[:8, :8] = 9  # 160 m of cloud at the upper-left corner
+        scl[:, -4:] = 0
+        write_cog(root / f"{day}_scl.tif", scl, 20, 0)
+        assets["scl"] = f"{day}_scl.tif"
+        items.append({"date": day, "cover": cover, "assets": assets})
+    return items
+
+
+class StacServer:
+    """Serve ``items`` (from make_scenes) and the files in ``root`` on a free local port."""
+
+    def __init__(
+        self,
+        root: Path,
+        items: list[dict],
+        fail_every: int = 0,
+        fail_paths: str = "",
+        *,
+        drop_every: int = 0,
+        stall_every: int = 0,
+        stall_seconds: float = 3.0,
+        token: str | None = None,
+    ) -> None:
+        self.root, self.items, self.fail_every = root, items, fail_every
+        self.fail_paths = fail_paths  # requests whose path contains this always fail
+        self.drop_every, self.stall_every, self.stall_seconds = (
+            drop_every,
+            stall_every,
+            stall_seconds,
+        )
+        self.token = token
+        self.log: list[tuple[str, str, str]] = []
+        self.failures = 0
+        self.drops = self.stalls = self.unauthorised = 0
+        self._count = 0
+        self._lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> StacServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def cog_requests(self) -> list[tuple[str, str, str]]:
+        return [r for r in self.log if r[1].startswith("/cogs/")]
+
+    # --------------------------------------------------------------- STAC documents
+
+    def landing(self) -> dict[str, Any]:
+        return {
+            "type": "Catalog", "id": "test", "stac_version": "1.0.0", "description": "test",
+            "conformsTo": CONFORMS,
+            "links": [
+                {"rel": "self", "href": self.url + "/", "type": "application/json"},
+                {"rel": "root", "href": self.url + "/", "type": "application/json"},
+                {"rel": "search", "href": self.url + "/search", "method": "GET",
+                 "type": "application/geo+json"},
+                {"rel": "search", "href": self.url + "/search", "method": "POST",
+                 "type": "application/geo+json"},
+            ],
+        }  # fmt: skip
+
+    def item(self, it: dict) -> dict[str, Any]:
+        side = SCENE_PX * 10.0
+        box = (ORIGIN[0], ORIGIN[1] - side, ORIGIN[0] + side, ORIGIN[1])
+        w, s, e, n = transform_bounds(CRS, "EPSG:4326", *box)
+        return {
+            "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [],
+            "id": f"S2_{it['date']}", "collection": "sentinel-2-l2a", "bbox": [w, s, e, n],
+            "geometry": {"type": "Polygon",
+                         "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
+            "properties": {"datetime": f"{it['date']}T08:00:00Z", "eo:cloud_cover": it["cover"]},
+            "assets": {k: {"href": f"{self.url}/cogs/{v}", "type": "image/tiff"}
+                       for k, v in it["assets"].items()},
+            "links": [],
+        }  # fmt: skip
+
+    def search(self, params: dict[str, Any]) -> dict[str, Any]:
+        start, end = str(params.get("datetime", "../..")).split("/")
+        query = params.get("query") or {}
+        if isinstance(query, str):
+            query = json.loads(query)
+        lte = query.get("eo:cloud_cover", {}).get("lte", 100)
+        lo = date.min if start in ("..", "") else date.fromisoformat(start[:10])
+        hi = date.max if end in ("..", "") else date.fromisoformat(end[:10])
+        feats = [
+            self.item(it)
+            for it in self.items
+            if lo <= date.fromisoformat(it["date"]) <= hi and it["cover"] <= lte
+        ]
+        return {"type": "FeatureCollection", "features": feats, "links": []}
+
+    # --------------------------------------------------------------- HTTP
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def _flaky(self) -> bool:
+                with server._lock:
+                    server._count += 1
+                    server.log.append((self.command, self.path, self.headers.get("Range", "")))
+                    n = server._count
+                    fail = (server.fail_every and n % server.fail_every == 0) or (
+                        server.fail_paths and server.fail_paths in self.path
+                    )
+                    drop = bool(server.drop_every and n % server.drop_every == 0)
+                    stall = bool(server.stall_every and n % server.stall_every == 0)
+                    denied = bool(
+                        server.token
+                        and self.headers.get("Authorization") != f"Bearer {server.token}"
+                    )
+                    server.failures += bool(fail)
+                    server.drops += drop and not fail
+                    server.stalls += stall and not (fail or drop)
+                    server.unauthorised += denied
+                if denied:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return True
+                if drop and not fail:  # hang up without a word
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return True
+                if stall and not fail:
+                    time.sleep(server.stall_seconds)
+                if fail:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                return bool(fail)
+
+            def _json(self, doc: dict) -> None:
+                body = json.dumps(doc).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self._flaky():
+                    return
+                if urlparse(self.path).path == "/search":
+                    self._json(server.search(json.loads(body or b"{}")))
+                else:
+                    self.send_error(404)
+
+            def do_HEAD(self) -> None:
+                self.do_GET(head=True)
+
+            def do_GET(self, head: bool = False) -> None:
+                if self._flaky():
+                    return
+                url = urlparse(self.path)
+                if url.path in ("/", ""):
+                    return self._json(server.landing())
+                if url.path == "/search":
+                    params = {k: v[0] for k, v in parse_qs(url.query).items()}
+                    return self._json(server.search(params))
+                if not url.path.startswith("/cogs/"):
+                    return self.send_error(404)
+                path = server.root / Path(url.path).name
+                if not path.is_file():
+                    return self.send_error(404)
+                data = path.read_bytes()
+                rng = self.headers.get("Range")
+                if rng and rng.startswith("bytes="):
+                    a, _, b = rng[6:].split(",")[0].partition("-")
+                    lo, hi = int(a), min(int(b) if b else len(data) - 1, len(data) - 1)
+                    chunk = data[lo : hi + 1]
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {lo}-{hi}/{len(data)}")
+                else:
+                    chunk = data
+                    self.send_response(200)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Type", "image/tiff")
+                self.send_header("Content-Length", str(len(chunk)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(chunk)
+
+        return Handler

@@ -1,0 +1,129 @@
+"""The ``stac`` source against a real HTTP server on 127.0.0.1 (STAC search + COG ranges)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+
+import pytest
+import rasterio
+from rasterio.warp import transform_bounds
+
+from cloudfree.errors import InputDataError
+from cloudfree.manifest import read_manifest
+from cloudfree.tiles import download_tiles, staging_dir
+
+from .stac_server import CRS, ORIGIN, StacServer, make_scenes
+
+DATES = ["2021-03-02", "2021-03-12", "2021-03-22"]
+COVERS = [10.0, 80.0, 20.0]  # the second date is above max_cloud_cover
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cogs")
+    return root, make_scenes(root, DATES, COVERS)
+
+
+def stac_cfg(url: str, **extra) -> dict:
+    # 64 x 64 px of 10 m at the scene's upper-left corner, in degrees
+    box = (ORIGIN[0] + 5, ORIGIN[1] - 635, ORIGIN[0] + 635, ORIGIN[1] - 5)
+    return {
+        "url": url, "bbox": list(transform_bounds(CRS, "EPSG:4326", *box)),
+        "start": "2021-03-01", "end": "2021-03-31", "max_cloud_cover": 50, "crs": CRS,
+        "tile_size": 32, "block": 1, "val_fraction": 0.25, "test_fraction": 0.25,
+        "retries": 5, "backoff": 0.01, "timeout": 5, **extra,
+    }  # fmt: skip
+
+
+def run(tmp_path, cfg):
+    tiles, csv = tmp_path / "resources/tiles/s", tmp_path / "results/tiles/s.csv"
+    return download_tiles("s", {"source": "stac", "stac": cfg}, tiles, csv), tiles, csv
+
+
+def test_stac_tiles_through_a_flaky_server(tmp_path, scenes):
+    root, items = scenes
+    with StacServer(root, items, fail_every=7) as server:
+        manifest, tiles, csv = run(tmp_path, stac_cfg(server.url))
+    assert server.failures > 0  # the retries went through the failed requests
+    assert read_manifest(csv).equals(manifest)
+    assert sorted(manifest["date"].unique()) == ["2021-03-02", "2021-03-22"]
+    assert set(manifest["split"]) == {"train", "val", "test"}
+    for _, rows in manifest.groupby("tile"):
+        assert list(rows["date"]) == sorted(rows["date"])
+        for _, row in rows.iterrows():
+            with rasterio.open(row["image"]) as img, rasterio.open(row["mask"]) as msk:
+                assert img.crs.to_epsg() == 32737 and img.res == (10.0, 10.0)
+                assert img.count == 13 and img.dtypes[0] == "uint16"
+                assert msk.transform == img.transform and msk.shape == img.shape
+                assert img.bounds == pytest.approx((row.left, row.bottom, row.right, row.top))
+                dn, mask = img.read(), msk.read(1)
+            assert ((dn[:, mask != 255] > 0).all()) and (dn[:, mask == 255] == 0).all()
+    first = manifest.set_index("tile").loc["r0c0"].iloc[0]
+    with rasterio.open(first["mask"]) as msk:
+        m = msk.read(1)
+    assert (m == 1).any() and (m == 0).any()  # SCL 9 (cloud) in the corner, SCL 4 elsewhere
+    # windowed reads only: every COG GET asks for a byte range, none for a whole file
+    gets = [r for r in server.cog_requests() if r[0] == "GET"]
+    assert gets and all(r[2].startswith("bytes=") for r in gets)
+    assert not staging_dir(tiles).exists()
+
+
+def test_rerun_fetches_only_missing_tiles(tmp_path, scenes):
+    root, items = scenes
+    with StacServer(root, items) as server:
+        manifest, tiles, csv = run(tmp_path, stac_cfg(server.url))
+    full = len(server.cog_requests())
+    # an interrupted run: its staging folder holds all tiles but one tile date
+    shutil.copytree(tiles, staging_dir(tiles))
+    shutil.rmtree(tiles)
+    csv.unlink()
+    for suffix in ("S2", "CLD"):
+        (staging_dir(tiles) / "r1c1" / f"2021-03-22_{suffix}.tif").unlink()
+    # a new server (new port, so nothing comes from GDAL's in-process cache)
+    with StacServer(root, items) as again_server:
+        again, _, _ = run(tmp_path, stac_cfg(again_server.url))
+    partial = again_server.cog_requests()
+    cols = ["tile", "date", "split", "left", "top"]
+    assert again[cols].equals(manifest[cols])
+    # only the missing date's files were asked for, and fewer requests than a full run
+    assert {r[1].split("/")[-1][:10] for r in partial} == {"2021-03-22"}
+    assert 0 < len(partial) < full
+
+
+def test_unreachable_api_is_a_clear_error(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    with pytest.raises(InputDataError, match=rf"127\.0\.0\.1:{port} cannot be reached"):
+        run(tmp_path, stac_cfg(f"http://127.0.0.1:{port}", retries=1))
+    assert not (tmp_path / "resources/tiles").exists() or not any(
+        (tmp_path / "resources/tiles").iterdir()
+    )
+
+
+def test_no_items_names_the_search(tmp_path, scenes):
+    root, items = scenes
+    with StacServer(root, items) as server, pytest.raises(InputDataError, match="no sentinel"):
+        run(tmp_path, stac_cfg(server.url, start="2022-01-01", end="2022-02-01"))
+    assert not (tmp_path / "results/tiles/s.csv").exists()
+
+
+def test_failing_cog_gives_up_naming_the_file_and_a_rerun_resumes(tmp_path, scenes):
+    root, items = scenes
+    # every request for the last date's files fails: the first date's tiles get written
+    with StacServer(root, items, fail_paths="2021-03-22_") as server:
+        with pytest.raises(InputDataError, match=r"/cogs/2021-03-22_.*failed after 2 attempts"):
+            run(tmp_path, stac_cfg(server.url, retries=1))
+    tiles = tmp_path / "resources/tiles/s"
+    assert not tiles.exists() and not (tmp_path / "results/tiles/s.csv").exists()
+    kept = sorted(p.name for p in staging_dir(tiles).rglob("*.tif"))
+    assert kept and all(name.startswith("2021-03-02_") for name in kept)
+    with StacServer(root, items) as server:
+        manifest, _, _ = run(tmp_path, stac_cfg(server.url))
+    fetched = {r[1].split("/")[-1][:10] for r in server.cog_requests()}
+    assert fetched == {"2021-03-22"} and sorted(manifest["date"].unique()) == [
+        "2021-03-02",
+        "2021-03-22",
+    ]
+    assert not staging_dir(tiles).exists()
