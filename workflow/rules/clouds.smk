@@ -4,11 +4,36 @@ rule cloud_stats:
     output:
         coverage="results/cloudstats/{region}.csv",
         runs="results/cloudstats/{region}_runs.csv",
+        tiles="results/cloudstats/{region}_tiles.csv",
+        summary=report(
+            "results/cloudstats/{region}_summary.csv",
+            caption="../report/cloud_summary.rst",
+            category="Cloud statistics",
+            labels={"region": "{region}", "figure": "summary table"},
+        ),
+        dates=report(
+            "results/cloudstats/{region}_dates.csv",
+            caption="../report/cloud_dates.rst",
+            category="Cloud statistics",
+            labels={"region": "{region}", "figure": "date selection"},
+        ),
         heatmap=report(
             "results/cloudstats/{region}_coverage.png",
             caption="../report/cloud_coverage.rst",
             category="Cloud statistics",
             labels={"region": "{region}", "figure": "coverage"},
+        ),
+        runs_plot=report(
+            "results/cloudstats/{region}_runs.png",
+            caption="../report/cloud_runs.rst",
+            category="Cloud statistics",
+            labels={"region": "{region}", "figure": "run lengths"},
+        ),
+        clear_dates_plot=report(
+            "results/cloudstats/{region}_clear_dates.png",
+            caption="../report/cloud_clear_dates.rst",
+            category="Cloud statistics",
+            labels={"region": "{region}", "figure": "clear dates"},
         ),
     log:
         "results/logs/cloud_stats/{region}.log",
@@ -16,5 +41,7 @@ rule cloud_stats:
         "results/benchmarks/cloud_stats/{region}.tsv"
     conda:
         "../../envs/geo.yaml"
+    params:
+        clouds=config_provider("clouds"),
     script:
         "../scripts/cloud_stats.py"

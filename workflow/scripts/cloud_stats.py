@@ -1,16 +1,21 @@
-"""Rule cloud_stats: coverage per tile and date, cloudy run lengths, coverage heat map."""
+"""Rule cloud_stats: coverage, run lengths, clear dates and the date selection of a region."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from cloudfree.clouds import cloud_statistics
-from cloudfree.figures import coverage_heatmap
+from cloudfree.figures import clear_dates_distribution, coverage_heatmap, run_length_histogram
 from cloudfree.runlog import setup_script_logging
 
 log = setup_script_logging(snakemake)
-table, runs = cloud_statistics(
-    snakemake.input.manifest, snakemake.output.coverage, snakemake.output.runs
+out = snakemake.output
+stats = cloud_statistics(
+    snakemake.input.manifest,
+    {k: out[k] for k in ("coverage", "runs", "tiles", "summary", "dates")},
+    snakemake.params.clouds,
 )
-coverage_heatmap(table, snakemake.output.heatmap)
-log.info("mean cloud fraction %.3f over %d tile-dates", table["cloud_fraction"].mean(), len(table))
+coverage_heatmap(stats.coverage, out.heatmap)
+run_length_histogram(stats.runs, out.runs_plot, snakemake.wildcards.region)
+clear_dates_distribution(stats.tiles, out.clear_dates_plot)
+log.info("summary:\n%s", stats.summary.T.to_string())
