@@ -11,7 +11,10 @@ Every sample is a dict of tensors (T dates, C bands, h x w pixels):
 - ``target`` (T, C, h, w) float32: normalised reflectance of the truth, 0 where unknown;
 - ``known`` (T, h, w) bool: the truth is known (the pixel is clear);
 - ``hidden`` (T, h, w) bool: known but hidden by the gap (the pixels scored as "masked");
-- ``doy`` (T,) int64: day of year of each date.
+- ``doy`` (T,) int64: day of year of each date (0 on padding);
+- ``gap`` (T, h, w) bool: the synthetic (training) or fixed (evaluation) gap mask;
+- ``cloud`` (T, h, w) bool: the real cloud/shadow mask of the dates;
+- ``pad`` (T,) bool: padding dates of a short training sequence (no data, never hidden).
 
 Datasets open their HDF5 files lazily, once per process, so they work with any number of
 DataLoader workers (forked or spawned); ``__init__`` only reads metadata and closes.
@@ -20,18 +23,29 @@ DataLoader workers (forked or spawned); ``__init__`` only reads metadata and clo
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import h5py
 import numpy as np
+import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from scipy.ndimage import binary_dilation
+from torch.utils.data import DataLoader, Dataset
 
 from .bands import CLEAR, MASK_NODATA, NODATA, REFLECTANCE_SCALE
 from .errors import ConfigError, InputDataError
-from .packing import open_packed, read_tile, tile_names
+from .packing import (
+    DATE_CLASSES,
+    _decode,
+    norm_from_sums,
+    open_packed,
+    read_tile,
+    stored_norm,
+    tile_names,
+)
 
 Paths = Sequence[str | os.PathLike[str]]
 
@@ -97,9 +111,30 @@ def _cloudy(mask: np.ndarray) -> np.ndarray:
 
 
 def compute_norm_stats(paths: Paths, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and std of reflectance (DN / scale) over the clear pixels of a split."""
+    """Per-band mean and std of reflectance (DN / scale) over the clear pixels of a split.
+
+    Uses the sums stored at packing time when every file has them for ``split`` (pooled over
+    the files, so several regions normalise as one); otherwise reads the pixels.
+    """
     meta = read_meta(paths)
-    c = len(meta.bands)
+    stored = []
+    for path in paths:
+        with open_packed(path) as h5:
+            stored.append(stored_norm(h5, split))
+    if all(s is not None for s in stored):
+        n = sum(s[0] for s in stored)  # type: ignore[index]
+        s1 = np.sum([s[1] for s in stored], axis=0)  # type: ignore[index]
+        s2sum = np.sum([s[2] for s in stored], axis=0)  # type: ignore[index]
+    else:
+        n, s1, s2sum = _read_norm_sums(paths, split, len(meta.bands), meta.scale)
+    if n == 0:
+        raise InputDataError(f"no clear pixels in the {split!r} tiles of {list(map(str, paths))}")
+    return norm_from_sums(n, s1, s2sum)
+
+
+def _read_norm_sums(
+    paths: Paths, split: str, c: int, scale: float
+) -> tuple[int, np.ndarray, np.ndarray]:
     n = 0
     s1 = np.zeros(c, dtype=np.float64)
     s2sum = np.zeros(c, dtype=np.float64)
@@ -110,15 +145,11 @@ def compute_norm_stats(paths: Paths, split: str = "train") -> tuple[np.ndarray, 
                 for t in range(g["s2"].shape[0]):
                     img = g["s2"][t]  # (C, H, W)
                     clear = _clear(img[None], g["mask"][t][None])[0]
-                    vals = img[:, clear].astype(np.float64) / meta.scale  # (C, N)
+                    vals = img[:, clear].astype(np.float64) / scale  # (C, N)
                     n += vals.shape[1]
                     s1 += vals.sum(axis=1)
                     s2sum += (vals**2).sum(axis=1)
-    if n == 0:
-        raise InputDataError(f"no clear pixels in the {split!r} tiles of {list(map(str, paths))}")
-    mean = s1 / n
-    std = np.sqrt(np.maximum(s2sum / n - mean**2, 0.0))
-    return mean, np.maximum(std, 1e-4)
+    return n, s1, s2sum
 
 
 class _PackedReader:
@@ -157,14 +188,17 @@ class _PackedReader:
         self._reset()
 
     def read(
-        self, ref: TileRef, dates: slice, rows: slice, cols: slice
+        self, ref: TileRef, dates: slice | np.ndarray, rows: slice, cols: slice
     ) -> tuple[np.ndarray, np.ndarray]:
-        """s2 (T, C, h, w) uint16 and mask (T, h, w) uint8 of a window of a tile."""
+        """s2 (T, C, h, w) and mask (T, h, w) uint8 of a window of a tile.
+
+        ``dates`` is a slice or increasing date indices (only those chunks are read).
+        """
         key = (ref.file, ref.tile)
         h5 = self.h5(ref.file)
         if key not in self._cache:
             g = h5["tiles"][ref.tile]
-            size = g["s2"].size * 2 + g["mask"].size
+            size = g["s2"].nbytes + g["mask"].nbytes
             if self._cached + size > self.cache_bytes:
                 return (
                     g["s2"][dates, :, rows, cols],
@@ -194,12 +228,15 @@ def _sample_dict(
     mean: np.ndarray,
     std: np.ndarray,
     scale: float,
+    cloud: np.ndarray | None = None,
+    pad: np.ndarray | None = None,
 ) -> dict[str, torch.Tensor]:
     refl = s2.astype(np.float32) / np.float32(scale)
     norm = (refl - mean[None, :, None, None]) / std[None, :, None, None]
     avail = clear & ~gap
     x = np.where(avail[:, None], norm, np.float32(0))
     target = np.where(clear[:, None], norm, np.float32(0))
+    t = clear.shape[0]
     return {
         "x": torch.from_numpy(x.astype(np.float32, copy=False)),
         "avail": torch.from_numpy(avail.astype(np.float32)),
@@ -207,6 +244,11 @@ def _sample_dict(
         "known": torch.from_numpy(clear.copy()),
         "hidden": torch.from_numpy(clear & gap),
         "doy": torch.from_numpy(doy.astype(np.int64)),
+        "gap": torch.from_numpy(gap.copy()),
+        "cloud": torch.from_numpy(
+            np.zeros(clear.shape, dtype=bool) if cloud is None else cloud.copy()
+        ),
+        "pad": torch.from_numpy(np.zeros(t, dtype=bool) if pad is None else pad.copy()),
     }
 
 
@@ -218,27 +260,62 @@ def _norm_arrays(norm: tuple[Sequence[float], Sequence[float]], c: int) -> tuple
     return mean, std
 
 
+@dataclass(frozen=True)
+class _Dates:
+    """Date metadata of a tile, and the starts of the sequences a sampler may draw."""
+
+    doy: np.ndarray  # (T,) int
+    days: np.ndarray  # (T,) days since the first date
+    date_class: np.ndarray  # (T,) codes of DATE_CLASSES
+    eligible: np.ndarray  # indices of the dates sequences are drawn from
+    runs: np.ndarray  # for each eligible start: length of the run (<= seq_len)
+
+
+def _eligible(date_class: np.ndarray, codes: list[int] | None) -> np.ndarray:
+    """Indices of the dates of the given class codes (all dates for None)."""
+    if codes is None:
+        return np.arange(len(date_class))
+    return np.flatnonzero(np.isin(date_class, codes))
+
+
+def _runs(days: np.ndarray, eligible: np.ndarray, seq_len: int, max_gap: int | None) -> np.ndarray:
+    """Per eligible start, how many consecutive eligible dates (gap <= max_gap) follow."""
+    n = len(eligible)
+    out = np.zeros(n, dtype=np.int64)
+    for p in range(n):
+        r = 1
+        while (
+            r < seq_len
+            and p + r < n
+            and (max_gap is None or days[eligible[p + r]] - days[eligible[p + r - 1]] <= max_gap)
+        ):
+            r += 1
+        out[p] = r
+    return out
+
+
 class TrainDataset(Dataset):
-    """Self-supervised training samples: random crops of the ``split`` tiles with gaps.
+    """Self-supervised training samples (U-TILISE): sequences of a tile with synthetic gaps.
 
     Item ``i`` is a pure function of ``(seed, i)``, so results do not depend on the number of
     DataLoader workers or their order.  ``len`` is ``samples_per_epoch``; a training run
     usually draws ``steps * batch_size`` indices once.
 
-    Sequence length: ``seq_len=None`` uses the smallest date count of the tiles (all dates
-    when, as in the default data, every tile has the same number); a tile with more dates
-    contributes a random window of ``seq_len`` consecutive dates.
+    A sample is a random crop of a tile over a sequence of its dates: up to ``seq_len``
+    consecutive dates of ``date_classes`` (``None``: every date) whose neighbours are at
+    most ``max_gap_days`` apart, at least ``min_len`` of them; shorter sequences are padded
+    at the end (``pad`` True, no data, never hidden).  Gaps are real cloud masks of another
+    tile of the same file (region and split), at random dates of that tile, laid over a
+    ``masked_fraction`` of the sequence's dates (``None``: over every date), optionally
+    dilated by ``dilation`` pixels; at least one date of a sequence stays without a gap.
+    ``hidden`` (the pixels a loss scores as masked) is ``gap & known``: never on padding or
+    on pixels that are really cloudy.  Random flips and 90 degree rotations with ``augment``.
 
-    Args:
-        paths: packed files.
-        norm: per-band (mean, std) of reflectance, e.g. from :func:`compute_norm_stats`.
-        crop: crop size in pixels (at most the smallest tile side).
-        samples_per_epoch: dataset length.
-        seq_len: dates per sample (see above).
-        seed: base seed.
-        augment: random flips and 90 degree rotations.
-        split: tiles to draw from; gap donors are the other tiles of that split.
-        cache_bytes: per-process budget for keeping whole tiles in memory.
+    Defaults reproduce the plain sampler: every date, ``seq_len=None`` = the smallest date
+    count of the tiles, ``min_len=None`` = ``seq_len`` (no padding).
+
+    Raises :class:`InputDataError` naming the regions and the thresholds to relax when the
+    split is empty or no tile has a sequence that satisfies them.
     """
 
     def __init__(
@@ -253,30 +330,88 @@ class TrainDataset(Dataset):
         augment: bool = True,
         split: str = "train",
         cache_bytes: int = 256 << 20,
+        min_len: int | None = None,
+        max_gap_days: int | None = None,
+        date_classes: Sequence[str] | None = None,
+        masked_fraction: float | None = None,
+        dilation: int = 0,
     ) -> None:
         meta = read_meta(paths)
         self.meta = meta
-        self.tiles = [t for t in meta.tiles if t.split == split]
-        if not self.tiles:
-            raise InputDataError(f"no {split!r} tiles in {[str(p) for p in paths]}")
+        tiles = [t for t in meta.tiles if t.split == split]
+        if not tiles:
+            raise InputDataError(
+                f"region(s) {', '.join(meta.regions)}: no {split!r} tiles in "
+                f"{[str(p) for p in paths]}; the manifest's split column decides (for "
+                "synthetic regions: regions.<name>.synthetic.val_fraction and test_fraction)"
+            )
         self.mean, self.std = _norm_arrays(norm, len(meta.bands))
-        smallest = min(min(t.height, t.width) for t in self.tiles)
+        smallest = min(min(t.height, t.width) for t in tiles)
         if not 1 <= crop <= smallest:
             raise ConfigError(
                 f"crop {crop} must be between 1 and the smallest tile side {smallest}"
             )
-        shortest = min(t.dates for t in self.tiles)
+        if masked_fraction is not None and not 0 <= masked_fraction <= 1:
+            raise ConfigError(f"masked_fraction {masked_fraction} must be in [0, 1]")
+        if dilation < 0:
+            raise ConfigError(f"dilation {dilation} must be >= 0")
+        unknown = sorted(set(date_classes or ()) - set(DATE_CLASSES))
+        if unknown:
+            raise ConfigError(f"date classes {unknown}: expected some of {list(DATE_CLASSES)}")
+        codes = None if date_classes is None else [DATE_CLASSES[c] for c in date_classes]
+        info = self._read_dates(paths, tiles)
+        shortest = min(len(_eligible(info[(t.file, t.tile)][2], codes)) for t in tiles)
         self.seq_len = shortest if seq_len is None else int(seq_len)
-        if not 1 <= self.seq_len <= shortest:
+        if min_len is None and not 1 <= self.seq_len <= shortest:
             raise ConfigError(f"seq_len {seq_len} must be between 1 and {shortest} dates")
+        self.min_len = self.seq_len if min_len is None else int(min_len)
+        if not 1 <= self.min_len <= self.seq_len:
+            raise ConfigError(f"min_len {min_len} must be between 1 and seq_len {self.seq_len}")
+        self.dates: dict[tuple[int, str], _Dates] = {}
+        self._split_tiles = tiles  # gap donors: any tile of the split, usable or not
+        self.tiles: list[TileRef] = []
+        for ref in tiles:
+            doy, days, cls = info[(ref.file, ref.tile)]
+            elig = _eligible(cls, codes)
+            runs = _runs(days, elig, self.seq_len, max_gap_days)
+            self.dates[(ref.file, ref.tile)] = _Dates(doy, days, cls, elig, runs)
+            if (runs >= self.min_len).any():
+                self.tiles.append(ref)
+        if not self.tiles:
+            raise InputDataError(
+                f"region(s) {', '.join(meta.regions)}: none of the {len(tiles)} {split!r} "
+                f"tiles has {self.min_len} or more dates of classes "
+                f"{list(date_classes or DATE_CLASSES)} within {max_gap_days} days of each "
+                f"other; relax min_len, max_gap_days or date_classes, or the date class "
+                f"thresholds ({'; '.join(self._class_sources(paths))})"
+            )
         self.crop, self.samples, self.seed, self.augment = crop, samples_per_epoch, seed, augment
+        self.masked_fraction, self.dilation = masked_fraction, int(dilation)
         self.reader = _PackedReader(paths, cache_bytes)
-        self._doy: dict[tuple[int, str], np.ndarray] = {}
+
+    @staticmethod
+    def _read_dates(
+        paths: Paths, tiles: list[TileRef]
+    ) -> dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        out = {}
         for i, path in enumerate(paths):
             with open_packed(path) as h5:
-                for ref in self.tiles:
+                for ref in tiles:
                     if ref.file == i:
-                        self._doy[(i, ref.tile)] = h5["tiles"][ref.tile]["doy"][()]
+                        g = h5["tiles"][ref.tile]
+                        dates = pd.DatetimeIndex(pd.to_datetime(_decode(g["dates"][()])))
+                        days = (dates - dates[0]).days.to_numpy().astype(np.int64)
+                        cls = g["date_class"][()]
+                        out[(i, ref.tile)] = (g["doy"][()], days, cls)
+        return out
+
+    @staticmethod
+    def _class_sources(paths: Paths) -> list[str]:
+        out = []
+        for path in paths:
+            with open_packed(path) as h5:
+                out.append(f"{h5.attrs['region']}: {h5.attrs.get('date_class_source', '?')}")
+        return out
 
     def __len__(self) -> int:
         return self.samples
@@ -288,30 +423,68 @@ class TrainDataset(Dataset):
         n = len(self.tiles)
         ti = int(rng.integers(n))
         ref = self.tiles[ti]
+        info = self.dates[(ref.file, ref.tile)]
         length, c = self.seq_len, self.crop
-        t0 = int(rng.integers(ref.dates - length + 1))
+        starts = np.flatnonzero(info.runs >= self.min_len)
+        p = int(starts[rng.integers(len(starts))])
+        idx = info.eligible[p : p + int(info.runs[p])]
+        real = len(idx)
         y0 = int(rng.integers(ref.height - c + 1))
         x0 = int(rng.integers(ref.width - c + 1))
-        dates = slice(t0, t0 + length)
+        dates = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == real else idx
         s2, mask = self.reader.read(ref, dates, slice(y0, y0 + c), slice(x0, x0 + c))
-        clear = _clear(s2, mask)
-        # Gap donor: another tile (if any), its dates in random order.
-        if n > 1:
-            di = int(rng.integers(n - 1))
-            donor = self.tiles[di + 1 if di >= ti else di]
-        else:
-            donor = ref
-        order = (
-            rng.permutation(donor.dates)[:length]
-            if donor.dates >= length
-            else rng.integers(donor.dates, size=length)
-        )
-        gap = self._donor_gap(donor, order, rng)
-        doy = self._doy[(ref.file, ref.tile)][dates]
+        clear, cloud = _clear(s2, mask), _cloudy(mask)
+        gap = self._gap(ref, real, rng)
+        doy = info.doy[idx].astype(np.int64)
+        pad = np.zeros(length, dtype=bool)
+        if real < length:  # pad at the end: no data, no gap
+            pad[real:] = True
+            s2 = np.concatenate([s2, np.zeros((length - real, *s2.shape[1:]), s2.dtype)])
+            clear, cloud, gap = (
+                np.concatenate([a, np.zeros((length - real, c, c), bool)])
+                for a in (clear, cloud, gap)
+            )
+            doy = np.concatenate([doy, np.zeros(length - real, np.int64)])
         if self.augment:
             k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
-            s2, clear, gap = _augment([s2, clear, gap], k, flip)
-        return _sample_dict(s2, clear, gap, doy, self.mean, self.std, self.meta.scale)
+            s2, clear, gap, cloud = _augment([s2, clear, gap, cloud], k, flip)
+        return _sample_dict(
+            s2, clear, gap, doy, self.mean, self.std, self.meta.scale, cloud=cloud, pad=pad
+        )
+
+    def _donor(self, ref: TileRef, rng: np.random.Generator) -> TileRef:
+        """Another tile of the same file (region), or the tile itself when it is alone."""
+        same = [t for t in self._split_tiles if t.file == ref.file and t.tile != ref.tile]
+        return same[int(rng.integers(len(same)))] if same else ref
+
+    def _gap(self, ref: TileRef, real: int, rng: np.random.Generator) -> np.ndarray:
+        """(real, crop, crop) synthetic gaps from another sequence's real cloud masks."""
+        donor = self._donor(ref, rng)
+        order = (
+            rng.permutation(donor.dates)[:real]
+            if donor.dates >= real
+            else rng.integers(donor.dates, size=real)
+        )
+        gap = self._donor_gap(donor, order, rng)
+        if self.masked_fraction is not None:
+            k = round(self.masked_fraction * real)
+            k = min(max(k, 1 if self.masked_fraction > 0 else 0), real - 1)
+            # masked dates get the donor's cloudiest masks first, so k dates really are masked
+            cover = gap.reshape(real, -1).mean(axis=1)
+            masks = gap[np.argsort(-cover, kind="stable")]
+            chosen = rng.permutation(real)[:k]
+            gap = np.zeros_like(gap)
+            gap[chosen] = masks[: len(chosen)]
+        if self.dilation:
+            for t in range(real):
+                if gap[t].any():
+                    gap[t] = binary_dilation(gap[t], iterations=self.dilation)
+        masked = gap.any(axis=(1, 2))
+        if real > 1 and masked.all():  # never mask every date
+            gap[int(rng.integers(real))] = False
+        elif real == 1:
+            gap[:] = False
+        return gap
 
     def _donor_gap(self, donor: TileRef, order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         c = self.crop
@@ -354,7 +527,14 @@ class EvalTiles(Dataset):
         series = read_tile(self.reader.h5(ref.file), ref.tile)
         gap = series.gap if series.gap is not None else np.zeros(series.mask.shape, dtype=bool)
         item: dict[str, Any] = _sample_dict(
-            series.s2, series.clear, gap, series.doy, self.mean, self.std, self.meta.scale
+            series.s2,
+            series.clear,
+            gap,
+            series.doy,
+            self.mean,
+            self.std,
+            self.meta.scale,
+            cloud=_cloudy(series.mask),
         )
         item["tile"] = ref.tile
         item["file"] = ref.file
@@ -368,7 +548,122 @@ class EvalTiles(Dataset):
         self.reader.close()
 
 
+class InferTiles(EvalTiles):
+    """Inference mode: whole tiles of a split (``None``: all) with every date, no gaps.
+
+    Items hold the tensors of the module docstring (``hidden`` all False, ``avail`` = clear)
+    plus the geo reference needed to write a prediction back: ``tile``, ``file``,
+    ``region``, ``dates`` (ISO strings), ``crs`` (WKT), ``transform`` (GDAL order) and
+    ``nodata``.
+    """
+
+    def __init__(
+        self,
+        paths: Paths,
+        norm: tuple[Sequence[float], Sequence[float]],
+        split: str | None = None,
+    ) -> None:
+        self.meta = read_meta(paths)
+        self.tiles = [t for t in self.meta.tiles if split is None or t.split == split]
+        self.mean, self.std = _norm_arrays(norm, len(self.meta.bands))
+        self.reader = _PackedReader(paths, cache_bytes=0)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        ref = self.tiles[index]
+        series = read_tile(self.reader.h5(ref.file), ref.tile)
+        none = np.zeros(series.mask.shape, dtype=bool)
+        item: dict[str, Any] = _sample_dict(
+            series.s2,
+            series.clear,
+            none,
+            series.doy,
+            self.mean,
+            self.std,
+            self.meta.scale,
+            cloud=_cloudy(series.mask),
+        )
+        item.update(
+            tile=ref.tile,
+            file=ref.file,
+            region=self.meta.regions[ref.file],
+            dates=list(series.dates),
+            crs=series.crs.to_wkt(),
+            transform=tuple(series.transform.to_gdal()),
+            nodata=series.nodata,
+        )
+        return item
+
+
 def worker_init_fn(worker_id: int) -> None:
     """DataLoader worker setup: one intra-op thread (samples seed themselves by index)."""
     del worker_id
     torch.set_num_threads(1)
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """DataLoader settings: worker processes, batches prefetched per worker, pinned memory."""
+
+    num_workers: int = 0
+    prefetch_factor: int = 2
+    pin_memory: bool = False
+
+    def kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "worker_init_fn": worker_init_fn,
+        }
+        if self.num_workers > 0:
+            kw.update(prefetch_factor=self.prefetch_factor, persistent_workers=True)
+        return kw
+
+
+def loader_rate(dataset: Dataset, batch_size: int, settings: LoaderSettings, batches: int) -> float:
+    """Batches per second a DataLoader with ``settings`` delivers (after its first batch)."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **settings.kwargs())
+    it = iter(loader)
+    next(it)  # worker start-up is paid once per run, not per batch
+    start = time.perf_counter()
+    done = 0
+    for _ in range(batches):
+        try:
+            next(it)
+        except StopIteration:
+            break
+        done += 1
+    rate = done / max(time.perf_counter() - start, 1e-9)
+    del it, loader
+    return rate
+
+
+def calibrate_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    device: str | torch.device = "cpu",
+    max_workers: int | None = None,
+    batches: int = 8,
+    prefetch_factor: int = 2,
+) -> tuple[LoaderSettings, dict[int, float]]:
+    """Choose the worker count by measuring batches/s for 0, 1, 2, 4, ... workers.
+
+    Stops adding workers when one more gains less than 10 %; pins memory on CUDA.  Returns
+    the settings and the measured rate per worker count.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    limit = max(0, min(max_workers if max_workers is not None else 8, (cores or 1)))
+    pin = torch.device(device).type == "cuda"
+    rates: dict[int, float] = {}
+    best = 0
+    for n in [0, *[w for w in (1, 2, 4, 8, 16) if w <= limit]]:
+        settings = LoaderSettings(n, prefetch_factor, pin)
+        needed = batches + 1 + n * prefetch_factor
+        if len(dataset) < needed * batch_size:  # type: ignore[arg-type]
+            break
+        rates[n] = loader_rate(dataset, batch_size, settings, batches)
+        if rates[n] > rates[best] * 1.1:
+            best = n
+        elif n > 0:
+            break
+    return LoaderSettings(best, prefetch_factor, pin), rates

@@ -1,18 +1,18 @@
-"""Small packed HDF5 files (the packing.py layout) made directly, without GeoTIFFs."""
+"""Small packed HDF5 files (the packing.py layout) made from arrays, without GeoTIFFs."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
+from affine import Affine
 from rasterio.crs import CRS
 from scipy.ndimage import gaussian_filter
 
-from cloudfree.bands import MASK_CLASSES, S2_L1C_BANDS
-from cloudfree.packing import FORMAT_VERSION, evaluation_gaps
+from cloudfree.bands import S2_L1C_BANDS
+from cloudfree.packing import TileSeries, evaluation_gaps
+from cloudfree.packing import write_packed as pack_write
 
 
 def _field(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
@@ -86,38 +86,31 @@ def write_packed(
     tiles: dict[str, tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]],
     *,
     region: str = "synth",
+    compression: str = "blosc_lz4",
+    date_class: dict[str, np.ndarray] | None = None,
 ) -> Path:
-    """Write ``{tile: (split, s2, mask, doy, gap or None)}`` in the packing.py layout."""
-    with h5py.File(path, "w") as h5:
-        h5.attrs.update(
-            format_version=FORMAT_VERSION,
-            region=region,
-            source="synthetic-test",
-            bands=list(S2_L1C_BANDS),
-            scale=10000.0,
-            nodata=0,
-            mask_classes=json.dumps(MASK_CLASSES),
-        )
-        root = h5.create_group("tiles")
-        for name, (split, s2, mask, doy, gap) in tiles.items():
-            g = root.create_group(name)
-            g.attrs.update(
+    """Write ``{tile: (split, s2, mask, doy, gap or None)}`` with :func:`packing.write_packed`.
+
+    ``date_class`` overrides the classes derived from the masks for some tiles.
+    """
+    series = []
+    for name, (split, s2, mask, doy, gap) in tiles.items():
+        iso = [
+            str((pd.Timestamp("2020-01-01") + pd.Timedelta(days=int(d) - 1)).date()) for d in doy
+        ]
+        series.append(
+            TileSeries(
+                tile=name,
                 split=split,
-                crs=CRS.from_epsg(32632).to_wkt(),
-                transform=[500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0],
-                width=s2.shape[3],
-                height=s2.shape[2],
+                s2=s2,
+                mask=mask,
+                dates=iso,
+                doy=np.asarray(doy, dtype=np.int16),
+                crs=CRS.from_epsg(32632),
+                transform=Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0),
+                gap=gap,
+                date_class=(date_class or {}).get(name),
+                sources={"image": [f"{name}_{d}.tif" for d in iso]},
             )
-            g.create_dataset("s2", data=s2, chunks=(1, *s2.shape[1:]), compression="gzip")
-            g.create_dataset("mask", data=mask, chunks=(1, *mask.shape[1:]), compression="gzip")
-            iso = [
-                str((pd.Timestamp("2020-01-01") + pd.Timedelta(days=int(d) - 1)).date())
-                for d in doy
-            ]
-            text = h5py.string_dtype()
-            g.create_dataset("dates", data=iso, dtype=text)
-            g.create_dataset("doy", data=np.asarray(doy, dtype=np.int16))
-            g.create_dataset("files", data=[f"{name}_{d}.tif" for d in iso], dtype=text)
-            if gap is not None:
-                g.create_dataset("gap", data=gap)
-    return Path(path)
+        )
+    return pack_write(path, series, region=region, source="synthetic-test", compression=compression)

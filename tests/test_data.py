@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -11,12 +12,15 @@ from torch.utils.data import DataLoader
 
 from cloudfree.data import (
     EvalTiles,
+    InferTiles,
+    LoaderSettings,
     TrainDataset,
+    calibrate_loader,
     compute_norm_stats,
     read_meta,
     worker_init_fn,
 )
-from cloudfree.errors import ConfigError
+from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.packing import open_packed, read_tile
 
 from .packed import make_packed, write_packed
@@ -154,3 +158,160 @@ def test_variable_dates_and_sizes(tmp_path: Path) -> None:
         TrainDataset([path], compute_norm_stats([path]), crop=21)
     with pytest.raises(ConfigError, match="seq_len"):
         TrainDataset([path], compute_norm_stats([path]), crop=8, seq_len=6)
+
+
+def _series(tmp_path: Path, classes: list[list[str]], doy: list[int], name: str = "s.h5") -> Path:
+    """Tiles t0.. (first two train, then one val) with given date classes and shared dates."""
+    rng = np.random.default_rng(0)
+    t, size = len(doy), 16
+    tiles, date_class = {}, {}
+    for i, cls in enumerate(classes):
+        s2 = rng.integers(500, 3000, (t, 13, size, size)).astype(np.uint16)
+        mask = np.zeros((t, size, size), np.uint8)
+        mask[:, :6, :6] = 1  # every date has a cloud: usable as a gap donor
+        mask[:, 10:, 10:] = 3
+        split = "train" if i < len(classes) - 1 else "val"
+        gap = None if split == "train" else np.zeros(mask.shape, bool)
+        tiles[f"t{i}"] = (split, s2, mask, np.asarray(doy), gap)
+        date_class[f"t{i}"] = np.array([{"clear": 0, "impaired": 1, "unusable": 2}[c] for c in cls])
+    return write_packed(tmp_path / name, tiles, date_class=date_class)
+
+
+def test_sequences_follow_date_classes_min_len_and_max_gap(tmp_path: Path) -> None:
+    doy = [10, 20, 30, 100, 110, 120, 130]
+    c, i, u = "clear", "impaired", "unusable"
+    path = _series(
+        tmp_path,
+        [[c, c, i, c, c, u, c], [c, u, c, c, c, c, c], [c] * 7],
+        doy,
+    )
+    norm = compute_norm_stats([path])
+    kw = {"crop": 8, "samples_per_epoch": 60, "seed": 0}
+    ds = TrainDataset(
+        [path], norm, seq_len=4, min_len=2, max_gap_days=15, date_classes=["clear"], **kw
+    )
+    lengths = set()
+    for k in range(len(ds)):
+        s = ds[k]
+        real = int((~s["pad"]).sum())
+        lengths.add(real)
+        assert 2 <= real <= 4
+        assert not s["pad"][:real].any() and s["pad"][real:].all()  # padding at the end
+        d = s["doy"][:real].numpy()
+        assert set(d) <= {10, 20, 100, 110, 130, 30, 120}
+        assert (np.diff(d) <= 15).all() and (np.diff(d) > 0).all()
+        assert (s["doy"][real:] == 0).all()
+        # padded dates: no data, no gap, nothing hidden
+        assert not s["known"][real:].any() and not s["gap"][real:].any()
+        assert not s["hidden"][real:].any() and not s["avail"][real:].any()
+    assert lengths == {2, 3, 4}
+    with pytest.raises(ConfigError, match="min_len"):
+        TrainDataset([path], norm, seq_len=3, min_len=4, **kw)
+
+
+def test_split_without_clear_sequences_names_region_and_thresholds(tmp_path: Path) -> None:
+    doy = [10, 20, 30]
+    path = _series(tmp_path, [["impaired"] * 3, ["unusable"] * 3, ["clear"] * 3], doy)
+    norm = compute_norm_stats([path])
+    with pytest.raises(InputDataError, match=r"region\(s\) synth.*min_len.*max_gap_days"):
+        TrainDataset([path], norm, crop=8, seq_len=2, min_len=2, date_classes=["clear"])
+    with pytest.raises(InputDataError, match=r"synth.*no 'test' tiles"):
+        TrainDataset([path], norm, crop=8, split="test")
+    # all dates, the default selection, still works
+    assert len(TrainDataset([path], norm, crop=8, samples_per_epoch=3)[0]["x"]) == 3
+
+
+def test_gaps_never_on_cloudy_targets_and_never_every_date(packed: Path) -> None:
+    norm = _norm(packed)
+    ds = TrainDataset([packed], norm, crop=16, samples_per_epoch=40, seed=5, masked_fraction=0.5)
+    hidden_any = False
+    for k in range(len(ds)):
+        s = ds[k]
+        assert not (s["hidden"] & s["cloud"]).any()  # really cloudy: never scored as hidden
+        assert torch.equal(s["hidden"], s["gap"] & s["known"])
+        masked = s["gap"].flatten(1).any(1)
+        assert int(masked.sum()) <= round(0.5 * 6)  # masked-date share respected
+        assert not masked.all()
+        hidden_any |= bool(s["hidden"].any())
+    assert hidden_any
+    full = TrainDataset([packed], norm, crop=16, samples_per_epoch=40, seed=5, masked_fraction=1)
+    assert all(not full[k]["gap"].flatten(1).any(1).all() for k in range(len(full)))
+
+
+def test_dilation_grows_gaps(packed: Path) -> None:
+    norm = _norm(packed)
+    kw = {"crop": 16, "samples_per_epoch": 10, "seed": 2, "masked_fraction": 0.5}
+    plain = TrainDataset([packed], norm, **kw)
+    grown = TrainDataset([packed], norm, dilation=2, **kw)
+    a = sum(int(plain[k]["gap"].sum()) for k in range(10))
+    b = sum(int(grown[k]["gap"].sum()) for k in range(10))
+    assert b > a
+    for k in range(10):
+        assert not (plain[k]["gap"] & ~grown[k]["gap"]).any()
+
+
+def test_donors_come_from_the_same_region(tmp_path: Path) -> None:
+    clear = make_packed(tmp_path / "clear.h5", n_tiles=5, size=16, dates=4)
+    with h5py.File(clear, "a") as h5:  # no cloud at all in this region
+        for name in h5["tiles"]:
+            h5["tiles"][name]["mask"][...] = 0
+    cloudy = make_packed(tmp_path / "cloudy.h5", n_tiles=5, size=16, dates=4, seed=1)
+    norm = compute_norm_stats([clear, cloudy])
+    ds = TrainDataset([clear, cloudy], norm, crop=16, samples_per_epoch=30, seed=0)
+    files = {ds.tiles[0].file, ds.tiles[-1].file}
+    assert files == {0, 1}
+    for k in range(len(ds)):
+        s = ds[k]
+        if s["cloud"].any():
+            continue  # a sample of the cloudy region
+        assert not s["gap"].any()  # the clear region lends no clouds, the other is not used
+
+
+def test_loader_with_workers_over_several_files(tmp_path: Path) -> None:
+    a = make_packed(tmp_path / "a.h5", n_tiles=5, size=16, dates=4, region="a")
+    b = make_packed(tmp_path / "b.h5", n_tiles=5, size=16, dates=4, region="b", seed=2)
+    ds = TrainDataset([a, b], compute_norm_stats([a, b]), crop=16, samples_per_epoch=12)
+    settings = LoaderSettings(num_workers=2, prefetch_factor=2)
+    parallel = list(DataLoader(ds, batch_size=4, **settings.kwargs()))
+    serial = list(DataLoader(ds, batch_size=4, **LoaderSettings().kwargs()))
+    for p, s in zip(parallel, serial, strict=True):
+        assert set(p) >= {"x", "target", "gap", "cloud", "doy", "pad", "hidden"}
+        assert all(torch.equal(p[k], s[k]) for k in p)
+
+
+def test_calibrate_loader_measures_each_worker_count(packed: Path) -> None:
+    ds = TrainDataset([packed], _norm(packed), crop=16, samples_per_epoch=64)
+    settings, rates = calibrate_loader(ds, 4, max_workers=1, batches=3)
+    assert set(rates) == {0, 1} and all(r > 0 for r in rates.values())
+    assert settings.num_workers in rates and not settings.pin_memory
+
+
+def test_eval_gaps_are_fixed_and_inference_keeps_geo(packed: Path) -> None:
+    norm = _norm(packed)
+    a = [EvalTiles([packed], norm, split="test")[i] for i in range(1)]
+    b = [EvalTiles([packed], norm, split="test")[i] for i in range(1)]
+    assert torch.equal(a[0]["gap"], b[0]["gap"]) and a[0]["gap"].any()
+    inf = InferTiles([packed], norm)
+    assert len(inf) == 5
+    item = inf[0]
+    with open_packed(packed) as h5:
+        ts = read_tile(h5, item["tile"])
+    assert item["dates"] == ts.dates and item["x"].shape[0] == len(ts.dates)
+    assert item["crs"] == ts.crs.to_wkt()
+    assert item["transform"] == tuple(ts.transform.to_gdal())
+    assert not item["hidden"].any()
+    assert torch.equal(item["avail"].bool(), torch.from_numpy(ts.clear))
+    inf.close()
+
+
+def test_uncached_reads_of_date_subsets_match_cached(tmp_path: Path) -> None:
+    c, i = "clear", "impaired"
+    path = _series(tmp_path, [[c, i, c, c, i, c]] * 3, [10, 20, 30, 40, 50, 60])
+    norm = compute_norm_stats([path])
+    kw = {"crop": 8, "samples_per_epoch": 8, "seq_len": 3, "date_classes": ["clear"]}
+    cached = TrainDataset([path], norm, **kw)
+    direct = TrainDataset([path], norm, cache_bytes=0, **kw)
+    for k in range(8):
+        a, b = cached[k], direct[k]
+        assert all(torch.equal(a[key], b[key]) for key in a)
+        assert set(a["doy"].tolist()) <= {10, 30, 40, 60}

@@ -1,21 +1,33 @@
+"""Tests of cloudfree.packing."""
+
+import subprocess
+import sys
+
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 
-from cloudfree.errors import InputDataError
+from cloudfree.bands import S2_L1C_BANDS
+from cloudfree.data import compute_norm_stats
+from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.io import read_raster, write_raster
 from cloudfree.packing import (
     FORMAT_VERSION,
+    classify_dates,
     evaluation_gaps,
     iter_tiles,
     open_packed,
     pack_region,
     read_tile,
     tile_names,
+    validate,
 )
 
 from .series import write_series
+
+BLOSC_ID = 32001
 
 DATES = ["2021-01-05", "2021-02-04", "2021-03-06", "2021-12-27"]
 
@@ -34,17 +46,116 @@ def test_pack_roundtrip_keeps_pixels_and_georeference(tmp_path, manifest):
         assert tile_names(h5) == ["a", "b", "c", "d"]
         assert tile_names(h5, "test") == ["d"]
         assert h5["tiles/a/s2"].chunks == (1, 13, 16, 16)
-        assert h5["tiles/a/s2"].compression == "gzip"
-        tile = read_tile(h5, "c")
-    row = manifest[(manifest.tile == "c") & (manifest.date == DATES[1])].iloc[0]
-    img, prof = read_raster(row.image)
-    np.testing.assert_array_equal(tile.s2[1], img)
-    assert tile.dates == DATES
+        assert h5["tiles/a/mask"].chunks == (1, 16, 16)
+        assert str(BLOSC_ID) in h5["tiles/a/s2"]._filters  # Blosc (LZ4, byte shuffle)
+        assert h5.attrs["compression"] == "blosc_lz4hc"
+        assert list(h5.attrs["bands"]) == list(S2_L1C_BANDS)
+        tiles = {n: read_tile(h5, n) for n in tile_names(h5)}
+    for name, tile in tiles.items():
+        rows = manifest[manifest.tile == name].sort_values("date")
+        assert tile.dates == DATES
+        assert tile.sources["image"] == rows["image"].tolist()
+        assert tile.sources["mask"] == rows["mask"].tolist()
+        assert tile.probability is None and tile.s1 is None
+        for t, row in enumerate(rows.itertuples()):
+            img, prof = read_raster(row.image)
+            msk, _ = read_raster(row.mask)
+            assert tile.s2.dtype == img.dtype
+            np.testing.assert_array_equal(tile.s2[t], img)
+            np.testing.assert_array_equal(tile.mask[t], msk[0])
+            assert tile.crs == prof["crs"]
+            assert tile.transform == prof["transform"]
+            assert tile.nodata == prof["nodata"]
+        assert tile.split == rows["split"].iloc[0]
+    tile = tiles["c"]
     assert tile.doy.tolist() == [5, 35, 65, 361]
     assert tile.days.tolist() == [0, 30, 60, 356]
-    assert tile.crs == prof["crs"]
-    assert tile.transform == prof["transform"]
     assert tile.split == "val"
+    validate(dest, manifest)
+
+
+@pytest.mark.parametrize("compression", ["gzip", "lzf", "blosc_lz4", "blosc_lz4hc"])
+def test_compressions_read_back_identically(tmp_path, manifest, compression):
+    dest = pack_region(manifest, tmp_path / "r.h5", compression=compression)
+    ref = pack_region(manifest, tmp_path / "ref.h5", compression="gzip", compression_level=1)
+    for a, b in zip(iter_tiles(dest), iter_tiles(ref), strict=True):
+        np.testing.assert_array_equal(a.s2, b.s2)
+        np.testing.assert_array_equal(a.mask, b.mask)
+
+
+def test_blosc_file_reads_in_a_plain_h5py_with_hdf5plugin(tmp_path, manifest):
+    dest = pack_region(manifest, tmp_path / "r.h5")
+    code = (
+        "import hdf5plugin, h5py, sys; f = h5py.File(sys.argv[1], 'r'); "
+        "print(int(f['tiles/a/s2'][()].sum()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(dest)], capture_output=True, text=True, check=True
+    )
+    assert int(out.stdout) == int(next(iter_tiles(dest)).s2.astype(np.int64).sum())
+
+
+def test_probability_s1_and_date_classes(tmp_path, manifest):
+    manifest = manifest.copy()
+    prob, s1 = [], []
+    for row in manifest.itertuples():
+        _, prof = read_raster(row.image)
+        p = np.full((16, 16), 0.25, np.float32)
+        p[row.Index % 16] = 0.75
+        fprof = {**prof, "dtype": "float32", "nodata": None}
+        prob.append(str(write_raster(tmp_path / f"p{row.Index}.tif", p, fprof)))
+        v = np.stack([np.full((16, 16), -12.5, np.float32), np.full((16, 16), -20.0, np.float32)])
+        v[0, 0, 0] = row.Index
+        s1.append(str(write_raster(tmp_path / f"s{row.Index}.tif", v, fprof)))
+    manifest["probability"], manifest["s1"] = prob, s1
+    stats = manifest[["tile", "date"]].copy()
+    stats["class"] = ["clear", "impaired", "unusable", "clear"] * 4
+    stats_path = tmp_path / "dates.csv"
+    stats.to_csv(stats_path, index=False)
+    dest = pack_region(manifest, tmp_path / "r.h5", date_stats=stats_path)
+    validate(dest, manifest)
+    with open_packed(dest) as h5:
+        tile = read_tile(h5, "b")
+        g = h5["tiles/b"]
+        assert [d.decode() for d in g["clear_dates"][()]] == [DATES[0], DATES[3]]
+        assert [d.decode() for d in g["impaired_dates"][()]] == [DATES[1]]
+        assert g["valid_fraction"].dtype == np.float32
+        assert "dates.csv" in h5.attrs["date_class_source"]
+    assert tile.dates_of("unusable") == [DATES[2]]  # flagged, kept in the stack
+    assert tile.probability.shape == (4, 16, 16) and tile.probability.dtype == np.float32
+    assert tile.s1.shape == (4, 2, 16, 16)
+    rows = manifest[manifest.tile == "b"].reset_index()
+    for t in range(4):
+        np.testing.assert_array_equal(tile.probability[t], read_raster(rows.probability[t])[0][0])
+        np.testing.assert_array_equal(tile.s1[t], read_raster(rows.s1[t])[0])
+    assert tile.sources["s1"] == rows.s1.tolist()
+    # A table that misses a date names it.
+    stats.iloc[:-1].to_csv(stats_path, index=False)
+    with pytest.raises(InputDataError, match=rf"tile d, date {DATES[3]}"):
+        pack_region(manifest, tmp_path / "r2.h5", date_stats=stats_path)
+    # Probability for some dates only: refused, naming the tile and date.
+    manifest.loc[3, "probability"] = ""
+    with pytest.raises(InputDataError, match="no probability file"):
+        pack_region(manifest, tmp_path / "r3.h5")
+
+
+def test_date_classes_from_masks_without_table(tmp_path, manifest):
+    with open_packed(pack_region(manifest, tmp_path / "r.h5", clear_min=0.5)) as h5:
+        tile = read_tile(h5, "a")
+        assert "cloud masks" in h5.attrs["date_class_source"]
+    expect = classify_dates(tile, clear_min=0.5)
+    np.testing.assert_array_equal(tile.date_class, expect)
+    frac = tile.clear.sum((1, 2)) / tile.valid.sum((1, 2))
+    assert ((expect == 0) == (frac >= 0.5)).all()
+
+
+def test_norm_stats_stored_match_pixels(tmp_path, manifest):
+    dest = pack_region(manifest, tmp_path / "r.h5")
+    stored = compute_norm_stats([dest])
+    with h5py.File(dest, "a") as h5:
+        assert h5.attrs["norm_split"] == "train" and h5.attrs["norm_count"] > 0
+        del h5.attrs["norm_sum"]  # without the stored sums the pixels are read
+    np.testing.assert_allclose(stored, compute_norm_stats([dest]), rtol=1e-9)
 
 
 def test_gaps_only_on_evaluation_tiles_and_deterministic(tmp_path, manifest):
@@ -93,9 +204,67 @@ def test_mask_on_another_grid_is_refused(tmp_path, manifest):
         pack_region(manifest, tmp_path / "r.h5")
 
 
-def test_open_packed_checks_version(tmp_path):
-    path = tmp_path / "old.h5"
-    with h5py.File(path, "w") as h5:
-        h5.attrs["format_version"] = 0
-    with pytest.raises(InputDataError, match="format_version"):
+def test_open_packed_checks_version(tmp_path, manifest):
+    path = pack_region(manifest, tmp_path / "old.h5")
+    with h5py.File(path, "a") as h5:
+        h5.attrs["format_version"] = 1
+    with pytest.raises(InputDataError, match=r"format_version 1 is older.*pack it again"):
         open_packed(path)
+
+
+def test_foreign_and_truncated_files_are_refused(tmp_path, manifest):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as h5:
+        h5["x"] = np.zeros(3)
+    with pytest.raises(InputDataError, match="not a cloudfree packed file"):
+        open_packed(foreign)
+    good = pack_region(manifest, tmp_path / "good.h5")
+    data = good.read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputDataError, match=r"cut.h5"):
+        validate(cut, manifest)
+    text = tmp_path / "text.h5"
+    text.write_text("not hdf5")
+    with pytest.raises(InputDataError, match="truncated, or not HDF5"):
+        open_packed(text)
+    with pytest.raises(InputDataError, match="does not exist"):
+        open_packed(tmp_path / "missing.h5")
+
+
+def test_tile_with_other_dates_is_refused(tmp_path, manifest):
+    odd = manifest[~((manifest.tile == "c") & (manifest.date == DATES[2]))]
+    with pytest.raises(InputDataError, match=rf"tile c has 3 dates.*{DATES[2]}"):
+        pack_region(odd, tmp_path / "r.h5")
+
+
+def test_failed_pack_keeps_the_previous_file(tmp_path, manifest):
+    dest = pack_region(manifest, tmp_path / "r.h5")
+    before = dest.read_bytes()
+    row = manifest[manifest.tile == "d"].iloc[1]  # the last tile: fails late
+    with rasterio.open(row.image) as src:
+        prof = dict(src.profile)
+    write_raster(row.image, np.ones((12, 16, 16), np.uint16), prof)
+    with pytest.raises(InputDataError, match=r"tile d.*12 bands"):
+        pack_region(manifest, dest)
+    assert dest.read_bytes() == before
+    assert not list(tmp_path.glob(".r.h5*"))
+
+
+def test_validate_reports_differences(tmp_path, manifest):
+    dest = pack_region(manifest, tmp_path / "r.h5")
+    validate(dest, manifest)
+    extra = manifest[manifest.tile == "a"].assign(tile="z")
+    with pytest.raises(InputDataError, match=r"tiles missing: \['z'\]"):
+        validate(dest, pd.concat([manifest, extra]))
+    fewer = manifest[manifest.date != DATES[0]]
+    with pytest.raises(InputDataError, match=r"dates .* differ"):
+        validate(dest, fewer)
+    bigger = manifest.assign(width=32)
+    with pytest.raises(InputDataError, match="s2 shape"):
+        validate(dest, bigger)
+
+
+def test_write_packed_rejects_unknown_compression(tmp_path, manifest):
+    with pytest.raises(ConfigError, match=r"pack.compression"):
+        pack_region(manifest, tmp_path / "r.h5", compression="zip")

@@ -1,6 +1,12 @@
 rule pack_hdf5:
     input:
         manifest=get_manifest,
+        # The per-date cloud classes, once rule cloud_stats declares them (else none).
+        dates=branch(
+            "dates" in rules.cloud_stats.output.keys(),
+            then="results/cloudstats/{region}_dates.csv",
+            otherwise=[],
+        ),
     output:
         h5="results/hdf5/{region}.h5",
     log:
