@@ -14,6 +14,9 @@ whose reflectance is not finite in every band is treated as unavailable as well.
   first and after the last available date.  Returns the input at available pixels.
 - ``closest``: the value of the available date nearest in days (ties go to the earlier
   date).  Returns the input at available pixels.
+- ``last``: the value of the latest available date at or before each date (persistence of
+  the last clear observation); before the first available date, the first one.  Returns
+  the input at available pixels.
 - ``mean``: the per-pixel mean of the available observations, the same at every date,
   **including at available pixels** (it is a composite, not a gap filler).
 - ``least_cloudy``: the date with the largest available fraction over the tile (ties go to
@@ -152,6 +155,17 @@ def closest(refl: np.ndarray, available: np.ndarray, days: np.ndarray) -> np.nda
     return out
 
 
+def last(refl: np.ndarray, available: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """The latest available value at or before each date (before the first: the first)."""
+    refl, available, days = _prepare(refl, available, days)
+    if refl.shape[0] == 0:
+        return refl.copy()
+    prev, nxt = _neighbours(available)
+    out = _gather(refl, np.where(prev >= 0, prev, nxt))
+    _fill_never_available(out, refl, available)
+    return out
+
+
 def mean(refl: np.ndarray, available: np.ndarray, days: np.ndarray) -> np.ndarray:
     """Per-pixel mean of the available observations, repeated at every date."""
     refl, available, days = _prepare(refl, available, days)
@@ -181,6 +195,7 @@ def least_cloudy(refl: np.ndarray, available: np.ndarray, days: np.ndarray) -> n
 BASELINES: dict[str, Baseline] = {
     "linear": linear,
     "closest": closest,
+    "last": last,
     "mean": mean,
     "least_cloudy": least_cloudy,
 }

@@ -9,6 +9,12 @@ series to a reconstructed one with the call signature::
 - ``avail``: (B, T, H, W) bool/float, 1 where the pixel is observed and clear;
 - ``doy``: (B, T) long, day of year of each date;
 - ``pad``: optional (B, T) bool, True for padding dates (ignored by every other date).
+
+Registered: ``utilise`` (the trained network) and the gap-filling baselines of
+:mod:`cloudfree.baselines` (``linear``, ``closest``, ``last``, ``least_cloudy``, ``mean``) as
+parameter-free modules with the same call signature (``trainable = False``): training writes
+their model file without an optimizer step, and inference and metrics run them like the
+network.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .baselines import BASELINES
 from .errors import ConfigError
 
 MODELS: dict[str, type[nn.Module]] = {}
@@ -343,3 +351,66 @@ class UTILISE(nn.Module):
             feat = dec(torch.cat(parts, dim=1))
         out = self.head(feat).view(b, t, c, h, w)
         return (out, attn) if return_attention else out
+
+
+def doy_to_days(doy: np.ndarray) -> np.ndarray:
+    """Day-of-year values of an ordered series as ascending day numbers (year wraps unrolled)."""
+    doy = np.asarray(doy, dtype=np.int64)
+    wraps = np.concatenate(([0], np.cumsum(np.diff(doy) < 0)))
+    return doy + 365 * wraps
+
+
+class BaselineModel(nn.Module):
+    """A :mod:`cloudfree.baselines` gap filler behind the network interface (no training).
+
+    Works in any units (every baseline commutes with the per-band normalisation); runs on
+    the CPU with numpy, sample by sample, and returns on the input's device.  Padding
+    dates are left out and get zeros; pixels with nothing available at all get 0 (the
+    band mean in normalised units).  Network settings (``widths``, ``heads``, ...) are
+    accepted and ignored: the config fills them in whatever the model name.
+    """
+
+    method = "linear"
+    trainable = False
+
+    def __init__(self, in_channels: int = 13, **network: Any) -> None:
+        super().__init__()
+        del network
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        self.in_channels = in_channels
+        self.multiple = 1
+        # Empty, frozen: gives callers a device (``next(model.parameters())``), nothing to learn.
+        self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        avail: torch.Tensor,
+        doy: torch.Tensor,
+        pad: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        b, t, c, _, _ = x.shape
+        if c != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} bands, got {c}")
+        fill = BASELINES[self.method]
+        xs = x.detach().float().cpu().numpy()
+        av = avail.detach().cpu().numpy() > 0
+        days = doy.detach().cpu().numpy()
+        keep = np.ones((b, t), dtype=bool) if pad is None else ~pad.detach().cpu().numpy()
+        out = np.zeros(xs.shape, dtype=np.float32)
+        for i in range(b):
+            k = keep[i]
+            if k.any():
+                filled = fill(xs[i][k], av[i][k], doy_to_days(days[i][k]))
+                out[i, k] = np.nan_to_num(filled, nan=0.0)
+        return torch.from_numpy(out).to(x.device)
+
+
+for _name in BASELINES:
+    register(_name)(type(f"Baseline_{_name}", (BaselineModel,), {"method": _name}))
+
+
+def is_trainable(model: nn.Module) -> bool:
+    """False for the registered baselines (and any module that says so)."""
+    return bool(getattr(model, "trainable", True))

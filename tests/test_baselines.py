@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from affine import Affine
 from rasterio.crs import CRS
 
-from cloudfree.baselines import BASELINES, as_method, closest, get_baseline, least_cloudy, linear
+from cloudfree.baselines import (
+    BASELINES,
+    as_method,
+    closest,
+    get_baseline,
+    last,
+    least_cloudy,
+    linear,
+)
 from cloudfree.baselines import mean as mean_baseline
 from cloudfree.errors import ConfigError
 from cloudfree.packing import TileSeries
@@ -75,6 +84,40 @@ def test_closest_extrapolates_from_nearest() -> None:
     np.testing.assert_allclose(out[:, 0, 0, 0], [0.2, 0.2, 0.4, 0.4, 0.4], rtol=1e-6)
 
 
+def test_last_carries_the_latest_clear_value_forward() -> None:
+    refl = _pixel_series([9.0, 0.2, 9.0, 9.0, 0.4, 9.0])
+    avail = _avail([False, True, False, False, True, False])
+    out = last(refl, avail, np.array([0, 3, 5, 6, 20, 30]))
+    # Before the first clear date: the first one; then the latest clear one, not the nearest.
+    np.testing.assert_allclose(out[:, 0, 0, 0], [0.2, 0.2, 0.2, 0.2, 0.4, 0.4], rtol=1e-6)
+    never = last(refl, _avail([False] * 6), np.arange(6))
+    assert np.isnan(never).all()
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baselines_as_models_match_the_functions(name: str) -> None:
+    from cloudfree.models import build_model, count_parameters, is_trainable
+
+    rng = np.random.default_rng(3)
+    refl = rng.random((2, 5, 3, 4, 4)).astype(np.float32)
+    avail = rng.random((2, 5, 4, 4)) > 0.4
+    doy = np.array([[300, 330, 360, 20, 50], [10, 40, 70, 100, 130]])
+    model = build_model(name, in_channels=3)
+    assert not is_trainable(model) and count_parameters(model) == 0
+    x = torch.from_numpy(refl * avail[:, :, None])
+    out = model(x, torch.from_numpy(avail), torch.from_numpy(doy)).numpy()
+    days = np.array([[300, 330, 360, 385, 415], [10, 40, 70, 100, 130]])  # year wrap unrolled
+    for b in range(2):
+        expect = BASELINES[name](refl[b], avail[b], days[b])
+        np.testing.assert_allclose(out[b], expect, rtol=1e-6, atol=1e-6)
+    pad = torch.tensor([[False, False, False, False, True]] * 2)
+    padded = model(x, torch.from_numpy(avail), torch.from_numpy(doy), pad).numpy()
+    assert (padded[:, 4] == 0).all()
+    np.testing.assert_allclose(
+        padded[1, :4], BASELINES[name](refl[1, :4], avail[1, :4], days[1, :4]), atol=1e-6
+    )
+
+
 def test_mean_is_a_composite_at_every_date() -> None:
     refl = _pixel_series([0.1, 9.0, 0.3, 0.8], bands=2)
     out = mean_baseline(refl, _avail([True, False, True, True]), np.arange(4))
@@ -126,7 +169,7 @@ def test_non_finite_inputs_are_not_used() -> None:
 
 def test_get_baseline_and_unknown_names() -> None:
     assert get_baseline("linear") is linear
-    assert set(BASELINES) == {"linear", "closest", "mean", "least_cloudy"}
+    assert set(BASELINES) == {"linear", "closest", "last", "mean", "least_cloudy"}
     with pytest.raises(ConfigError, match=r"'nope'.*linear"):
         get_baseline("nope")
 

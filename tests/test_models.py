@@ -158,3 +158,15 @@ def test_pad_spatial_and_encoding() -> None:
     enc = doy_encoding(torch.tensor([[1, 200]]), 16)
     assert enc.shape == (1, 2, 16) and enc.abs().max() <= 1
     assert not torch.allclose(enc[0, 0], enc[0, 1])
+
+
+def test_baselines_are_registered_models() -> None:
+    from cloudfree.baselines import BASELINES
+    from cloudfree.models import is_trainable
+
+    for name in BASELINES:
+        model = build_model(name, in_channels=3, widths=[8, 16], heads=2)  # network keys ignored
+        assert not is_trainable(model) and count_parameters(model) == 0
+        x, avail, doy = _inputs()
+        assert model(x, avail, doy).shape == x.shape
+    assert is_trainable(build_model("utilise", in_channels=3, widths=(8, 16), heads=2))

@@ -67,6 +67,12 @@ def test_params_and_schedule() -> None:
         resolve_params({"steps": "ten"})
     with pytest.raises(ConfigError, match=r"train\.batch_size"):
         resolve_params({"batch_size": 0})
+    with pytest.raises(ConfigError, match=r"train\.compile"):
+        resolve_params({"compile": "yes"})
+    with pytest.raises(ConfigError, match=r"train\.patience"):
+        resolve_params({"patience": -1})
+    with pytest.raises(ConfigError, match=r"train\.checkpoint_every"):
+        resolve_params({"checkpoint_every": 0})
     factors = [lr_factor(s, 100, 10) for s in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in itertools.pairwise(factors[9:]))
@@ -203,3 +209,44 @@ def test_model_file_errors(trained: dict[str, Any], tmp_path: Path) -> None:
     torch.save({**blob, "model": {"name": "nosuchnet", "kwargs": {}}}, tmp_path / "bad.pt")
     with pytest.raises(ModelFileError, match="nosuchnet"):
         load_model(tmp_path / "bad.pt")
+
+
+def test_tensorboard_events(trained: dict[str, Any]) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(trained["model"].parent / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()
+    for tag in ("train/loss", "train/lr", "train/grad_norm", "train/samples_per_second",
+                "val/mae_masked", "val/psnr_masked"):  # fmt: skip
+        assert tag in tags["scalars"], tag
+    assert [e.step for e in events.Scalars("val/mae_masked")] == [20, 40, 60]
+    assert len(events.Scalars("train/loss")) == 60
+    assert "val/input_reconstruction_truth" in tags["images"]
+    assert (trained["model"].parent / "checkpoints/last_model.pt").is_file()
+
+
+def test_compile_option_wraps_the_training_model(
+    packed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compiled = []
+
+    def fake_compile(model: torch.nn.Module) -> torch.nn.Module:
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    params = {**PARAMS, "steps": 2, "compile": True, "tensorboard": False}
+    train_model([packed], tmp_path / "m.pt", tmp_path / "h.csv", params)
+    assert len(compiled) == 1
+    # The model file holds the plain module's weights, loadable without compiling.
+    assert load_model(tmp_path / "m.pt", "cpu").meta["params"]["compile"] is True
+
+
+def test_training_with_u_tilise_sampling(packed: Path, tmp_path: Path) -> None:
+    sampling = {"seq_len": 4, "min_len": 3, "date_classes": ["clear", "impaired"],
+                "masked_fraction": 0.5, "dilation": 1}  # fmt: skip
+    params = {**PARAMS, "steps": 4, "val_every": 2, "sampling": sampling}
+    summary = train_model([packed], tmp_path / "m.pt", tmp_path / "h.csv", params)
+    assert summary["best_step"] in (2, 4)
+    assert load_model(tmp_path / "m.pt", "cpu").meta["params"]["sampling"] == sampling

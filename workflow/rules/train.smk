@@ -1,3 +1,6 @@
+# Checkpoints go to results/models/{experiment}/checkpoints/ and TensorBoard files to
+# results/models/{experiment}/tensorboard/: not outputs, so a failed job's rerun resumes.
+# More than one GPU (resource `gpu`, e.g. from the Slurm profile): one torchrun process each.
 rule train:
     input:
         h5=get_experiment_h5,

@@ -1,4 +1,9 @@
-"""Rule train: train one experiment's model on its regions' training tiles."""
+"""Rule train: train one experiment's model on its regions' training tiles.
+
+One process, or one per GPU (torchrun, DistributedDataParallel) when the job has more than
+one GPU (resource ``gpu``, e.g. from the Slurm profile).  Resumes from
+``results/models/<experiment>/checkpoints/`` after a kill or a time-out.
+"""
 
 import sys
 from pathlib import Path
@@ -8,15 +13,18 @@ import pandas as pd
 
 from cloudfree.figures import training_curve
 from cloudfree.runlog import setup_script_logging
-from cloudfree.train import train_model
+from cloudfree.train_cli import launch, processes_for
 
 log = setup_script_logging(snakemake)
-summary = train_model(
+params = dict(snakemake.params.train)
+gpus = int(getattr(snakemake.resources, "gpu", 0) or 0)
+summary = launch(
     list(snakemake.input.h5),
     snakemake.output.model,
     snakemake.output.history,
-    dict(snakemake.params.train),
+    params,
     threads=snakemake.threads,
+    processes=processes_for(gpus, params.get("device", "auto")),
 )
 training_curve(pd.read_csv(snakemake.output.history), snakemake.output.curve)
 log.info("trained on %s: %s", ", ".join(snakemake.params.regions), summary)
