@@ -1,31 +1,37 @@
-"""Inference products and the scoring of a region, on a small packed file and a short training."""
+"""Inference products of a region (model file built directly, untrained weights) and bad input."""
+
+from __future__ import annotations
+
+import itertools
 
 import h5py
 import numpy as np
 import pytest
 import rasterio
+import torch
 
+from cloudfree.errors import ConfigError, ModelFileError
 from cloudfree.evaluate import region_metrics
-from cloudfree.infer import QUALITY, infer_region
+from cloudfree.infer import QUALITY, change_pairs, infer_region
 from cloudfree.metrics import METRIC_COLUMNS
 from cloudfree.packing import iter_tiles
-from cloudfree.train import train_model
+from cloudfree.predict import load_model
 
+from .model_file import write_model_file
 from .packed import make_packed
-
-PARAMS = {
-    "model": {"name": "utilise", "widths": [8, 16], "heads": 2},
-    "steps": 40, "batch_size": 2, "crop": 16, "lr": 0.01, "warmup_steps": 5,
-    "val_every": 20, "device": "cpu",
-}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def inferred(tmp_path_factory):
     root = tmp_path_factory.mktemp("infer")
     packed = make_packed(root / "r.h5", n_tiles=5, size=32, dates=6, seed=1)
-    train_model([packed], root / "model.pt", root / "history.csv", PARAMS)
-    infer_region(root / "model.pt", packed, root / "tiles", root / "eval.h5", device="cpu")
+    write_model_file(root / "model.pt")
+    infer_region(
+        root / "model.pt", packed, root / "tiles", root / "eval.h5", device="cpu",
+        compress="zstd", window=16, overlap=8, batch_size=3,
+        embeddings={"enabled": True, "channels": [0, 5]},
+        change={"enabled": True, "pairs": []},
+    )  # fmt: skip
     return root, packed
 
 
@@ -36,17 +42,42 @@ def test_products_on_the_input_grid_keep_observed_pixels(inferred):
             with rasterio.open(root / "tiles" / tile.tile / f"{date}.tif") as src:
                 assert src.crs == tile.crs and src.transform == tile.transform
                 assert src.tags()["DATE"] == date and src.nodata == 0
+                assert src.profile["compress"] == "zstd" and src.block_shapes[0] == (32, 32)
+                assert src.dtypes[0] == "uint16" and src.descriptions[1] == "B02"
                 dn = src.read()
             clear = tile.clear[t]
             np.testing.assert_array_equal(dn[:, clear], tile.s2[t][:, clear])
-            assert dn.min() >= 1
-            thick = tile.mask[t] == 1
-            if thick.sum() > 20:  # under thick cloud the product is darker than the cloud
-                assert dn[1][thick].mean() < tile.s2[t][1][thick].mean()
+            assert dn[:, tile.valid[t]].min() >= 1
+            assert (dn[:, ~tile.valid[t]] == 0).all()
             with rasterio.open(root / "tiles" / tile.tile / f"{date}_quality.tif") as src:
                 quality = src.read(1)
             assert (quality[clear] == QUALITY["observed"]).all()
+            assert (quality[tile.mask[t] == 1] == QUALITY["reconstructed_cloud"]).all()
             assert (quality[tile.mask[t] == 3] == QUALITY["reconstructed_shadow"]).all()
+
+
+def test_optional_embedding_and_change_products(inferred):
+    root, packed = inferred
+    tile = next(iter_tiles(packed))
+    folder = root / "tiles" / tile.tile
+    with rasterio.open(folder / f"{tile.dates[0]}_embedding.tif") as src:
+        assert src.count == 2 and src.dtypes[0] == "float32"
+        assert src.descriptions == ("embedding_0", "embedding_5")
+        assert src.transform == tile.transform and np.isfinite(src.read()).any()
+    changes = sorted(p.name for p in folder.glob("*_change.tif"))
+    assert changes == [f"{a}_{b}_change.tif" for a, b in itertools.pairwise(tile.dates)]
+    with rasterio.open(folder / changes[0]) as src:
+        cos = src.read(1)
+        assert src.tags()["REFERENCE_DATE"] == tile.dates[0]
+    assert np.nanmax(np.abs(cos)) <= 1 + 1e-5
+
+
+def test_products_off_by_default(tmp_path):
+    packed = make_packed(tmp_path / "r.h5", n_tiles=2, size=16, dates=3, seed=2)
+    write_model_file(tmp_path / "m.pt")
+    infer_region(tmp_path / "m.pt", packed, tmp_path / "tiles", tmp_path / "e.h5", device="cpu")
+    names = {p.name for p in (tmp_path / "tiles").rglob("*.tif")}
+    assert names and not [n for n in names if "embedding" in n or "change" in n]
 
 
 def test_evaluation_file_holds_gap_tiles_only(inferred):
@@ -56,7 +87,7 @@ def test_evaluation_file_holds_gap_tiles_only(inferred):
         assert {name: ev[f"tiles/{name}/pred"].shape for name in ev["tiles"]} == gapped
 
 
-def test_region_metrics_scores_model_and_baselines(inferred):
+def test_region_metrics_reads_the_evaluation_file(inferred):
     root, packed = inferred
     table, summary = region_metrics(
         packed, root / "eval.h5", baselines=["linear", "mean"], experiment="e"
@@ -65,5 +96,36 @@ def test_region_metrics_scores_model_and_baselines(inferred):
     n_test = sum(t.split == "test" for t in iter_tiles(packed))
     assert len(table) == n_test * 6 * 3
     assert list(summary["method"]) == ["model", "linear", "mean"]
-    assert summary.set_index("method").loc["linear", "mae_observed"] == 0
-    assert table["mae_masked"].dropna().between(0, 1).all()
+
+
+def test_model_file_with_other_bands_is_refused(tmp_path):
+    packed = make_packed(tmp_path / "r.h5", n_tiles=2, size=16, dates=3, seed=2)
+    bad = write_model_file(tmp_path / "rgb.pt", bands=["B04", "B03", "B02"])
+    with pytest.raises(ModelFileError, match=r"rgb\.pt.*\['B04', 'B03', 'B02'\].*B8A"):
+        infer_region(bad, packed, tmp_path / "tiles", tmp_path / "e.h5", device="cpu")
+    assert not (tmp_path / "tiles").exists() and not (tmp_path / "e.h5").exists()
+    old = write_model_file(tmp_path / "old.pt", format_version=0)
+    with pytest.raises(ModelFileError, match=r"old\.pt.*format_version 0"):
+        load_model(old, device="cpu")
+    blob = torch.load(tmp_path / "rgb.pt", weights_only=True)
+    blob["norm"]["mean"] = [0.1]
+    torch.save(blob, tmp_path / "norm.pt")
+    with pytest.raises(ModelFileError, match=r"norm\.pt.*normalisation of 1 bands"):
+        load_model(tmp_path / "norm.pt", device="cpu")
+
+
+def test_bad_embedding_channels_and_pairs(tmp_path):
+    packed = make_packed(tmp_path / "r.h5", n_tiles=2, size=16, dates=3, seed=2)
+    model = write_model_file(tmp_path / "m.pt")
+    with pytest.raises(ConfigError, match=r"infer\.embeddings\.channels \[99\].*16 channels"):
+        infer_region(
+            model, packed, tmp_path / "t", tmp_path / "e.h5", device="cpu",
+            embeddings={"enabled": True, "channels": [99]},
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"infer\.compress"):
+        infer_region(model, packed, tmp_path / "t", tmp_path / "e.h5", compress="jpeg2000")
+    dates = ["2020-01-01", "2020-02-01", "2020-03-01"]
+    assert change_pairs(dates, None) == [(0, 1), (1, 2)]
+    assert change_pairs(dates, [["2020-01-01", "2020-03-01"], ["2020-01-01", "1999-01-01"]]) == [
+        (0, 2)
+    ]

@@ -1,6 +1,7 @@
 rule mosaic:
     input:
         tiles="results/predictions/{experiment}/{region}/tiles",
+        manifest=get_manifest,
     output:
         mosaics=directory("results/mosaics/{experiment}/{region}"),
         quicklook=report(
@@ -15,6 +16,7 @@ rule mosaic:
         "results/benchmarks/mosaic/{experiment}/{region}.tsv"
     conda:
         "../../envs/geo.yaml"
+    threads: 2
     params:
         mosaic=config_provider("mosaic"),
     script:

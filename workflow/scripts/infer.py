@@ -19,6 +19,12 @@ tiles = infer_region(
     snakemake.output.evaluation,
     device=params["device"],
     compress=params["compress"],
+    window=params["window"],
+    overlap=params["overlap"],
+    batch_size=params["batch_size"],
+    amp=params["amp"],
+    embeddings=params["embeddings"],
+    change=params["change"],
     tags={"EXPERIMENT": snakemake.wildcards.experiment, "REGION": snakemake.wildcards.region},
 )
 log.info("%d tiles reconstructed", len(tiles))

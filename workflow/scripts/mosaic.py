@@ -1,10 +1,12 @@
-"""Rule mosaic: one mosaic per date over all tiles of a region, with a count layer."""
+"""Rule mosaic: per date and product one mosaic over all tiles of a region, with count,
+source, date and quality layers, and the region's temporal composite."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from cloudfree.figures import mosaic_quicklook
+from cloudfree.manifest import read_manifest
 from cloudfree.mosaic import mosaic_region
 from cloudfree.runlog import setup_script_logging
 
@@ -14,9 +16,16 @@ paths = mosaic_region(
     Path(snakemake.input.tiles),
     Path(snakemake.output.mosaics),
     rule=params["rule"],
+    rules={"embedding": params["embedding_rule"], "change": params["change_rule"]},
     crs=params["crs"],
     resolution=params["resolution"],
     resampling=params["resampling"],
+    dates=sorted(read_manifest(snakemake.input.manifest)["date"].astype(str).unique()),
+    compress=params["compress"],
+    level=params["compress_level"],
+    block=params["block"],
+    composite=params["composite"],
+    num_threads=snakemake.threads,
 )
 mosaic_quicklook(snakemake.output.mosaics, snakemake.output.quicklook)
-log.info("%d mosaic files written with rule %s", len(paths), params["rule"])
+log.info("%d date mosaics written with rule %s", len(paths), params["rule"])
