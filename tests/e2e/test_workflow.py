@@ -159,7 +159,7 @@ def test_seed_of_one_region_reruns_that_region_only(run):
 def test_one_region_target_plans_no_other_region(tmp_path):
     write_config(tmp_path, tiny_config())
     jobs = dry_run(tmp_path, {}, "results/metrics/africa.csv")
-    assert {rule for rule, _ in jobs} == CHAIN - {"mosaic", "cloud_stats"}
+    assert {rule for rule, _ in jobs} == CHAIN - {"mosaic"}
     assert all("europa" not in wc.values() for _, wc in jobs)
 
 

@@ -37,6 +37,21 @@ def region_config(wildcards):
     return config["regions"][wildcards.region]
 
 
+def detector_config(wildcards):
+    """The cloud detector's settings, for sources that come without cloud masks only: a
+    detector change then reruns just the regions it applies to."""
+    region = config["regions"][wildcards.region]
+    source = region["source"]
+    folder = region.get("folder", {})
+    if source == "sen12mscrts" or (
+        source == "folder"
+        and not folder.get("masks")
+        and not folder.get("probabilities")
+    ):
+        return {"detector": config["clouds"]["detector"]}
+    return {}
+
+
 def get_manifest(wildcards):
     """The region's tile manifest; known only once the tile checkpoint has run."""
     return checkpoints.download_tiles.get(region=wildcards.region).output.manifest
