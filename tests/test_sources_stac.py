@@ -127,3 +127,15 @@ def test_failing_cog_gives_up_naming_the_file_and_a_rerun_resumes(tmp_path, scen
         "2021-03-22",
     ]
     assert not staging_dir(tiles).exists()
+
+
+def test_l2a_item_without_scl_is_named(tmp_path, scenes):
+    root, items = scenes
+    no_scl = [
+        {**it, "assets": {k: v for k, v in it["assets"].items() if k != "scl"}} for it in items
+    ]
+    with StacServer(root, no_scl) as server:
+        with pytest.raises(InputDataError, match=r"STAC item S2_2021-03-02: no 'scl' asset"):
+            run(tmp_path, stac_cfg(server.url))
+    assert not (tmp_path / "results/tiles/s.csv").exists()
+    assert not (tmp_path / "resources/tiles/s").exists()
