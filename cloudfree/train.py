@@ -52,7 +52,15 @@ from tqdm import tqdm
 
 from . import distributed
 from .checkpoint import CheckpointStore, fingerprint, rng_state, set_rng_state
-from .data import EvalTiles, PackedMeta, TrainDataset, compute_norm_stats, read_meta, worker_init_fn
+from .data import (
+    EvalTiles,
+    PackedMeta,
+    TrainDataset,
+    calibrate_loader,
+    compute_norm_stats,
+    read_meta,
+    worker_init_fn,
+)
 from .errors import CloudfreeError, ConfigError, InputDataError
 from .io import atomic_path
 from .models import build_model, count_parameters, is_trainable
@@ -126,12 +134,17 @@ def resolve_params(params: Mapping[str, Any]) -> dict[str, Any]:
                 log.warning("train.%s: unknown parameter, ignored", key)
             out[key] = copy.deepcopy(value)
     ints = (
-        "steps", "batch_size", "crop", "warmup_steps", "val_every", "seed", "num_workers",
+        "steps", "batch_size", "crop", "warmup_steps", "val_every", "seed",
         "checkpoint_every", "patience",
     )  # fmt: skip
     for key in ints:
         if isinstance(out[key], bool) or not isinstance(out[key], int):
             raise ConfigError(f"train.{key} must be an integer, got {out[key]!r}")
+    workers = out["num_workers"]
+    if workers != "auto" and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 0
+    ):
+        raise ConfigError(f"train.num_workers must be an integer >= 0 or 'auto', got {workers!r}")
     floats = ("lr", "weight_decay", "grad_clip", "masked_weight", "observed_weight", "min_delta")
     for key in floats:
         if isinstance(out[key], bool) or not isinstance(out[key], (int, float)):
@@ -141,7 +154,7 @@ def resolve_params(params: Mapping[str, Any]) -> dict[str, Any]:
         if out[key] < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {out[key]}")
     nonneg = (
-        "warmup_steps", "num_workers", "weight_decay", "masked_weight", "observed_weight",
+        "warmup_steps", "weight_decay", "masked_weight", "observed_weight",
         "patience", "min_delta",
     )  # fmt: skip
     for key in nonneg:
@@ -544,6 +557,13 @@ def _train(
         paths, norm, crop=p["crop"], samples_per_epoch=steps * batch_size * ctx.world_size,
         seed=seed, **dict(p["sampling"]),
     )  # fmt: skip
+    workers = p["num_workers"]
+    if workers == "auto":  # measured on this node: batches/s for 0, 1, 2, 4, ... workers
+        chosen, rates = calibrate_loader(dataset, batch_size, device=device)
+        workers = chosen.num_workers
+        if main:
+            speeds = ", ".join(f"{n}: {r:.0f}" for n, r in rates.items()) or "too few to measure"
+            log.info("DataLoader workers: %d (batches/s by workers: %s)", workers, speeds)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -551,7 +571,7 @@ def _train(
         sampler=StepSampler(
             steps if stopped_early else start_step, steps, batch_size, ctx.world_size, ctx.rank
         ),
-        num_workers=p["num_workers"],
+        num_workers=workers,
         worker_init_fn=_worker_init,
         pin_memory=device.type == "cuda",
         drop_last=True,

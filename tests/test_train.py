@@ -250,3 +250,12 @@ def test_training_with_u_tilise_sampling(packed: Path, tmp_path: Path) -> None:
     summary = train_model([packed], tmp_path / "m.pt", tmp_path / "h.csv", params)
     assert summary["best_step"] in (2, 4)
     assert load_model(tmp_path / "m.pt", "cpu").meta["params"]["sampling"] == sampling
+
+
+def test_num_workers_auto_is_measured(packed: Path, tmp_path: Path, caplog) -> None:
+    caplog.set_level("INFO")
+    params = {**PARAMS, "steps": 30, "val_every": 30, "num_workers": "auto"}
+    train_model([packed], tmp_path / "m.pt", tmp_path / "h.csv", params)
+    assert "DataLoader workers:" in caplog.text and "batches/s by workers: 0:" in caplog.text
+    with pytest.raises(ConfigError, match="num_workers"):
+        resolve_params({"num_workers": "many"})
