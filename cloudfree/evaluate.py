@@ -12,7 +12,7 @@ import pandas as pd
 from .baselines import as_method
 from .errors import InputDataError
 from .metrics import evaluate_tiles, summarise
-from .packing import TileSeries, iter_tiles
+from .packing import TileSeries, iter_tiles, packed_bands
 
 # A method: (tile, input availability) -> (T, C, H, W) reflectance.
 Method = Callable[[TileSeries, np.ndarray], np.ndarray]
@@ -56,11 +56,15 @@ def region_metrics(
     baselines: Sequence[str],
     experiment: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per tile, date and method metrics on the test tiles, and their per-method summary."""
+    """Per tile, date and method metrics on the test tiles, and their per-method summary.
+
+    The per-band columns are ``mae_masked_<band>`` for the packed file's bands.
+    """
     methods = _methods(eval_path, baselines)
     with h5py.File(packed_path, "r") as h5:
         region, source = str(h5.attrs["region"]), str(h5.attrs["source"])
-    table = evaluate_tiles(iter_tiles(packed_path, split="test"), methods)
+    bands = packed_bands(packed_path)
+    table = evaluate_tiles(iter_tiles(packed_path, split="test"), methods, bands)
     if table.empty:
         raise InputDataError(f"{packed_path}: region {region} has no test tile to score")
     table.insert(0, "experiment", experiment)

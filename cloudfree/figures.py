@@ -3,15 +3,17 @@ example reconstructions and mosaic quicklooks.
 
 Every function draws one matplotlib :class:`~matplotlib.figure.Figure` (no pyplot, no
 global state) and writes it atomically as a PNG to ``path``; they all return ``None``.
-RGB quicklooks use B04/B03/B02 (band indices 3, 2, 1 of the 13 Sentinel-2 L1C bands) with a
-2-98 percentile stretch shared by the images that are compared (one row, one figure).
+RGB quicklooks use B04/B03/B02 (band indices 3, 2, 1 of the 13 Sentinel-2 L1C bands, or the
+bands of those names) with a 2-98 percentile stretch shared by the images that are compared
+(one row, one figure); data without these three bands (e.g. a single index such as NDVI) is
+shown as grey levels of its first band.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ from .io import atomic_path
 from .packing import TileSeries
 
 RGB = (3, 2, 1)  # B04, B03, B02 in the 13-band L1C order
+RGB_NAMES = ("B04", "B03", "B02")
 GAP_COLOUR = (1.0, 0.0, 1.0)  # evaluation gap: hidden from the methods, truth known
 CLOUD_COLOUR = (0.0, 0.0, 0.0)  # real cloud, shadow or nodata in the input
 NAN_COLOUR = (0.5, 0.5, 0.5)  # no value in a prediction / truth
@@ -185,9 +188,23 @@ def error_vs_difficulty(
 # --- RGB helpers ------------------------------------------------------------------------
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
-    """(C, H, W) reflectance -> (H, W, 3) float B04/B03/B02."""
-    return np.moveaxis(np.asarray(image, dtype=np.float32)[list(RGB)], 0, -1)
+def rgb_bands(bands: Sequence[str | None] | None, count: int) -> tuple[tuple[int, ...], str]:
+    """0-based indices of the bands shown as red, green, blue and a label for them.
+
+    B04/B03/B02 by name when ``bands`` has them, by position for 13 unnamed bands, else the
+    first band three times (grey levels).
+    """
+    names = [str(b) if b else "" for b in bands or ()]
+    if all(n in names for n in RGB_NAMES):
+        return tuple(names.index(n) for n in RGB_NAMES), "/".join(RGB_NAMES)
+    if not any(names) and count == 13:
+        return RGB, "/".join(RGB_NAMES)
+    return (0, 0, 0), (names[0] if names and names[0] else "band 1")
+
+
+def _rgb(image: np.ndarray, index: Sequence[int] = RGB) -> np.ndarray:
+    """(C, H, W) reflectance -> (H, W, 3) float of the bands ``index`` (B04/B03/B02)."""
+    return np.moveaxis(np.asarray(image, dtype=np.float32)[list(index)], 0, -1)
 
 
 def _limits(rgb: np.ndarray, where: np.ndarray | None = None) -> tuple[float, float]:
@@ -225,6 +242,7 @@ def example_reconstructions(
     path: str | os.PathLike[str],
     *,
     dates: int = 3,
+    bands: Sequence[str] | None = None,
 ) -> None:
     """Input, each method's prediction and the truth for a few dates of one tile.
 
@@ -233,10 +251,12 @@ def example_reconstructions(
     real clouds, shadows and nodata black), one column per entry of ``predictions``
     (``{method: (T, C, H, W) reflectance}``, in the mapping's order), and the truth (the
     tile's real observation).  One 2-98 percentile stretch per row, from the truth's clear
-    pixels.  A tile without masked pixels gives a figure that says so.
+    pixels.  A tile without masked pixels gives a figure that says so.  ``bands`` (the
+    packed file's band names) selects the displayed bands (:func:`rgb_bands`).
     """
     refl = tile.reflectance()
     shape = refl.shape
+    index, label = rgb_bands(bands, shape[1])
     for name, pred in predictions.items():
         if np.shape(pred) != shape:
             raise ValueError(
@@ -260,7 +280,7 @@ def example_reconstructions(
     fig = Figure(figsize=(panel * ncols, panel * len(chosen) * h / w + 0.6))
     axes = np.atleast_2d(fig.subplots(len(chosen), ncols, squeeze=False))
     for row, t in enumerate(chosen):
-        truth = _rgb(refl[t])
+        truth = _rgb(refl[t], index)
         lo, hi = _limits(truth, clear[t])
         date = tile.dates[t]
         frac = masked[t] / (h * w)
@@ -269,10 +289,10 @@ def example_reconstructions(
         shown[gap[t] & tile.valid[t]] = GAP_COLOUR
         _show(axes[row, 0], shown, f"{date}\ninput ({frac:.0%} masked)")
         for col, (name, pred) in enumerate(predictions.items(), start=1):
-            _show(axes[row, col], _stretch(_rgb(pred[t]), lo, hi), f"{date}\n{name}")
+            _show(axes[row, col], _stretch(_rgb(pred[t], index), lo, hi), f"{date}\n{name}")
         _show(axes[row, -1], _stretch(truth, lo, hi), f"{date}\ntruth")
     fig.suptitle(
-        f"Tile {tile.tile} ({tile.split}): magenta = evaluation gap, black = cloud/nodata",
+        f"Tile {tile.tile} ({tile.split}, {label}): magenta = evaluation gap, black = cloud/nodata",
         fontsize=9,
     )
     _save(fig, path)
@@ -281,16 +301,18 @@ def example_reconstructions(
 # --- 4. mosaic quicklook ----------------------------------------------------------------
 
 
-def _read_rgb(path: Path, max_size: int) -> np.ndarray:
-    """(H, W, 3) float values (DN) of bands 4, 3, 2, nodata NaN, decimated."""
+def _read_rgb(path: Path, max_size: int) -> tuple[np.ndarray, str]:
+    """(H, W, 3) float values (DN) of B04/B03/B02 (:func:`rgb_bands`), nodata NaN,
+    decimated; and the label of the bands shown."""
     import rasterio
 
     with rasterio.open(path) as src:
+        index, label = rgb_bands(src.descriptions, src.count)
         scale = max(1, int(np.ceil(max(src.height, src.width) / max_size)))
         out_shape = (3, -(-src.height // scale), -(-src.width // scale))
-        data = src.read([4, 3, 2], out_shape=out_shape, masked=True)
+        data = src.read([i + 1 for i in index], out_shape=out_shape, masked=True)
     rgb = np.ma.filled(data.astype(np.float32), np.nan)
-    return np.moveaxis(rgb, 0, -1)
+    return np.moveaxis(rgb, 0, -1), label
 
 
 def _read_count(path: Path, max_size: int) -> np.ndarray:
@@ -311,7 +333,8 @@ def mosaic_quicklook(
     """RGB quicklooks of a region's ``<date>.tif`` mosaics, each with its persistence count.
 
     Up to ``max_dates`` dates, evenly spread over the series, three per figure row; each
-    date is a large RGB panel (bands 4, 3, 2, one 2-98 percentile stretch for all dates;
+    date is a large RGB panel (B04/B03/B02 or grey levels of the first band, see
+    :func:`rgb_bands`; one 2-98 percentile stretch for all dates;
     nodata grey) and beside it a small panel of ``<date>_count.tif`` (valid contributions
     per pixel) when that file exists.  Rasters are read decimated to at most 512 pixels a
     side.  Raises :class:`InputDataError` when the folder has no date mosaic.
@@ -326,7 +349,9 @@ def mosaic_quicklook(
         picks = np.unique(np.round(np.linspace(0, len(files) - 1, max_dates)).astype(int))
         files = [files[i] for i in picks]
     max_size = 512
-    rgbs = [_read_rgb(f, max_size) for f in files]
+    read = [_read_rgb(f, max_size) for f in files]
+    rgbs = [r for r, _ in read]
+    label = read[0][1]
     counts = [
         _read_count(c, max_size) if (c := f.with_name(f"{f.stem}_count.tif")).exists() else None
         for f in files
@@ -361,7 +386,7 @@ def mosaic_quicklook(
         axes[j // per_row, 2 * (j % per_row) + 1].set_axis_off()
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="tiles per pixel")
-    fig.suptitle(f"Mosaics of {folder.name} (B04/B03/B02)", fontsize=10)
+    fig.suptitle(f"Mosaics of {folder.name} ({label})", fontsize=10)
     _save(fig, path)
 
 

@@ -23,10 +23,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .bands import CLOUD, NODATA, REFLECTANCE_SCALE, S2_L1C_BANDS, SHADOW, THIN_CLOUD
+from .bands import CLOUD, NODATA, REFLECTANCE_SCALE, SHADOW, THIN_CLOUD
 from .errors import ConfigError
 from .io import atomic_path, geotiff_profile, write_raster
-from .packing import TileSeries, open_packed, read_tile, tile_names
+from .packing import TileSeries, open_packed, packed_bands, read_tile, tile_names
 from .predict import load_model
 
 log = logging.getLogger(__name__)
@@ -106,8 +106,7 @@ def infer_region(
         raise ConfigError(f"infer.compress: {compress!r} is not one of {', '.join(COMPRESSIONS)}")
     emb = dict(embeddings or {})
     chg = dict(change or {})
-    with open_packed(packed_path) as h5:
-        bands = [b.decode() if isinstance(b, bytes) else str(b) for b in h5.attrs["bands"]]
+    bands = list(packed_bands(packed_path))
     predictor = load_model(
         model_path, device=device, window=window, overlap=overlap, batch_size=batch_size,
         bands=bands, amp=amp,
@@ -131,8 +130,9 @@ def infer_region(
             )
             folder = Path(tmp_dir) / tile.tile
             _write_tile(
-                tile, fill_gaps(tile, out["pred"]), quality_layer(tile), folder, compress, tags
-            )
+                tile, fill_gaps(tile, out["pred"]), quality_layer(tile), folder, compress, tags,
+                band_names=predictor.bands,
+            )  # fmt: skip
             if "embedding" in out:
                 _write_embeddings(tile, out["embedding"], channels, folder, compress, tags)
             if "change" in out:
@@ -164,12 +164,13 @@ def _write_tile(
     out_dir: Path,
     compress: str,
     tags: dict[str, str] | None,
+    band_names: list[str] | None = None,
 ) -> None:
     profile = _profile(tile, dn.shape[1], "uint16", NODATA, compress)
     qprofile = {**profile, "nodata": None}
     for i, date in enumerate(tile.dates):
         meta = {**(tags or {}), "DATE": date, "TILE": tile.tile}
-        write_raster(out_dir / f"{date}.tif", dn[i], profile, band_names=S2_L1C_BANDS, tags=meta)
+        write_raster(out_dir / f"{date}.tif", dn[i], profile, band_names=band_names, tags=meta)
         write_raster(
             out_dir / f"{date}_quality.tif", quality[i], qprofile,
             band_names=["quality"], tags={**meta, "CLASSES": QUALITY},

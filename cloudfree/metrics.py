@@ -353,10 +353,10 @@ def _predict(tile: TileSeries, method: str, fn: Method | None, available: np.nda
 def evaluate_region(
     packed_path: str | os.PathLike[str], predict: Mapping[str, Method], split: str | None = "test"
 ) -> pd.DataFrame:
-    """:func:`evaluate_tiles` on the tiles of one split of a packed file."""
-    from .packing import iter_tiles
+    """:func:`evaluate_tiles` on the tiles of one split of a packed file (its own bands)."""
+    from .packing import iter_tiles, packed_bands
 
-    return evaluate_tiles(iter_tiles(packed_path, split), predict)
+    return evaluate_tiles(iter_tiles(packed_path, split), predict, packed_bands(packed_path))
 
 
 def summarise(df: pd.DataFrame, *, baseline: str = "linear", **kwargs: object) -> pd.DataFrame:

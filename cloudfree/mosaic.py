@@ -546,6 +546,12 @@ class Template:
     descriptions: tuple[str | None, ...] = tuple(S2_L1C_BANDS)
     tags: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def of_bands(cls, bands: Sequence[str] | None = None) -> Template:
+        """The uint16 reflectance template of ``bands`` (default :data:`S2_L1C_BANDS`)."""
+        names = tuple(bands) if bands else S2_L1C_BANDS
+        return cls(count=len(names), descriptions=tuple(names))
+
 
 def template_of(path: Path) -> Template:
     with _open(path) as src:
@@ -883,6 +889,7 @@ def mosaic_region(
     block: int = 512,
     level: int | None = None,
     num_threads: int | str = 1,
+    bands: Sequence[str] | None = None,
 ) -> list[Path]:
     """Mosaic every product, date and pair of ``tiles_dir/<tile>/`` into ``dest_dir``.
 
@@ -891,7 +898,9 @@ def mosaic_region(
     ``most_persistent``).  ``dates`` (e.g. from the manifest) adds an empty mosaic (count
     0) for a date no tile has.  ``composite`` (``{"enabled", ...}``, see
     :func:`cloudfree.composite.composite_region`) adds ``composite.tif``.  ``dest_dir`` is
-    built in a temporary sibling and moved into place.  Returns the reflectance mosaics.
+    built in a temporary sibling and moved into place.  ``bands`` names the bands of an
+    empty mosaic when no tile has a reflectance file (default :data:`S2_L1C_BANDS`; otherwise
+    the tiles' own band count and descriptions are kept).  Returns the reflectance mosaics.
     """
     check_rule(rule)
     rules = {"reflectance": rule, "embedding": "mean", "change": "most_persistent", **(rules or {})}
@@ -908,7 +917,8 @@ def mosaic_region(
     every = [p for by_key in found.values() for paths in by_key.values() for p in paths]
     grid = target_grid(every, crs, resolution) if every else _empty_grid(crs, resolution)
     refl_template = next(
-        (template_of(ps[0]) for ps in found["reflectance"].values() if ps), Template()
+        (template_of(ps[0]) for ps in found["reflectance"].values() if ps),
+        Template.of_bands(bands),
     )
     sources = sorted({p.parent.name for p in every})
     dest_dir = Path(dest_dir)

@@ -44,8 +44,10 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pandas as pd
+import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.errors import RasterioError
 
 from .bands import (
     CLEAR,
@@ -214,6 +216,31 @@ def _optional_paths(rows: pd.DataFrame, column: str) -> list[str] | None:
     return vals
 
 
+def image_bands(path: str | os.PathLike[str], where: str = "") -> tuple[str, ...]:
+    """Band names of a GeoTIFF from its band descriptions.
+
+    A 13-band file without descriptions is taken as :data:`S2_L1C_BANDS`; any other file must
+    name every band (``InputDataError`` naming the file otherwise).
+    """
+    at = f" ({where})" if where else ""
+    try:
+        with rasterio.open(path) as src:
+            count, descriptions = src.count, src.descriptions
+    except (RasterioError, OSError) as exc:
+        raise InputDataError(f"cannot read raster {path}{at}: {exc}") from exc
+    names = tuple(str(d).strip() if d else "" for d in descriptions)
+    if all(names):
+        if len(set(names)) != len(names):
+            raise InputDataError(f"{path}{at}: band descriptions {names} are not unique")
+        return names
+    if not any(names) and count == len(S2_L1C_BANDS):
+        return S2_L1C_BANDS
+    raise InputDataError(
+        f"{path}{at}: {count} bands but band descriptions {names}; a file that is not the "
+        f"{len(S2_L1C_BANDS)} Sentinel-2 L1C bands must name every band in its descriptions"
+    )
+
+
 def load_series(
     rows: pd.DataFrame, bands: Sequence[str] = S2_L1C_BANDS
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -226,7 +253,8 @@ def load_series(
         where = f"tile {row.tile}, date {row.date}"
         if img.shape[0] != len(bands):
             raise InputDataError(
-                f"{row.image} ({where}): {img.shape[0]} bands, expected {len(bands)}"
+                f"{row.image} ({where}): {img.shape[0]} bands, expected {len(bands)} "
+                f"({', '.join(bands)})"
             )
         if img.dtype.kind not in "ui":
             raise InputDataError(f"{row.image} ({where}): {img.dtype} pixels, expected integers")
@@ -391,13 +419,14 @@ def pack_region(
     eval_seed: int = 0,
     eval_date_fraction: float = 0.5,
     date_stats: pd.DataFrame | str | os.PathLike[str] | None = None,
-    bands: Sequence[str] = S2_L1C_BANDS,
+    bands: Sequence[str] | None = None,
     clear_min: float = 0.9,
     usable_min: float = 0.1,
 ) -> Path:
     """Write ``dest`` from the manifest of one region (atomically, one tile at a time).
 
-    Every tile must have the dates and band count of the region's first tile.  Date classes
+    Every tile must have the dates and band count of the region's first tile.  ``bands``
+    defaults to the band names of the first image (:func:`image_bands`).  Date classes
     come from ``date_stats`` (the cloud_stats table, columns tile, date, class) or, without
     it, from the cloud masks (:func:`classify_dates` with ``clear_min``/``usable_min``).
     Normalisation sums of the train tiles are stored for :func:`cloudfree.data.compute_norm_stats`.
@@ -406,6 +435,11 @@ def pack_region(
         raise ConfigError(f"pack.compression {compression!r}: expected one of {COMPRESSIONS}")
     region = str(manifest["region"].iloc[0])
     source = str(manifest["source"].iloc[0])
+    if bands is None:
+        first_row = manifest.sort_values(["tile", "date"]).iloc[0]
+        bands = image_bands(
+            first_row["image"], f"tile {first_row['tile']}, date {first_row['date']}"
+        )
     stats = (
         read_date_stats(date_stats) if isinstance(date_stats, (str, os.PathLike)) else date_stats
     )
@@ -663,6 +697,14 @@ def validate(path: str | os.PathLike[str], manifest: pd.DataFrame) -> None:
                     problems.append(f"tile {name}: {kind} presence differs from the manifest")
     if problems:
         raise InputDataError(f"{path} does not match its manifest: " + "; ".join(problems[:10]))
+
+
+def packed_bands(packed: h5py.File | str | os.PathLike[str]) -> tuple[str, ...]:
+    """Band names of a packed file (an open file or its path)."""
+    if not isinstance(packed, h5py.File):
+        with open_packed(packed) as h5:
+            return packed_bands(h5)
+    return tuple(b.decode() if isinstance(b, bytes) else str(b) for b in packed.attrs["bands"])
 
 
 def file_attrs(h5: h5py.File) -> Mapping[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ def make_packed(
     seed: int = 0,
     cloudiness: float = 0.4,
     region: str = "synth",
+    bands: Sequence[str] = S2_L1C_BANDS,
 ) -> Path:
     """A packed file of smooth seasonal land-cover signals under cloud blobs.
 
@@ -36,7 +38,7 @@ def make_packed(
     tile (one each below 5 tiles), the rest train; val/test tiles get evaluation gaps.
     """
     rng = np.random.default_rng(seed)
-    nb = len(S2_L1C_BANDS)
+    nb = len(bands)
     sizes = size if isinstance(size, list) else [size] * n_tiles
     counts = dates if isinstance(dates, list) else [dates] * n_tiles
     n_eval = (2, 1) if n_tiles >= 5 else (1, 1)
@@ -78,7 +80,9 @@ def make_packed(
     gaps = evaluation_gaps(
         {k: v[2] for k, v in tiles.items()}, targets, seed=seed, date_fraction=0.5
     )
-    return write_packed(path, {k: (*v, gaps.get(k)) for k, v in tiles.items()}, region=region)
+    return write_packed(
+        path, {k: (*v, gaps.get(k)) for k, v in tiles.items()}, region=region, bands=bands
+    )
 
 
 def write_packed(
@@ -88,6 +92,7 @@ def write_packed(
     region: str = "synth",
     compression: str = "blosc_lz4",
     date_class: dict[str, np.ndarray] | None = None,
+    bands: Sequence[str] = S2_L1C_BANDS,
 ) -> Path:
     """Write ``{tile: (split, s2, mask, doy, gap or None)}`` with :func:`packing.write_packed`.
 
@@ -113,4 +118,6 @@ def write_packed(
                 sources={"image": [f"{name}_{d}.tif" for d in iso]},
             )
         )
-    return pack_write(path, series, region=region, source="synthetic-test", compression=compression)
+    return pack_write(
+        path, series, region=region, source="synthetic-test", compression=compression, bands=bands
+    )

@@ -131,6 +131,39 @@ def test_example_reconstructions_bad_shape(tmp_path: Path, test_tile) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("bands", "count", "expected"),
+    [
+        (None, 13, ((3, 2, 1), "B04/B03/B02")),
+        (("B02", "B03", "B04", "B08"), 4, ((2, 1, 0), "B04/B03/B02")),
+        (("NDVI",), 1, ((0, 0, 0), "NDVI")),
+        ((None, None), 2, ((0, 0, 0), "band 1")),
+    ],
+)
+def test_rgb_bands(bands, count, expected) -> None:
+    assert figures.rgb_bands(bands, count) == expected
+
+
+def test_example_reconstructions_of_one_band(tmp_path: Path) -> None:
+    path = make_packed(tmp_path / "p.h5", n_tiles=3, size=16, dates=4, bands=["NDVI"])
+    tile = next(iter_tiles(path, split="test"))
+    preds = {"linear": as_method("linear")(tile, tile.clear & ~tile.gap)}
+    figures.example_reconstructions(tile, preds, tmp_path / "ex.png", bands=["NDVI"])
+    assert_png(tmp_path / "ex.png", min_side=50)
+
+
+def test_mosaic_quicklook_of_one_band(tmp_path: Path) -> None:
+    from affine import Affine
+
+    (tmp_path / "mos").mkdir()
+    grid = dict(crs="EPSG:32632", transform=Affine(10, 0, 500000, 0, -10, 5000000))
+    prof = geotiff_profile(**grid, width=24, height=20, count=1, dtype="uint16", nodata=0)
+    img = np.random.default_rng(0).integers(100, 3000, (1, 20, 24)).astype(np.uint16)
+    write_raster(tmp_path / "mos" / "2021-01-01.tif", img, prof, band_names=["NDVI"])
+    figures.mosaic_quicklook(tmp_path / "mos", tmp_path / "q.png")
+    assert_png(tmp_path / "q.png")
+
+
 def _write_mosaics(folder: Path, n: int, *, counts: bool = True) -> None:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(1)

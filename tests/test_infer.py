@@ -13,7 +13,7 @@ import torch
 from cloudfree.errors import ConfigError, ModelFileError
 from cloudfree.evaluate import region_metrics
 from cloudfree.infer import QUALITY, change_pairs, infer_region
-from cloudfree.metrics import METRIC_COLUMNS
+from cloudfree.metrics import METRIC_COLUMNS, metric_columns
 from cloudfree.packing import iter_tiles
 from cloudfree.predict import load_model
 
@@ -112,6 +112,19 @@ def test_model_file_with_other_bands_is_refused(tmp_path):
     torch.save(blob, tmp_path / "norm.pt")
     with pytest.raises(ModelFileError, match=r"norm\.pt.*normalisation of 1 bands"):
         load_model(tmp_path / "norm.pt", device="cpu")
+
+
+@pytest.mark.parametrize("bands", [["NDVI"], ["B02", "B03", "B04", "B08"]])
+def test_products_carry_the_packed_band_names(tmp_path, bands):
+    packed = make_packed(tmp_path / "r.h5", n_tiles=3, size=16, dates=3, seed=2, bands=bands)
+    write_model_file(tmp_path / "m.pt", bands=bands)
+    infer_region(tmp_path / "m.pt", packed, tmp_path / "tiles", tmp_path / "e.h5", device="cpu")
+    tile = next(iter_tiles(packed))
+    with rasterio.open(tmp_path / "tiles" / tile.tile / f"{tile.dates[0]}.tif") as src:
+        assert src.count == len(bands) and list(src.descriptions) == bands
+    table, _ = region_metrics(packed, tmp_path / "e.h5", baselines=["linear"], experiment="e")
+    assert list(table.columns) == ["region", "source", "experiment", *metric_columns(bands)]
+    assert f"mae_masked_{bands[-1]}" in table.columns and "mae_masked_B01" not in table.columns
 
 
 def test_bad_embedding_channels_and_pairs(tmp_path):

@@ -17,6 +17,7 @@ from cloudfree.errors import InputDataError
 from cloudfree.metrics import (
     METRIC_COLUMNS,
     band_mae,
+    evaluate_region,
     evaluate_tiles,
     input_difficulty,
     mae,
@@ -326,3 +327,12 @@ def test_default_bands_table_columns() -> None:
     np.testing.assert_allclose(
         df.loc[masked, band_cols].mean(axis=1), df.loc[masked, "mae_masked"], rtol=1e-9
     )
+
+
+def test_evaluate_region_uses_the_packed_bands(tmp_path) -> None:
+    from .packed import make_packed
+
+    path = make_packed(tmp_path / "p.h5", n_tiles=3, size=16, dates=4, bands=["NDVI", "NDWI"])
+    df = evaluate_region(path, {"linear": as_method("linear")})
+    assert tuple(df.columns) == metric_columns(["NDVI", "NDWI"])
+    assert len(df) == 4

@@ -280,6 +280,15 @@ def test_empty_region_gives_empty_valid_mosaics(tmp_path: Path) -> None:
             assert m.count == 13 and (m.read() == 0).all()
 
 
+def test_empty_region_mosaics_have_the_given_bands(tmp_path: Path) -> None:
+    (tmp_path / "tiles").mkdir()
+    mosaic_region(
+        tmp_path / "tiles", tmp_path / "m", rule="max", dates=["2021-01-01"], bands=["NDVI"]
+    )
+    with rasterio.open(tmp_path / "m" / "2021-01-01.tif") as m:
+        assert m.count == 1 and m.descriptions == ("NDVI",) and (m.read() == 0).all()
+
+
 def test_composite_takes_best_available_pixel(tmp_path: Path) -> None:
     root = tmp_path / "tiles"
     _tile(root, "A", X0, 100)  # 2021-05-01, all observed

@@ -17,9 +17,11 @@ from cloudfree.packing import (
     FORMAT_VERSION,
     classify_dates,
     evaluation_gaps,
+    image_bands,
     iter_tiles,
     open_packed,
     pack_region,
+    packed_bands,
     read_tile,
     tile_names,
     validate,
@@ -193,6 +195,54 @@ def test_wrong_band_count_names_file_and_date(tmp_path, manifest):
         pack_region(manifest, tmp_path / "r.h5")
     assert not (tmp_path / "r.h5").exists()
     assert not list(tmp_path.glob(".r.h5*"))
+
+
+def _rewrite_bands(manifest, bands, descriptions):
+    """Replace every image of the manifest by ``len(bands)`` bands with ``descriptions``."""
+    for row in manifest.itertuples():
+        img, prof = read_raster(row.image)
+        write_raster(row.image, img[: len(bands)], prof, band_names=descriptions)
+
+
+@pytest.mark.parametrize("bands", [["NDVI"], ["B02", "B03", "B04", "B08"]])
+def test_band_names_come_from_the_first_image(tmp_path, manifest, bands):
+    _rewrite_bands(manifest, bands, bands)
+    dest = pack_region(manifest, tmp_path / "r.h5")
+    assert packed_bands(dest) == tuple(bands)
+    with open_packed(dest) as h5:
+        assert packed_bands(h5) == tuple(bands)
+        assert h5["tiles/a/s2"].shape[1] == len(bands)
+        assert len(h5.attrs["norm_mean"]) == len(bands)
+    validate(dest, manifest)
+
+
+def test_image_bands(tmp_path, manifest):
+    path = manifest.iloc[0].image
+    assert image_bands(path) == S2_L1C_BANDS  # 13 bands without descriptions
+    img, prof = read_raster(path)
+    write_raster(path, img, prof, band_names=[f"b{i}" for i in range(13)])
+    assert image_bands(path)[-1] == "b12"
+    write_raster(path, img[:2], prof)
+    with pytest.raises(InputDataError, match=rf"{path} \(tile a\): 2 bands.*name every band"):
+        image_bands(path, "tile a")
+    write_raster(path, img[:2], prof, band_names=["X", "X"])
+    with pytest.raises(InputDataError, match="not unique"):
+        image_bands(path)
+    with pytest.raises(InputDataError, match="cannot read"):
+        image_bands(tmp_path / "missing.tif")
+
+
+def test_unnamed_bands_and_band_count_changes_are_refused(tmp_path, manifest):
+    _rewrite_bands(manifest, ["B02", "B03"], None)
+    first = manifest.sort_values(["tile", "date"]).iloc[0]
+    with pytest.raises(InputDataError, match=rf"{first.image} \(tile a, date {first.date}\)"):
+        pack_region(manifest, tmp_path / "r.h5")
+    _rewrite_bands(manifest, ["B02", "B03"], ["B02", "B03"])
+    row = manifest.iloc[2]
+    img, prof = read_raster(row.image)
+    write_raster(row.image, img[:1], prof, band_names=["B02"])
+    with pytest.raises(InputDataError, match=rf"{row.image}.*1 bands, expected 2 \(B02, B03\)"):
+        pack_region(manifest, tmp_path / "r.h5")
 
 
 def test_mask_on_another_grid_is_refused(tmp_path, manifest):

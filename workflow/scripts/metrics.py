@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from cloudfree.evaluate import example_predictions, region_metrics
 from cloudfree.figures import error_vs_difficulty, example_reconstructions, method_bars
 from cloudfree.io import atomic_path
+from cloudfree.packing import packed_bands
 from cloudfree.runlog import setup_script_logging
 
 log = setup_script_logging(snakemake)
@@ -23,5 +24,7 @@ for df, path in ((table, snakemake.output.table), (summary, snakemake.output.sum
 method_bars(summary, snakemake.output.plot)
 error_vs_difficulty(table, snakemake.output.difficulty)
 tile, predictions = example_predictions(snakemake.input.h5, snakemake.input.predictions, baselines)
-example_reconstructions(tile, predictions, snakemake.output.examples)
+example_reconstructions(
+    tile, predictions, snakemake.output.examples, bands=packed_bands(snakemake.input.h5)
+)
 log.info("\n%s", summary[["method", "mae_masked", "mae_masked_ci_low", "mae_masked_ci_high"]])
