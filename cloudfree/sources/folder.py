@@ -31,12 +31,11 @@ from ..bands import MASK_NODATA, S2_L1C_BANDS
 from ..errors import ConfigError, InputDataError
 from .grid import (
     Grid,
-    block_splits,
+    Tiling,
     manifest_row,
     mask_from_probability,
     open_raster,
     read_on_grid,
-    tile_windows,
     to_dn,
     write_tile,
 )
@@ -48,7 +47,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class FolderSpec:
+class FolderSpec(Tiling):
     """The ``folder`` section of a region (see the config schema for each key)."""
 
     images: str
@@ -64,13 +63,6 @@ class FolderSpec:
     crs: str | None = None
     resolution: float | None = None
     resampling: str = "bilinear"
-    tile_size: int = 256
-    overlap: int = 0
-    min_valid: float = 0.5
-    block: int = 2
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    seed: int = 0
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> FolderSpec:
@@ -225,7 +217,7 @@ def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFram
             if iso not in other:
                 raise InputDataError(f"{path}: no cloud mask or probability file for date {iso}")
             _check_aligned(other[iso], path, meta[iso][0], meta[iso][2])
-    windows = tile_windows(grid.width, grid.height, spec.tile_size, spec.overlap)
+    windows = spec.windows(grid.width, grid.height)
     valid_sum = dict.fromkeys(windows, 0.0)
     written: dict[str, dict[str, dict[str, str]]] = {t: {} for t in windows}
     resampling = Resampling[spec.resampling]
@@ -261,10 +253,7 @@ def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFram
             f"folder.images {spec.images!r}: no tile has a valid fraction >= {spec.min_valid}"
         )
     log.info("%d of %d tiles kept (min_valid %.2f)", len(keep), len(windows), spec.min_valid)
-    splits = block_splits(
-        keep, block=spec.block, val_fraction=spec.val_fraction,
-        test_fraction=spec.test_fraction, seed=spec.seed,
-    )  # fmt: skip
+    splits = spec.splits(keep)
     rows = [
         manifest_row(
             region, SOURCE, tile, iso, splits[tile], grid.window(win), **written[tile][iso]

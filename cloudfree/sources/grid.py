@@ -102,6 +102,28 @@ def read_on_grid(
             ) from exc
 
 
+@dataclass(frozen=True, kw_only=True)
+class Tiling:
+    """Cropping and split settings shared by the sources that cut a region into tiles."""
+
+    tile_size: int = 256
+    overlap: int = 0
+    min_valid: float = 0.5
+    block: int = 2
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    seed: int = 0
+
+    def windows(self, width: int, height: int) -> dict[str, Window]:
+        return tile_windows(width, height, self.tile_size, self.overlap)
+
+    def splits(self, tiles: Mapping[str, Window]) -> dict[str, str]:
+        return block_splits(
+            tiles, block=self.block, val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction, seed=self.seed,
+        )  # fmt: skip
+
+
 def tile_windows(width: int, height: int, size: int, overlap: int) -> dict[str, Window]:
     """Tile id ``r<row>c<col>`` -> window of ``size`` px, neighbours sharing ``overlap`` px.
 

@@ -32,7 +32,7 @@ from rasterio.warp import transform_bounds
 
 from ..bands import MASK_NODATA, NODATA, S2_L1C_BANDS
 from ..errors import ConfigError, InputDataError
-from .grid import Grid, block_splits, manifest_row, tile_windows, write_tile
+from .grid import Grid, Tiling, manifest_row, write_tile
 
 SOURCE = "stac"
 EARTH_SEARCH_ASSETS = {
@@ -46,7 +46,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class StacSpec:
+class StacSpec(Tiling):
     """The ``stac`` section of a region (see the config schema for each key)."""
 
     url: str
@@ -67,13 +67,6 @@ class StacSpec:
     backoff: float = 1.0
     timeout: float = 30.0
     token_env: str | None = None
-    tile_size: int = 256
-    overlap: int = 0
-    min_valid: float = 0.5
-    block: int = 2
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    seed: int = 0
     resampling: str = "bilinear"
 
     @classmethod
@@ -305,7 +298,7 @@ def stac_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
 def _stac_tiles(region: str, spec: StacSpec, dest: Path) -> pd.DataFrame:
     crs = CRS.from_user_input(spec.crs)
     grid = Grid.covering(crs, transform_bounds("EPSG:4326", crs, *spec.bbox), spec.resolution)
-    windows = tile_windows(grid.width, grid.height, spec.tile_size, spec.overlap)
+    windows = spec.windows(grid.width, grid.height)
     days = items_by_date(search_items(spec), spec.max_items)
     if not days:
         raise InputDataError(
@@ -344,8 +337,7 @@ def _stac_tiles(region: str, spec: StacSpec, dest: Path) -> pd.DataFrame:
             f"STAC API {spec.url}: no tile over {list(spec.bbox)} has a valid fraction >= "
             f"{spec.min_valid}"
         )
-    splits = block_splits(keep, block=spec.block, val_fraction=spec.val_fraction,
-                          test_fraction=spec.test_fraction, seed=spec.seed)  # fmt: skip
+    splits = spec.splits(keep)
     rows = [
         manifest_row(region, SOURCE, t, iso, splits[t], grid.window(w), **written[t][iso])
         for t, w in keep.items()
