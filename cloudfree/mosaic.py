@@ -54,6 +54,7 @@ from rasterio.windows import Window
 from .bands import NODATA, S2_L1C_BANDS
 from .errors import ConfigError, InputDataError
 from .io import atomic_path
+from .sources.grid import Grid
 
 RULES: tuple[str, ...] = (
     "first", "last", "mean", "median", "max", "min", "best_quality", "most_persistent",
@@ -345,17 +346,6 @@ def to_dtype(
 # --------------------------------------------------------------------------- grid
 
 
-@dataclass(frozen=True)
-class Grid:
-    crs: CRS
-    transform: Affine
-    width: int
-    height: int
-
-    def window_transform(self, win: Window) -> Affine:
-        return self.transform @ Affine.translation(win.col_off, win.row_off)
-
-
 def target_grid(
     files: Sequence[Path], crs: str | None = None, resolution: float | None = None
 ) -> Grid:
@@ -498,7 +488,7 @@ class _Reader:
             return out
         g = self.grid
         with WarpedVRT(
-            self._dataset(), crs=g.crs, transform=g.window_transform(win), width=win.width,
+            self._dataset(), crs=g.crs, transform=g.window(win).transform, width=win.width,
             height=win.height, resampling=self.resampling, src_nodata=self.nodata,
             nodata=self.nodata,
         ) as vrt:  # fmt: skip
