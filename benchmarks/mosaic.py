@@ -1,22 +1,26 @@
 """Mosaic throughput and memory: cloudfree's `max` rule with side layers vs rasterio.merge.
 
-On the same overlapping tiles (13-band uint16, deflate, one CRS, aligned grids):
+On the same overlapping tiles (13-band uint16, deflate, one CRS, aligned grids), four
+writers of the same `max` mosaic, each checked to give the same pixels:
 
-- cloudfree.mosaic.mosaic_date(rule="max"): the mosaic plus count, source, date and quality
-  layers, all Cloud-Optimized GeoTIFFs with overviews, built window by window;
-- baseline "plain": rasterio.merge.merge(method="max") writing only the merged raster as a
-  plain tiled deflate GeoTIFF (no overviews, no side layers);
+- cloudfree ``format: gtiff``: cloudfree.mosaic.mosaic_date(rule="max", fmt="gtiff"), the
+  mosaic plus count, source, date and quality layers as tiled compressed GeoTIFFs without
+  overviews, window by window in one pass;
+- baseline "plain": rasterio.merge.merge(method="max") writing only the merged raster as the
+  same kind of GeoTIFF (no overviews, no side layers): the issue's target compares these two;
+- cloudfree ``format: cog`` (the default): the same mosaic and side layers as Cloud-Optimized
+  GeoTIFFs with overviews;
 - baseline "cog": the same rasterio.merge.merge(method="max"), its merged array then written
   exactly as cloudfree writes its mosaic (uncompressed tiled temporary file, average
   overviews, copy to a COG with cloudfree's own ``_to_cog``), still without side layers.
 
-The plain ratio is the issue's target as written; the COG ratio isolates the cost of
-cloudfree's window-by-window merge and its four side layers from the cost of the COG format.
+The gtiff/plain and cog/cog ratios isolate the cost of cloudfree's window-by-window merge
+and its four side layers; rasterio's cog/plain ratio is the cost of the COG format itself.
 All get the same compression (deflate, predictor, level and threads per ``SETTINGS``).
 
-Throughput is output megapixels per second (best of ``--repeat`` runs).  Peak memory (max
-RSS of a fresh process) of cloudfree's mosaic is measured on this mosaic and on one with 10x
-as many tiles.  Usage::
+Throughput is output megapixels per second (best of ``--repeat`` interleaved runs).  Peak
+memory (max RSS of a fresh process) of cloudfree's mosaic (both formats) is measured on this
+mosaic and on one with 10x as many tiles.  Usage::
 
     python benchmarks/mosaic.py [--tile 512] [--grid 3] [--repeat 5]
 """
@@ -81,10 +85,12 @@ def make_tiles(root: Path, nx: int, ny: int, size: int, overlap: int, seed: int 
 
 
 def run_cloudfree(
-    paths: list[Path], dest: Path, level: int | None, threads: str
+    paths: list[Path], dest: Path, level: int | None, threads: str, fmt: str = "cog"
 ) -> tuple[float, int]:
     t0 = time.perf_counter()
-    mosaic_date(paths, dest, rule="max", resampling="nearest", level=level, num_threads=threads)
+    mosaic_date(
+        paths, dest, rule="max", resampling="nearest", level=level, num_threads=threads, fmt=fmt
+    )
     seconds = time.perf_counter() - t0
     with rasterio.open(dest) as src:
         return seconds, src.width * src.height
@@ -127,20 +133,42 @@ def run_rasterio_cog(
     return seconds, w * h
 
 
-def peak_rss_mb(paths_file: Path, dest: Path) -> float:
+def peak_rss_mb(paths_file: Path, dest: Path, fmt: str) -> float:
     """Max RSS (MB) of a fresh process that builds the mosaic of the listed tiles."""
     code = (
         "import json, sys; from pathlib import Path;"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r});"
         "from cloudfree.mosaic import mosaic_date;"
         f"paths = [Path(p) for p in json.loads(Path({str(paths_file)!r}).read_text())];"
-        f"mosaic_date(paths, Path({str(dest)!r}), rule='max', resampling='nearest');"
+        f"mosaic_date(paths, Path({str(dest)!r}), rule='max', resampling='nearest', fmt={fmt!r});"
         # VmHWM, not ru_maxrss: the latter keeps the forked parent's peak across exec.
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
         "print(int(hwm.split()[1]) / 1024)"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def same_pixels(*paths: Path) -> None:
+    """Every writer must give the same mosaic (a fast writer that differs proves nothing)."""
+    with rasterio.open(paths[0]) as src:
+        ref = src.read()
+    for path in paths[1:]:
+        with rasterio.open(path) as src:
+            if not np.array_equal(src.read(), ref):
+                raise SystemExit(f"{path} differs from {paths[0]}")
+
+
+def mpx_s(px: int, seconds: float) -> float:
+    return px / 1e6 / seconds
+
+
+WRITERS = {
+    "cloudfree_gtiff": lambda p, d, lv, th: run_cloudfree(p, d, lv, th, fmt="gtiff"),
+    "rasterio_plain": run_rasterio,
+    "cloudfree_cog": run_cloudfree,
+    "rasterio_cog": run_rasterio_cog,
+}
 
 
 def main() -> None:
@@ -156,26 +184,35 @@ def main() -> None:
         paths = make_tiles(root / "tiles", args.grid, args.grid, args.tile, args.overlap)
         speed = []
         for level, threads in SETTINGS:
-            ours, plain, cog = [], [], []
+            runs: dict[str, list[tuple[float, int]]] = {k: [] for k in WRITERS}
             for r in range(args.repeat):  # interleaved, best of each: the machine is shared
                 tag = f"{level}{threads}{r}"
-                ours.append(run_cloudfree(paths, root / f"ours{tag}" / "2021-05-01.tif",
-                                          level, threads))  # fmt: skip
-                plain.append(run_rasterio(paths, root / f"rio{tag}.tif", level, threads))
-                cog.append(run_rasterio_cog(paths, root / f"riocog{tag}.tif", level, threads))
+                out = {
+                    "cloudfree_gtiff": root / f"gtiff{tag}" / "2021-05-01.tif",
+                    "rasterio_plain": root / f"rio{tag}.tif",
+                    "cloudfree_cog": root / f"cog{tag}" / "2021-05-01.tif",
+                    "rasterio_cog": root / f"riocog{tag}.tif",
+                }
+                for name, run in WRITERS.items():
+                    runs[name].append(run(paths, out[name], level, threads))
+                same_pixels(*out.values())
                 for f in root.glob(f"*{tag}*"):  # nothing reused between repeats
                     shutil.rmtree(f) if f.is_dir() else f.unlink()
-            (t_ours, px), (t_plain, px_plain), (t_cog, px_cog) = min(ours), min(plain), min(cog)
+            best = {k: min(v) for k, v in runs.items()}
+            rate = {k: mpx_s(px, t) for k, (t, px) in best.items()}
+            px = best["cloudfree_cog"][1]
             speed.append({
                 "compress": "deflate", "level": level or "default (6)", "threads": threads,
-                "cloudfree_max_with_side_layers_s": t_ours,
-                "cloudfree_mpx_per_s": px / 1e6 / t_ours,
-                "rasterio_merge_max_plain_gtiff_s": t_plain,
-                "rasterio_plain_mpx_per_s": px_plain / 1e6 / t_plain,
-                "speed_ratio_vs_rasterio_plain": (px / t_ours) / (px_plain / t_plain),
-                "rasterio_merge_max_cog_s": t_cog,
-                "rasterio_cog_mpx_per_s": px_cog / 1e6 / t_cog,
-                "speed_ratio_vs_rasterio_cog": (px / t_ours) / (px_cog / t_cog),
+                **{f"{k}_s": t for k, (t, _) in best.items()},
+                **{f"{k}_mpx_per_s": v for k, v in rate.items()},
+                "ratio_cloudfree_gtiff_vs_rasterio_plain":
+                    rate["cloudfree_gtiff"] / rate["rasterio_plain"],
+                "ratio_cloudfree_cog_vs_rasterio_cog":
+                    rate["cloudfree_cog"] / rate["rasterio_cog"],
+                "ratio_cloudfree_cog_vs_rasterio_plain":
+                    rate["cloudfree_cog"] / rate["rasterio_plain"],
+                "ratio_rasterio_cog_vs_rasterio_plain":
+                    rate["rasterio_cog"] / rate["rasterio_plain"],
             })  # fmt: skip
             print(json.dumps(speed[-1]))
         # Memory: the base mosaic and one with 10x as many tiles (10 * grid^2 tiles).
@@ -184,17 +221,26 @@ def main() -> None:
         for name, ps in (("base", paths), ("x10", big)):
             lists[name] = root / f"{name}.json"
             lists[name].write_text(json.dumps([str(p) for p in ps]))
-        rss = {name: peak_rss_mb(f, root / f"mem_{name}" / "m.tif") for name, f in lists.items()}
-        with rasterio.open(root / "mem_x10" / "m.tif") as src:
+        rss = {
+            (name, fmt): peak_rss_mb(f, root / f"mem_{name}_{fmt}" / "m.tif", fmt)
+            for name, f in lists.items()
+            for fmt in ("cog", "gtiff")
+        }
+        with rasterio.open(root / "mem_x10_cog" / "m.tif") as src:
             px_big = src.width * src.height
     result = {
         "tiles": len(paths), "tile_px": args.tile, "bands": BANDS, "overlap_px": args.overlap,
         "output_mpx": px / 1e6,
         "speed": speed,
-        "peak_rss_mb_base": rss["base"],
-        "peak_rss_mb_x10": rss["x10"],
         "x10_output_mpx": px_big / 1e6,
-        "peak_rss_ratio_x10": rss["x10"] / rss["base"],
+        **{
+            f"peak_rss_mb_{fmt}_{name}": rss[(name, fmt)]
+            for fmt in ("cog", "gtiff") for name in ("base", "x10")
+        },
+        **{
+            f"peak_rss_ratio_x10_{fmt}": rss[("x10", fmt)] / rss[("base", fmt)]
+            for fmt in ("cog", "gtiff")
+        },
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "gdal": rasterio.__gdal_version__, "rasterio": rasterio.__version__,

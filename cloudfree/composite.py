@@ -85,6 +85,7 @@ def composite_region(
     block: int = 512,
     level: int | None = None,
     num_threads: int | str = 1,
+    fmt: str = "cog",
 ) -> Path:
     """Write the composite of ``{date: [<tile>/<date>.tif]}`` over [start, end] to ``dest``.
 
@@ -109,5 +110,5 @@ def composite_region(
     return mosaic(
         contribs, Path(dest), rule=rule, grid=grid, sources=sources, resampling=resampling,
         template=tpl, tags={"PRODUCT": "composite"}, compress=compress, block=block,
-        level=level, num_threads=num_threads,
+        level=level, num_threads=num_threads, fmt=fmt,
     )  # fmt: skip

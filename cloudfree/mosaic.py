@@ -29,6 +29,7 @@ results into COGs with overviews.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -583,18 +584,23 @@ def mosaic(
     num_threads: int | str = 1,
     cache_mb: int = 64,
     level: int | None = None,
+    fmt: str = "cog",
 ) -> Path:
     """Write ``dest`` and its side layers (COGs) from ``contributions`` in order.
 
     Reflectances are warped with ``resampling``, quality layers with nearest neighbour.
     The output is built ``block`` x ``block`` pixels at a time into uncompressed temporary
     GeoTIFFs with overviews (average for values, nearest for side layers), then copied to
-    COGs (``compress``) and moved into place.  ``num_threads`` (or ``"ALL_CPUS"``) threads
-    read contributions, compress, and write the five COGs concurrently.  GDAL's
-    block cache is capped at ``cache_mb`` so memory does not grow with the mosaic size.
-    With no contribution (or none with data) every pixel is nodata and the count is 0.
+    COGs (``compress``) and moved into place.  ``fmt="gtiff"`` instead writes tiled,
+    compressed GeoTIFFs without overviews directly, window by window (one pass, no copy).
+    ``num_threads`` (or ``"ALL_CPUS"``) threads read contributions, compress, and write
+    the five COGs concurrently.  GDAL's block cache is capped at ``cache_mb`` so memory does
+    not grow with the mosaic size.  With no contribution (or none with data) every pixel is
+    nodata and the count is 0.
     """
     check_rule(rule)
+    check_format(fmt)
+    _compression(compress, level)
     method = resampling_method(resampling)
     if block % 16:
         raise ValueError(f"block must be a multiple of 16, got {block}")
@@ -604,6 +610,8 @@ def mosaic(
         **tpl.tags, **(tags or {}), "MOSAIC_RULE": rule,
         "MOSAIC_CONTRIBUTIONS": str(len(contributions)), "SOURCES": json.dumps(list(sources)),
     }  # fmt: skip
+    if fmt == "gtiff":  # written in place of the temporary files, then renamed
+        dest.parent.mkdir(parents=True, exist_ok=True)
     parent = dest.parent if dest.parent.exists() else None
     workers = (os.cpu_count() or 1) if str(num_threads).upper() == "ALL_CPUS" else int(num_threads)
     with (
@@ -636,10 +644,20 @@ def mosaic(
                 and all(r.aligned and r.dtype == dtype and r.nodata == tpl.nodata
                         for _, r, _ in readers)
             )  # fmt: skip
+            targets = {"value": dest} | side_paths(dest)
+            if fmt == "gtiff":
+                with contextlib.ExitStack() as stack:
+                    files = {n: stack.enter_context(atomic_path(p)) for n, p in targets.items()}
+                    _merge_windows(
+                        readers, files, rule, grid, tpl, meta, block, exact, pool, workers,
+                        native, compression=_compression(compress, level, "GTiff") | {
+                            "num_threads": str(num_threads)},
+                    )  # fmt: skip
+                # ExitStack renames the side layers first: a mosaic never lacks its layers.
+                return dest
             _merge_windows(
                 readers, files, rule, grid, tpl, meta, block, exact, pool, workers, native
             )
-            targets = {"value": dest} | side_paths(dest)
             jobs = [
                 pool.submit(_to_cog, files[n], p, compress, num_threads, level)
                 for n, p in targets.items()
@@ -684,29 +702,30 @@ def _merge_windows(
     pool: ThreadPoolExecutor,
     workers: int,
     native: bool = False,
+    compression: Mapping[str, str] | None = None,
 ) -> None:
     """Merge window by window into the uncompressed temporary ``files`` with overviews.
 
     ``native``: every contribution is on the output grid in the output dtype and the rule
-    picks values, so windows are merged in that dtype (:class:`NativeAccumulator`)."""
+    picks values, so windows are merged in that dtype (:class:`NativeAccumulator`).
+    ``compression`` (creation options): write compressed GeoTIFFs without overviews."""
     dtype = np.dtype(tpl.dtype)
     base = {
         "driver": "GTiff", "crs": grid.crs, "transform": grid.transform, "width": grid.width,
         "height": grid.height, "tiled": True, "blockxsize": 256, "blockysize": 256,
         "compress": "none", "BIGTIFF": "IF_SAFER",
     }  # fmt: skip
+
+    def profile(dt: str, **kwds: Any) -> dict[str, Any]:
+        opts = dict(compression or {})
+        if opts.get("predictor") == "YES":  # as the COG driver: 3 for floats, else 2
+            opts["predictor"] = "3" if np.dtype(dt).kind == "f" else "2"
+        return {**base, **opts, "dtype": dt, **kwds}
+
     profiles = {
-        "value": {
-            **base,
-            "count": tpl.count,
-            "dtype": dtype.name,
-            "nodata": tpl.nodata,
-            "interleave": "band",  # overviews band by band: memory independent of the bands
-        },
-        **{
-            n: {**base, "count": 1, "dtype": dt, "nodata": nd}
-            for n, (dt, nd) in SIDE_LAYERS.items()
-        },
+        # band interleaved: overviews band by band, memory independent of the bands
+        "value": profile(dtype.name, count=tpl.count, nodata=tpl.nodata, interleave="band"),
+        **{n: profile(dt, count=1, nodata=nd) for n, (dt, nd) in SIDE_LAYERS.items()},
     }
     outs = {n: rasterio.open(files[n], "w", **profiles[n]) for n in files}
     how = tpl if native else None
@@ -748,7 +767,7 @@ def _merge_windows(
         for i, name in enumerate(tpl.descriptions, start=1):
             if name:
                 outs["value"].set_band_description(i, name)
-        factors = _overview_factors(grid.width, grid.height)
+        factors = [] if compression is not None else _overview_factors(grid.width, grid.height)
         for name, ds in outs.items():
             if name != "value":
                 ds.set_band_description(1, name)
@@ -766,17 +785,33 @@ def _to_cog(
 ) -> None:
     """Copy to a COG, reusing the source's overviews (``level``: compression level)."""
     opts = {
-        "driver": "COG", "compress": compress.upper(), "blocksize": 256, "BIGTIFF": "IF_SAFER",
-        "NUM_THREADS": str(num_threads),
+        "driver": "COG", "blocksize": 256, "BIGTIFF": "IF_SAFER", "NUM_THREADS": str(num_threads),
+        **_compression(compress, level),
     }  # fmt: skip
+    with atomic_path(dest) as tmp:
+        rasterio.shutil.copy(src, tmp, **opts)
+
+
+FORMATS = ("cog", "gtiff")
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ConfigError(f"mosaic.format: {fmt!r} is not one of {', '.join(FORMATS)}")
+
+
+def _compression(compress: str, level: int | None, driver: str = "COG") -> dict[str, str]:
+    """``driver``'s creation options for ``mosaic.compress`` and ``mosaic.compress_level``
+    (the predictor as the COG driver picks it: ``YES``, resolved per dtype for GTiff)."""
     if compress not in ("deflate", "zstd", "lzw", "none"):
         raise ConfigError(f"mosaic.compress: {compress!r} is not deflate, zstd, lzw or none")
+    opts = {"compress": compress.upper()}
     if compress != "none":
         opts["predictor"] = "YES"
     if level is not None and compress in ("deflate", "zstd"):
-        opts["level"] = str(level)
-    with atomic_path(dest) as tmp:
-        rasterio.shutil.copy(src, tmp, **opts)
+        key = "level" if driver == "COG" else {"deflate": "zlevel", "zstd": "zstd_level"}[compress]
+        opts[key] = str(level)
+    return opts
 
 
 # --------------------------------------------------------------------------- regions
@@ -836,6 +871,7 @@ def mosaic_date(
     block: int = 512,
     level: int | None = None,
     num_threads: int | str = 1,
+    fmt: str = "cog",
 ) -> Path:
     """Mosaic one date's per-tile files (``<tile>/<key>...tif``, in order) into ``dest``.
 
@@ -851,7 +887,7 @@ def mosaic_date(
     contribs = [c for p in paths for c in contributions_of([p], _key_of(p), sources, rule=rule)]
     return mosaic(
         contribs, Path(dest), rule=rule, grid=grid, sources=sources, resampling=resampling,
-        compress=compress, block=block, level=level, num_threads=num_threads,
+        compress=compress, block=block, level=level, num_threads=num_threads, fmt=fmt,
     )  # fmt: skip
 
 
@@ -880,6 +916,7 @@ def mosaic_region(
     level: int | None = None,
     num_threads: int | str = 1,
     bands: Sequence[str] | None = None,
+    fmt: str = "cog",
 ) -> list[Path]:
     """Mosaic every product, date and pair of ``tiles_dir/<tile>/`` into ``dest_dir``.
 
@@ -890,9 +927,11 @@ def mosaic_region(
     :func:`cloudfree.composite.composite_region`) adds ``composite.tif``.  ``dest_dir`` is
     built in a temporary sibling and moved into place.  ``bands`` names the bands of an
     empty mosaic when no tile has a reflectance file (default :data:`S2_L1C_BANDS`; otherwise
-    the tiles' own band count and descriptions are kept).  Returns the reflectance mosaics.
+    the tiles' own band count and descriptions are kept).  ``fmt``: ``cog`` (with overviews)
+    or ``gtiff`` (tiled, compressed, no overviews).  Returns the reflectance mosaics.
     """
     check_rule(rule)
+    check_format(fmt)
     rules = {"reflectance": rule, "embedding": "mean", "change": "most_persistent", **(rules or {})}
     for product, r in rules.items():
         check_rule(r, f"mosaic.{product}_rule" if product != "reflectance" else "mosaic.rule")
@@ -925,7 +964,7 @@ def mosaic_region(
                     contributions_of(paths, key, sources, rule=r), dest, rule=r, grid=grid,
                     sources=sources, resampling="nearest" if product == "change" else resampling,
                     template=tpl, compress=compress, block=block, level=level,
-                    num_threads=num_threads,
+                    num_threads=num_threads, fmt=fmt,
                 )  # fmt: skip
                 if product == "reflectance":
                     written.append(dest_dir / dest.name)
@@ -935,7 +974,7 @@ def mosaic_region(
             composite_region(
                 found["reflectance"], tmp / "composite.tif", grid=grid, sources=sources,
                 template=refl_template, resampling=resampling, compress=compress,
-                block=block, level=level, num_threads=num_threads,
+                block=block, level=level, num_threads=num_threads, fmt=fmt,
                 **{k: v for k, v in composite.items() if k != "enabled"},
             )  # fmt: skip
     return written

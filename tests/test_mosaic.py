@@ -344,6 +344,47 @@ def test_large_mosaic_has_overviews_and_flat_windows(tmp_path: Path) -> None:
         assert (c.read() == 1).all()
 
 
+@pytest.mark.parametrize(("rule", "compress"), [("max", "deflate"), ("best_quality", "zstd")])
+def test_gtiff_format_equals_cog_without_overviews(
+    overlap: list[Path], tmp_path: Path, rule: str, compress: str
+) -> None:
+    """``fmt="gtiff"`` writes the same pixels and tags as the COGs, in one pass: tiled,
+    compressed, predictor per dtype, no overviews, nothing left beside the outputs."""
+    kwds = {"rule": rule, "resampling": "nearest", "compress": compress, "level": 3}
+    cog = mosaic_date(overlap, tmp_path / "cog" / "2021-05-01.tif", **kwds)
+    plain = mosaic_date(overlap, tmp_path / "plain" / "2021-05-01.tif", fmt="gtiff", **kwds)
+    for name, path in ({"value": plain} | side_paths(plain)).items():
+        other = cog if name == "value" else side_paths(cog)[name]
+        with rasterio.open(path) as a, rasterio.open(other) as b:
+            assert a.compression.name == compress and a.profile["tiled"]
+            assert a.overviews(1) == []
+            assert "LAYOUT" not in a.tags(ns="IMAGE_STRUCTURE")
+            assert a.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "2"
+            assert (a.crs, a.transform, a.nodata, a.descriptions, a.tags()) == (
+                b.crs, b.transform, b.nodata, b.descriptions, b.tags()
+            )  # fmt: skip
+            np.testing.assert_array_equal(a.read(), b.read())
+    assert sorted(p.name for p in plain.parent.iterdir()) == sorted(
+        p.name for p in cog.parent.iterdir()
+    )  # no temporary file or folder left behind
+
+
+def test_gtiff_format_float_predictor_and_bad_format(tmp_path: Path) -> None:
+    data = np.linspace(-1, 1, 2 * 20 * 20, dtype=np.float32).reshape(2, 20, 20)
+    prof = geotiff_profile(
+        crs="EPSG:32632", transform=Affine(10, 0, X0, 0, -10, Y0), width=20, height=20,
+        count=2, dtype="float32", nodata=float("nan"),
+    )  # fmt: skip
+    src = write_raster(tmp_path / "tiles" / "A" / "2021-01-01_embedding.tif", data, prof)
+    dest = mosaic_date([src], tmp_path / "m" / "e.tif", rule="mean", fmt="gtiff")
+    with rasterio.open(dest) as m:
+        assert m.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"
+        np.testing.assert_array_equal(m.read(), data)
+    with pytest.raises(ConfigError, match=r"mosaic\.format: 'png'"):
+        mosaic_date([src], tmp_path / "x" / "e.tif", rule="mean", fmt="png")
+    assert not (tmp_path / "x").exists()
+
+
 def test_bad_rule_and_resampling(overlap: list[Path], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'sum'"):
         mosaic_date(overlap, tmp_path / "x.tif", rule="sum")

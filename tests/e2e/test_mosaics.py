@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import yaml
 
-from ..workflow_run import snakemake, tiny_config, write_config
+from ..workflow_run import planned_jobs, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.e2e
 SIDE = ("count", "source", "date", "quality")
@@ -82,3 +83,21 @@ def test_mosaic_values_and_side_layers(run: Path) -> None:
     assert rasterio.open(folder / "composite_count.tif").read(1).max() == 2 * len(
         manifest["date"].unique()
     )
+
+
+def test_format_change_reruns_only_the_mosaics_as_plain_geotiffs(run: Path) -> None:
+    """`mosaic.format: gtiff` reruns the mosaic job alone; same pixels, no overviews."""
+    folder = run / "results/mosaics/africa/africa"
+    cogs = {p.name: rasterio.open(p).read() for p in sorted(folder.glob("*.tif"))}
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["mosaic"]["format"] = "gtiff"
+    write_config(run, config)
+    plan = planned_jobs(snakemake(run, "-n", "results/mosaics/africa/africa"))
+    assert plan == [("mosaic", {"experiment": "africa", "region": "africa"})]
+    snakemake(run, "-c", "2", "results/mosaics/africa/africa")
+    assert sorted(p.name for p in folder.glob("*.tif")) == sorted(cogs)
+    for name, data in cogs.items():
+        with rasterio.open(folder / name) as src:
+            assert src.overviews(1) == [] and src.compression.name == "zstd"
+            assert "LAYOUT" not in src.tags(ns="IMAGE_STRUCTURE")
+            np.testing.assert_array_equal(src.read(), data)

@@ -23,6 +23,7 @@ paths = mosaic_region(
     dates=sorted(read_manifest(snakemake.input.manifest)["date"].astype(str).unique()),
     compress=params["compress"],
     level=params["compress_level"],
+    fmt=params["format"],
     block=params["block"],
     composite=params["composite"],
     num_threads=snakemake.threads,
