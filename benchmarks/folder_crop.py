@@ -7,7 +7,10 @@ tools) with cloud masks to a temporary folder, then times
 
 - ``folder_tiles``: warp onto the region grid, crop into tiles, write every tile and date
   (image + mask GeoTIFF), with the valid-fraction and split bookkeeping;
-- the floor: rasterio reading the same pixels (every image and mask, whole) and nothing else.
+- the floor: rasterio reading the same pixels (every image and mask, whole) and nothing else;
+- memory: peak RSS of a fresh process cropping 2 dates of ``--size`` px images and of images
+  2x and 4x as wide and high (4x and 16x the area); dates are warped one row of tiles at a
+  time, so memory follows the width, not the area.
 
 Prints and writes benchmarks/results/folder_crop.json (tiles per second, seconds, ratio).
 """
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +57,30 @@ def make_series(root: Path, size: int, dates: int) -> None:
             dst.write(mask, 1)
 
 
+def config(root: Path, tile: int) -> dict:
+    return {
+        "images": str(root / "S2_*.tif"), "masks": str(root / "CLD_*.tif"),
+        "date_regex": r"_(\d{8})", "tile_size": tile, "overlap": 0, "min_valid": 0.0,
+    }  # fmt: skip
+
+
+def peak_rss_mb(root: Path, size: int, tile: int) -> float:
+    """Max RSS (MB) of a fresh process cropping 2 dates of ``size`` px images."""
+    series = root / f"mem{size}"
+    series.mkdir()
+    make_series(series, size, 2)
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r});"
+        "from pathlib import Path; from cloudfree.sources.folder import folder_tiles;"
+        f"folder_tiles('bench', {config(series, tile)!r}, Path({str(series / 'out')!r}));"
+        # VmHWM, not ru_maxrss: the latter keeps the forked parent's peak across exec.
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
+        "print(int(hwm.split()[1]) / 1024)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=1024, help="image side in pixels")
@@ -63,10 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="folder-crop-") as tmp:
         root = Path(tmp)
         make_series(root, args.size, args.dates)
-        cfg = {
-            "images": str(root / "S2_*.tif"), "masks": str(root / "CLD_*.tif"),
-            "date_regex": r"_(\d{8})", "tile_size": args.tile, "overlap": 0, "min_valid": 0.0,
-        }  # fmt: skip
+        cfg = config(root, args.tile)
         crop, read = [], []
         for k in range(args.repeat):
             t0 = time.perf_counter()
@@ -78,6 +103,7 @@ def main() -> None:
                     src.read()
             read.append(time.perf_counter() - t0)
         n = len(rows)
+        rss = {f: peak_rss_mb(root, f * args.size, args.tile) for f in (1, 2, 4)}
     result = {
         "command": "python benchmarks/folder_crop.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, py {platform.python_version()}",
@@ -87,6 +113,9 @@ def main() -> None:
         "tiles_per_second": round(n / min(crop), 1),
         "read_only_tiles_per_second": round(n / min(read), 1),
         "crop_over_read": round(min(crop) / min(read), 2),
+        "peak_rss_mb_2_dates": {f"{f * args.size} px": round(v, 1) for f, v in rss.items()},
+        "peak_rss_ratio_4x_area": round(rss[2] / rss[1], 2),
+        "peak_rss_ratio_16x_area": round(rss[4] / rss[1], 2),
     }  # fmt: skip
     print(json.dumps(result, indent=2))
     out = REPO / "benchmarks/results/folder_crop.json"

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.crs import CRS
 
 from cloudfree.errors import InputDataError
 from cloudfree.manifest import read_manifest
 from cloudfree.sources.folder import folder_tiles, parse_date
-from cloudfree.sources.grid import block_splits, tile_windows
+from cloudfree.sources.grid import Grid, block_splits, read_on_grid, tile_strips, tile_windows
 from cloudfree.tiles import download_tiles, staging_dir
 
 ORIGIN = (500000.0, 8300000.0)
@@ -104,6 +105,39 @@ def test_folder_tiles_on_one_grid(tmp_path):
     with rasterio.open(first.at["r0c0", "mask"]) as a, rasterio.open(first.at["r1c1", "mask"]) as b:
         assert (a.read(1) == 1).all() and (b.read(1) == 0).all()  # cloud: upper-left third
     assert not staging_dir(tiles).exists()
+
+
+def test_tile_strips_cover_each_tile_once():
+    wins = tile_windows(100, 70, 32, 8)
+    strips = tile_strips(wins)
+    assert [w.row_off for w, _ in strips] == sorted({w.row_off for w in wins.values()})
+    assert sorted(t for _, tiles in strips for t in tiles) == sorted(wins)
+    for strip, tiles in strips:
+        assert (strip.col_off, strip.width, strip.height) == (0, 100, 32)
+        assert all(wins[t].row_off == strip.row_off for t in tiles)
+
+
+def test_tiles_equal_one_warp_of_the_whole_date(tmp_path):
+    """Dates are warped a row of tiles at a time; the tiles equal one warp of the whole
+    region grid (also for the 20 m date shifted by 10 px, resampled bilinearly)."""
+    root = write_folder_series(tmp_path / "data", bands=2)
+    manifest = folder_tiles(
+        "f", folder_cfg(root, overlap=8, bands=["B02", "B03"]), tmp_path / "tiles"
+    )
+    left, top = manifest["left"].min(), manifest["top"].max()
+    width = round((manifest["right"].max() - left) / 10)
+    height = round((top - manifest["bottom"].min()) / 10)
+    grid = Grid(CRS.from_epsg(32737), Affine(10, 0, left, 0, -10, top), width, height)
+    assert manifest["tile"].nunique() == 20  # 4 rows of 5 tiles: four strips per date
+    for day in DATES:
+        whole = read_on_grid(root / "img" / f"S2_{day}_L1C.tif", grid, dst_nodata=np.nan)
+        iso = f"{day[:4]}-{day[4:6]}-{day[6:]}"
+        for _, row in manifest[manifest["date"] == iso].iterrows():
+            c0, r0 = round((row.left - left) / 10), round((top - row.top) / 10)
+            part = whole[:, r0 : r0 + 32, c0 : c0 + 32]
+            expected = np.where(np.isnan(part), 0, np.rint(part)).astype(np.uint16)
+            with rasterio.open(row["image"]) as img:
+                np.testing.assert_array_equal(img.read(), expected)
 
 
 def test_probabilities_with_threshold_and_dropped_tiles(tmp_path):

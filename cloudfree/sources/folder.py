@@ -2,8 +2,8 @@
 
 Dates come from the file names (a regex), the images of one series may differ in CRS,
 resolution and extent: every file is warped onto one region grid (bilinear for the bands,
-nearest for masks), cut into tiles with overlap, tiles with too little valid data are
-dropped, and the split is decided per spatial block of tiles.
+nearest for masks) one row of tiles at a time, cut into tiles with overlap, tiles with too
+little valid data are dropped, and the split is decided per spatial block of tiles.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from .grid import (
     mask_from_probability,
     open_raster,
     read_on_grid,
+    tile_strips,
     to_dn,
     write_tile,
 )
@@ -221,27 +222,33 @@ def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFram
     valid_sum = dict.fromkeys(windows, 0.0)
     written: dict[str, dict[str, dict[str, str]]] = {t: {} for t in windows}
     resampling = Resampling[spec.resampling]
-    # GDAL compresses with the GIL released: threads write one date's tiles while the next
-    # date is read (one date in flight, so memory stays bounded).
+    # Each date is warped one row of tiles (a strip) at a time, so memory follows the
+    # region's width, not its area.  GDAL compresses with the GIL released: threads write
+    # one strip's tiles while the next strip is warped (one strip in flight).
     pending: dict[tuple[str, str], Future[dict[str, str]]] = {}
+    strips = tile_strips(windows)
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         for iso in sorted(images):
             path = images[iso]
-            dn, mask, prob, valid = _date_on_grid(iso, path, masks, probs, grid, spec, resampling)
-            for key, job in pending.items():
-                written[key[0]][key[1]] = job.result()  # re-raises write errors
-            pending = {}
-            for tile, win in windows.items():
-                sl = (slice(win.row_off, win.row_off + win.height),
-                      slice(win.col_off, win.col_off + win.width))  # fmt: skip
-                valid_sum[tile] += float(valid[sl].mean())
-                pending[tile, iso] = pool.submit(
-                    write_tile, dest, tile, iso, grid.window(win),
-                    image=dn[(slice(None), *sl)], band_names=spec.bands,
-                    mask=None if mask is None else mask[sl],
-                    probability=None if prob is None else prob[sl],
-                    tags={"SOURCE": SOURCE, "SOURCE_FILE": path},
-                )  # fmt: skip
+            for strip, tiles in strips:
+                dn, mask, prob, valid = _date_on_grid(
+                    iso, path, masks, probs, grid.window(strip), spec, resampling
+                )
+                for key, job in pending.items():
+                    written[key[0]][key[1]] = job.result()  # re-raises write errors
+                pending = {}
+                for tile in tiles:
+                    win = windows[tile]
+                    r0, c0 = win.row_off - strip.row_off, win.col_off - strip.col_off
+                    sl = (slice(r0, r0 + win.height), slice(c0, c0 + win.width))
+                    valid_sum[tile] += float(valid[sl].mean())
+                    pending[tile, iso] = pool.submit(
+                        write_tile, dest, tile, iso, grid.window(win),
+                        image=dn[(slice(None), *sl)], band_names=spec.bands,
+                        mask=None if mask is None else mask[sl],
+                        probability=None if prob is None else prob[sl],
+                        tags={"SOURCE": SOURCE, "SOURCE_FILE": path},
+                    )  # fmt: skip
         for key, job in pending.items():
             written[key[0]][key[1]] = job.result()
     n_dates = len(images)

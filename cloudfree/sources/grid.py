@@ -151,6 +151,22 @@ def tile_windows(width: int, height: int, size: int, overlap: int) -> dict[str, 
     }
 
 
+def tile_strips(windows: Mapping[str, Window]) -> list[tuple[Window, list[str]]]:
+    """Rows of tiles, top to bottom: the window covering each row (tiles with the same
+    ``row_off``) and its tile ids."""
+    rows: dict[int, list[str]] = {}
+    for tile, win in windows.items():
+        rows.setdefault(int(win.row_off), []).append(tile)
+    strips = []
+    for _, tiles in sorted(rows.items()):
+        wins = [windows[t] for t in tiles]
+        r0, c0 = min(w.row_off for w in wins), min(w.col_off for w in wins)
+        r1 = max(w.row_off + w.height for w in wins)
+        c1 = max(w.col_off + w.width for w in wins)
+        strips.append((Window(c0, r0, c1 - c0, r1 - r0), tiles))
+    return strips
+
+
 def block_splits(
     tiles: Mapping[str, Window],
     *,
