@@ -4,15 +4,18 @@ HTTP range requests).  ``fail_every=n`` answers every n-th request with 503, as 
 server does; ``drop_every=n`` closes the connection of every n-th request without an answer;
 ``stall_every=n`` holds every n-th request ``stall_seconds`` before answering (longer than the
 client's timeout); ``fail_paths`` makes the matching requests fail every time; ``token``
-answers 401 to requests without ``Authorization: Bearer <token>``.  Every request is logged for
-tests that count what was fetched."""
+answers 401 to requests without ``Authorization: Bearer <token>``; ``sas_token`` answers 403
+to COG requests whose query is not that token, handed out by ``/sas/<collection>`` as
+Planetary Computer's token API does (valid ``sas_seconds``).  An item's ``properties`` are
+added to its STAC properties.  Every request is logged for tests that count what was
+fetched."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -84,6 +87,8 @@ class StacServer:
         stall_every: int = 0,
         stall_seconds: float = 3.0,
         token: str | None = None,
+        sas_token: str | None = None,
+        sas_seconds: float = 3600.0,
     ) -> None:
         self.root, self.items, self.fail_every = root, items, fail_every
         self.fail_paths = fail_paths  # requests whose path contains this always fail
@@ -93,6 +98,7 @@ class StacServer:
             stall_seconds,
         )
         self.token = token
+        self.sas_token, self.sas_seconds, self.sas_fetches = sas_token, sas_seconds, 0
         self.log: list[tuple[str, str, str]] = []
         self.failures = 0
         self.drops = self.stalls = self.unauthorised = 0
@@ -138,7 +144,8 @@ class StacServer:
             "id": f"S2_{it['date']}", "collection": "sentinel-2-l2a", "bbox": [w, s, e, n],
             "geometry": {"type": "Polygon",
                          "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
-            "properties": {"datetime": f"{it['date']}T08:00:00Z", "eo:cloud_cover": it["cover"]},
+            "properties": {"datetime": f"{it['date']}T08:00:00Z", "eo:cloud_cover": it["cover"],
+                           **it.get("properties", {})},
             "assets": {k: {"href": f"{self.url}/cogs/{v}", "type": "image/tiff"}
                        for k, v in it["assets"].items()},
             "links": [],
@@ -234,8 +241,17 @@ class StacServer:
                 if url.path == "/search":
                     params = {k: v[0] for k, v in parse_qs(url.query).items()}
                     return self._json(server.search(params))
+                if url.path.startswith("/sas/") and server.sas_token:
+                    server.sas_fetches += 1
+                    expiry = datetime.now(UTC) + timedelta(seconds=server.sas_seconds)
+                    return self._json({
+                        "msft:expiry": expiry.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "token": server.sas_token,
+                    })  # fmt: skip
                 if not url.path.startswith("/cogs/"):
                     return self.send_error(404)
+                if server.sas_token and url.query != server.sas_token:
+                    return self.send_error(403)
                 path = server.root / Path(url.path).name
                 if not path.is_file():
                     return self.send_error(404)

@@ -28,6 +28,20 @@ def test_default_config_is_valid_and_filled_with_defaults():
     check_config(config)
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
+def test_every_shipped_config_is_valid(name):
+    """The ready configs (sources, catalogues) pass the schema and the cross-key checks,
+    and their source sections build."""
+    from cloudfree.sources.stac import StacSpec
+
+    config = yaml.safe_load((REPO / "config" / name).read_text())
+    validate(config, SCHEMA, set_default=True)
+    check_config(config)
+    for region in config["regions"].values():
+        if region["source"] == "stac":
+            StacSpec.from_dict(region["stac"])
+
+
 @pytest.mark.parametrize(
     ("path", "value", "named"),
     [

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import shutil
 import socket
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import rasterio
 from rasterio.warp import transform_bounds
 
-from cloudfree.errors import InputDataError
+from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.manifest import read_manifest
+from cloudfree.sources.stac import SasSigner, StacSpec
 from cloudfree.tiles import download_tiles, staging_dir
 
 from .stac_server import CRS, ORIGIN, StacServer, make_scenes
@@ -139,3 +142,77 @@ def test_l2a_item_without_scl_is_named(tmp_path, scenes):
             run(tmp_path, stac_cfg(server.url))
     assert not (tmp_path / "results/tiles/s.csv").exists()
     assert not (tmp_path / "resources/tiles/s").exists()
+
+
+SAS = "st=2021-03-01&se=2031-03-01&sp=rl&sig=s3cr3tSignature"
+
+
+def test_planetary_computer_urls_are_signed_once_per_collection(tmp_path, scenes, caplog):
+    root, items = scenes
+    with StacServer(root, items, sas_token=SAS) as server:
+        with pytest.raises(InputDataError, match="failed after 1 attempt:") as unsigned:
+            run(tmp_path / "a", stac_cfg(server.url, retries=0))
+        cfg = stac_cfg(server.url, sign="planetary_computer", sign_url=server.url + "/sas")
+        with caplog.at_level("DEBUG"):
+            manifest, tiles, csv = run(tmp_path / "b", cfg)
+    assert server.sas_fetches == 1  # one token for the whole run (valid an hour)
+    requests = server.cog_requests()
+    first_signed = next(i for i, r in enumerate(requests) if r[1].endswith("?" + SAS))
+    assert all("?" not in r[1] for r in requests[:first_signed])  # the refused first run
+    gets = [r for r in requests[first_signed:] if r[0] == "GET"]
+    assert gets and all(r[1].endswith("?" + SAS) and r[2].startswith("bytes=") for r in gets)
+    assert manifest["tile"].nunique() == 4
+    assert "sig=" not in str(unsigned.value)
+    assert "s3cr3t" not in caplog.text and "s3cr3t" not in csv.read_text()
+    for path in tiles.rglob("*.tif"):
+        with rasterio.open(path) as src:
+            assert "s3cr3t" not in str(src.tags())
+
+
+def test_sas_token_is_renewed_before_it_expires(tmp_path, scenes):
+    root, items = scenes
+    spec = StacSpec.from_dict(stac_cfg("http://unused", sign="planetary_computer"))
+    with StacServer(root, items, sas_token=SAS, sas_seconds=60) as server:
+        signer = SasSigner(replace(spec, sign_url=server.url + "/sas/"), set(), margin=300)
+        assert signer.sign("https://a/b.tif") == "https://a/b.tif?" + SAS
+        assert signer.sign("https://a/b.tif?x=1") == "https://a/b.tif?x=1&" + SAS
+        assert server.sas_fetches == 2  # expires within the margin: fetched again
+        signer.margin = 10
+        signer.sign("https://a/b.tif")
+        assert server.sas_fetches == 2
+    assert signer.clean(f"GET https://a/b.tif?{SAS} failed") == "GET https://a/b.tif?*** failed"
+    bad = SasSigner(replace(spec, sign_url="http://127.0.0.1:9/sas", retries=0, timeout=1), set())
+    with pytest.raises(InputDataError, match=r"SAS token for sentinel-2-l2a .*stac\.sign_url"):
+        bad.sign("https://a/b.tif")
+
+
+@pytest.mark.parametrize(
+    ("properties", "offset"),
+    [
+        ({"s2:processing_baseline": "04.00"}, -1000),
+        ({"s2:processing_baseline": "05.09"}, -1000),
+        ({"s2:processing_baseline": "02.09"}, 0),
+        ({"s2:processing_baseline": "04.00", "earthsearch:boa_offset_applied": True}, 0),
+        ({}, 0),
+    ],
+)
+def test_auto_offset_removes_the_boa_offset_per_item(tmp_path, scenes, properties, offset):
+    root, items = scenes
+    with StacServer(root, items) as server:
+        raw, _, _ = run(tmp_path / "raw", stac_cfg(server.url, offset=0))
+    tagged = [{**it, "properties": properties} for it in items]
+    with StacServer(root, tagged) as server:
+        auto, _, _ = run(tmp_path / "auto", stac_cfg(server.url))
+    for a, b in zip(raw.itertuples(), auto.itertuples(), strict=True):
+        with rasterio.open(a.image) as x, rasterio.open(b.image) as y:
+            before, after = x.read().astype(int), y.read().astype(int)
+        valid = before > 0
+        assert valid.any() and (after[~valid] == 0).all()
+        np.testing.assert_array_equal(after[valid], np.maximum(before[valid] + offset, 1))
+
+
+def test_bad_offset_and_signer_are_config_errors():
+    with pytest.raises(ConfigError, match=r"stac\.offset: 'harmonize'"):
+        StacSpec.from_dict(stac_cfg("http://x", offset="harmonize"))
+    with pytest.raises(ConfigError, match=r"stac\.sign: 'aws'"):
+        StacSpec.from_dict(stac_cfg("http://x", sign="aws"))

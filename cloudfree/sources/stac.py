@@ -5,7 +5,10 @@ every tile of the region grid and every date, each band's COG is read through GD
 ``/vsicurl/`` with a warped window onto the tile, so only the blocks under the tile travel
 (no whole-scene download).  The SCL band gives the cloud mask.  HTTP errors and timeouts
 are retried with exponential backoff; tiles already written (a previous, interrupted run)
-are kept, so a rerun fetches only what is missing.
+are kept, so a rerun fetches only what is missing.  Catalogues whose COG URLs need a
+short-lived signature (Planetary Computer) are signed with a SAS token fetched per
+collection and renewed before it expires; L2A values of processing baseline 04.00 and later
+get the BOA offset removed per item (``offset: auto``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +44,9 @@ EARTH_SEARCH_ASSETS = {
     "B11": "swir16", "B12": "swir22",
 }  # fmt: skip
 RETRY_STATUS = (429, 500, 502, 503, 504)
+PLANETARY_COMPUTER_SAS = "https://planetarycomputer.microsoft.com/api/sas/v1/token"
+SIGNERS = ("planetary_computer",)
+BOA_OFFSET = -1000.0  # L2A processing baseline 04.00 on (January 2022): DN = reflectance + 1000
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -62,11 +68,13 @@ class StacSpec(Tiling):
     scl_asset: str = "scl"
     fill_value: int = 1
     scale: float = 1.0
-    offset: float = 0.0
+    offset: float | str = "auto"
     retries: int = 4
     backoff: float = 1.0
     timeout: float = 30.0
     token_env: str | None = None
+    sign: str | None = None
+    sign_url: str = PLANETARY_COMPUTER_SAS
     resampling: str = "bilinear"
 
     @classmethod
@@ -88,19 +96,102 @@ class StacSpec(Tiling):
             CRS.from_user_input(spec.crs)
         except CRSError as exc:
             raise ConfigError(f"stac.crs: {exc}") from exc
+        if isinstance(spec.offset, str) and spec.offset != "auto":
+            raise ConfigError(f"stac.offset: {spec.offset!r} is neither a number nor 'auto'")
+        if spec.sign is not None and spec.sign not in SIGNERS:
+            raise ConfigError(f"stac.sign: {spec.sign!r} is not one of {', '.join(SIGNERS)}")
         return spec
 
 
-def with_retries(fn: Callable[[], T], what: str, retries: int, backoff: float) -> T:
-    """Call ``fn``; on a GDAL/HTTP error wait ``backoff * 2**k`` s and try again."""
+def item_offset(item: Any, spec: StacSpec) -> float:
+    """The offset added to one item's values: ``stac.offset``, or with ``auto`` the BOA
+    offset removed from items of processing baseline 04.00 on, unless the catalogue says it
+    already did (Earth Search's ``earthsearch:boa_offset_applied``)."""
+    if not isinstance(spec.offset, str):
+        return float(spec.offset)
+    props = item.properties
+    if props.get("earthsearch:boa_offset_applied") is True:
+        return 0.0
+    baseline = props.get("s2:processing_baseline")
+    try:
+        return BOA_OFFSET if baseline is not None and float(baseline) >= 4.0 else 0.0
+    except ValueError:
+        raise InputDataError(
+            f"STAC item {item.id}: s2:processing_baseline {baseline!r} is not a number; "
+            "set stac.offset to a number"
+        ) from None
+
+
+class SasSigner:
+    """Signs asset URLs with a SAS token of the collection (Planetary Computer's token
+    API: ``<sign_url>/<collection>`` answers ``{"token", "msft:expiry"}``), fetched once and
+    renewed ``margin`` seconds before it expires.  Tokens join ``secrets`` (kept out of the
+    logs) and are cut out of error messages by :meth:`clean`."""
+
+    def __init__(self, spec: StacSpec, secrets: set[str], margin: float = 300.0) -> None:
+        self.spec, self.secrets, self.margin = spec, secrets, margin
+        self.url = f"{spec.sign_url.rstrip('/')}/{spec.collection}"
+        self.token: str | None = None
+        self.expiry = 0.0
+        self.fetches = 0
+
+    def _fetch(self) -> None:
+        import requests
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
+
+        retry = Retry(
+            total=self.spec.retries, backoff_factor=self.spec.backoff,
+            status_forcelist=RETRY_STATUS, allowed_methods=None,
+        )  # fmt: skip
+        with requests.Session() as session:
+            session.mount("http://", HTTPAdapter(max_retries=retry))
+            session.mount("https://", HTTPAdapter(max_retries=retry))
+            try:
+                answer = session.get(self.url, timeout=self.spec.timeout)
+                answer.raise_for_status()
+                doc = answer.json()
+                token = str(doc["token"])
+                expiry = datetime.fromisoformat(str(doc["msft:expiry"]).replace("Z", "+00:00"))
+            except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+                raise InputDataError(
+                    f"SAS token for {self.spec.collection} from {self.url} (stac.sign_url): {exc}"
+                ) from exc
+        self.token, self.expiry = token, expiry.timestamp()
+        self.secrets.add(token)
+        self.fetches += 1
+        log.info("SAS token for %s valid until %s", self.spec.collection, expiry.isoformat())
+
+    def sign(self, href: str) -> str:
+        if self.token is None or time.time() > self.expiry - self.margin:
+            self._fetch()
+        return f"{href}{'&' if '?' in href else '?'}{self.token}"
+
+    def clean(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def with_retries(
+    fn: Callable[[], T],
+    what: str,
+    retries: int,
+    backoff: float,
+    clean: Callable[[str], str] = str,
+) -> T:
+    """Call ``fn``; on a GDAL/HTTP error wait ``backoff * 2**k`` s and try again.
+    ``clean`` removes secrets (signed URLs) from the messages."""
     for attempt in range(retries + 1):
         try:
             return fn()
         except (RasterioError, OSError) as exc:
+            text = clean(str(exc))
             if attempt == retries:
-                raise InputDataError(f"{what}: failed after {retries + 1} attempts: {exc}") from exc
+                tries = f"{retries + 1} attempt{'s' if retries else ''}"
+                raise InputDataError(f"{what}: failed after {tries}: {text}") from None
             delay = backoff * 2**attempt
-            log.warning("%s: %s; retrying in %.1f s", what, exc, delay)
+            log.warning("%s: %s; retrying in %.1f s", what, text, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -160,20 +251,31 @@ def items_by_date(items: list[Any], max_items: int | None) -> dict[str, list[Any
 
 
 def _read_asset(
-    href: str, grid: Grid, spec: StacSpec, *, resampling: Resampling, dtype: str, nodata: float
+    href: str,
+    grid: Grid,
+    spec: StacSpec,
+    *,
+    resampling: Resampling,
+    dtype: str,
+    nodata: float,
+    signer: SasSigner | None = None,
 ) -> np.ndarray:
     def read() -> np.ndarray:
-        with rasterio.open(href) as src, WarpedVRT(
+        url = signer.sign(href) if signer else href  # signed at each try: tokens expire
+        with rasterio.open(url) as src, WarpedVRT(
             src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
             resampling=resampling, src_nodata=src.nodata if src.nodata is not None else 0,
             nodata=nodata, dtype=dtype,
         ) as vrt:  # fmt: skip
             return vrt.read(1)
 
-    return with_retries(read, href, spec.retries, spec.backoff)
+    clean = signer.clean if signer else str
+    return with_retries(read, href, spec.retries, spec.backoff, clean)
 
 
-def _fetch_tile(items: list[Any], grid: Grid, spec: StacSpec) -> tuple[np.ndarray, np.ndarray]:
+def _fetch_tile(
+    items: list[Any], grid: Grid, spec: StacSpec, signer: SasSigner | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(13, H, W) uint16 DN and (H, W) mask of one tile and date, first granule first."""
     from ..detector import scl_to_mask
 
@@ -193,11 +295,13 @@ def _fetch_tile(items: list[Any], grid: Grid, spec: StacSpec) -> tuple[np.ndarra
         if not todo.any():
             break
         s = _read_asset(item.assets[spec.scl_asset].href, grid, spec,
-                        resampling=Resampling.nearest, dtype="uint8", nodata=0)  # fmt: skip
+                        resampling=Resampling.nearest, dtype="uint8", nodata=0,
+                        signer=signer)  # fmt: skip
         take = todo & (s != 0)
         if not take.any():
             continue
         scl[take] = s[take]
+        offset = item_offset(item, spec)
         for i, band in enumerate(S2_L1C_BANDS):
             key = spec.assets.get(band)
             if key is None:
@@ -205,13 +309,12 @@ def _fetch_tile(items: list[Any], grid: Grid, spec: StacSpec) -> tuple[np.ndarra
             if key not in item.assets:
                 raise InputDataError(f"STAC item {item.id}: no asset {key!r} for band {band}")
             data = _read_asset(item.assets[key].href, grid, spec, resampling=resampling,
-                               dtype="float32", nodata=np.nan)  # fmt: skip
-            bands[i][take] = data[take]
+                               dtype="float32", nodata=np.nan, signer=signer)  # fmt: skip
+            bands[i][take] = data[take] * np.float32(spec.scale) + np.float32(offset)
     filled = [i for i, b in enumerate(S2_L1C_BANDS) if b not in spec.assets]
     bands[filled] = spec.fill_value
     valid = (scl != 0) & ~np.isnan(bands).any(axis=0)
-    dn = np.clip(np.rint(np.nan_to_num(bands) * spec.scale + spec.offset), NODATA + 1, 65535)
-    dn = dn.astype(np.uint16)
+    dn = np.clip(np.rint(np.nan_to_num(bands)), NODATA + 1, 65535).astype(np.uint16)
     dn[:, ~valid] = NODATA
     mask = scl_to_mask(scl)
     mask[~valid] = MASK_NODATA
@@ -240,26 +343,27 @@ def auth_headers(spec: StacSpec) -> dict[str, str]:
 
 
 class _Redact(logging.Filter):
-    """Replace a secret in every log record (pystac-client logs request headers at DEBUG)."""
+    """Replace secrets in every log record (pystac-client logs request headers at DEBUG)."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secrets: set[str]) -> None:
         super().__init__()
-        self.secret = secret
+        self.secrets = secrets  # shared: secrets found later (SAS tokens) are redacted too
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "***"), None
+        hits = [s for s in self.secrets if s and s in message]
+        for secret in hits:
+            message = message.replace(secret, "***")
+        if hits:
+            record.msg, record.args = message, None
         return True
 
 
 @contextlib.contextmanager
-def redacted(secret: str | None) -> Iterator[None]:
-    """Keep ``secret`` out of every log handler of the process while the block runs."""
-    if not secret:
-        yield
-        return
-    flt = _Redact(secret)
+def redacted(secrets: set[str]) -> Iterator[None]:
+    """Keep ``secrets`` (a set that may grow) out of every log handler of the process while
+    the block runs."""
+    flt = _Redact(secrets)
     handlers = [h for lg in (logging.getLogger(), log) for h in lg.handlers]
     for h in handlers:
         h.addFilter(flt)
@@ -291,11 +395,15 @@ def stac_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
     Tiles already in ``dest`` (an earlier run stopped half-way) are not fetched again.
     """
     spec = StacSpec.from_dict(cfg)
-    with redacted(bearer_token(spec)):
-        return _stac_tiles(region, spec, dest)
+    secrets = {t for t in (bearer_token(spec),) if t}
+    with redacted(secrets):
+        signer = SasSigner(spec, secrets) if spec.sign else None
+        return _stac_tiles(region, spec, dest, signer)
 
 
-def _stac_tiles(region: str, spec: StacSpec, dest: Path) -> pd.DataFrame:
+def _stac_tiles(
+    region: str, spec: StacSpec, dest: Path, signer: SasSigner | None = None
+) -> pd.DataFrame:
     crs = CRS.from_user_input(spec.crs)
     grid = Grid.covering(crs, transform_bounds("EPSG:4326", crs, *spec.bbox), spec.resolution)
     windows = spec.windows(grid.width, grid.height)
@@ -319,7 +427,7 @@ def _stac_tiles(region: str, spec: StacSpec, dest: Path) -> pd.DataFrame:
                         m = src.read(1)
                     paths = {"image": str(image), "mask": str(mask)}
                 else:
-                    dn, m = _fetch_tile(items, tgrid, spec)
+                    dn, m = _fetch_tile(items, tgrid, spec, signer)
                     ids = ",".join(i.id for i in items)
                     tags = {"SOURCE": SOURCE, "STAC_ITEMS": ids}
                     paths = write_tile(
