@@ -21,7 +21,11 @@ OUT = REPO / "docs/config.md"
 
 def _type(node: dict[str, Any]) -> str:
     if "enum" in node:
-        return " \\| ".join(f"`{v}`" for v in node["enum"])
+        return " \\| ".join(f"`{json.dumps(v) if v is None else v}`" for v in node["enum"])
+    if "const" in node:
+        return f"`{node['const']}`"
+    if "oneOf" in node or "anyOf" in node:
+        return " or ".join(_type(n) for n in node.get("oneOf", node.get("anyOf", [])))
     t = node.get("type", "object")
     return " or ".join(t) if isinstance(t, list) else t
 

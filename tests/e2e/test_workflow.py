@@ -148,6 +148,13 @@ def test_mosaic_rule_reruns_mosaic_only(run):
     assert {rule for rule, _ in dry_run(run, config)} == {"mosaic"}
 
 
+def test_detector_settings_rerun_nothing_for_sources_with_masks(run):
+    """The synthetic source comes with masks: the detector does not apply to it."""
+    config = tiny_config()
+    config["clouds"] = {"detector": {"threshold": 0.6, "average_over": 2}}
+    assert dry_run(run, config) == []
+
+
 def test_seed_of_one_region_reruns_that_region_only(run):
     config = tiny_config()
     config["regions"]["europa"]["synthetic"]["seed"] = 99

@@ -42,6 +42,7 @@ rule cloud_stats:
     conda:
         "../../envs/geo.yaml"
     params:
-        clouds=config_provider("clouds"),
+        # the selection rules only: detector settings reach download_tiles, where they apply
+        clouds=config_provider("clouds", "selection"),
     script:
         "../scripts/cloud_stats.py"

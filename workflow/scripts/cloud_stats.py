@@ -13,7 +13,7 @@ out = snakemake.output
 stats = cloud_statistics(
     snakemake.input.manifest,
     {k: out[k] for k in ("coverage", "runs", "tiles", "summary", "dates")},
-    snakemake.params.clouds,
+    {"selection": snakemake.params.clouds},
 )
 coverage_heatmap(stats.coverage, out.heatmap)
 run_length_histogram(stats.runs, out.runs_plot, snakemake.wildcards.region)
