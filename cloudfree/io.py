@@ -74,7 +74,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, final)
     except Exception as exc:
         if _out_of_space(exc) or (
-            isinstance(exc, (OSError, RasterioError, RuntimeError)) and _nearly_full(final)
+            isinstance(exc, (OSError, RasterioError, RuntimeError))
+            and not isinstance(exc, StorageError)  # already translated by an inner writer
+            and _nearly_full(final)
         ):
             raise StorageError(
                 errno.ENOSPC, f"no space left while writing {final} ({_free(final)}): {exc}"

@@ -710,9 +710,12 @@ def _merge_windows(
     picks values, so windows are merged in that dtype (:class:`NativeAccumulator`).
     ``compression`` (creation options): write compressed GeoTIFFs without overviews."""
     dtype = np.dtype(tpl.dtype)
+    # Compressed files: each window covers whole TIFF tiles (a tile cut by two windows would
+    # be compressed twice, its first copy left as dead space in the file).
+    tile = 256 if compression is None or block % 256 == 0 else block
     base = {
         "driver": "GTiff", "crs": grid.crs, "transform": grid.transform, "width": grid.width,
-        "height": grid.height, "tiled": True, "blockxsize": 256, "blockysize": 256,
+        "height": grid.height, "tiled": True, "blockxsize": tile, "blockysize": tile,
         "compress": "none", "BIGTIFF": "IF_SAFER",
     }  # fmt: skip
 

@@ -9,6 +9,7 @@ detector before the manifest is written.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -64,6 +65,33 @@ SOURCES: dict[str, Source] = {
 }
 # Sources whose partial work is kept after a failure, so a rerun fetches only what is missing.
 RESUMABLE = {"stac"}
+
+
+SETTINGS_STAMP = ".settings.json"  # a staging folder is resumed only with the same settings
+
+
+# How a source is reached, not what it gives: a change keeps the tiles already fetched.
+TRANSPORT_KEYS = frozenset(
+    {"url", "retries", "backoff", "timeout", "token_env", "sign", "sign_url"}
+)
+
+
+def _settings(region_cfg: Mapping[str, Any], clouds_cfg: Mapping[str, Any] | None) -> str:
+    """The settings that decide a region's tiles, as a stable string."""
+    region = {
+        k: {kk: vv for kk, vv in v.items() if kk not in TRANSPORT_KEYS}
+        if isinstance(v, Mapping) else v
+        for k, v in region_cfg.items()
+    }  # fmt: skip
+    return json.dumps({"region": region, "clouds": dict(clouds_cfg or {})}, sort_keys=True,
+                      default=str)  # fmt: skip
+
+
+def _stamp_of(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 def staging_dir(tiles_dir: str | os.PathLike[str]) -> Path:
@@ -134,20 +162,27 @@ def download_tiles(
         )
     final = Path(tiles_dir)
     tmp = staging_dir(final)
-    if source not in RESUMABLE and tmp.exists():
+    stamp = tmp / SETTINGS_STAMP
+    settings = _settings(region_cfg, clouds_cfg)
+    kept = _stamp_of(stamp)  # None: left by a version that wrote no stamp, resumed as it is
+    if tmp.exists() and (source not in RESUMABLE or kept not in (None, settings)):
+        if source in RESUMABLE:
+            log.info("%s: settings changed since the interrupted run; starting over", tmp)
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(settings)
     try:
         manifest = SOURCES[source](region, region_cfg, tmp)
         manifest = validate_manifest(manifest, f"regions.{region}", require_masks=False)
         manifest = _detect_missing_masks(manifest, tmp / "clouds", clouds_cfg or {})
         manifest = _relocate(manifest, tmp, final)
         manifest = normalize_manifest(manifest, f"regions.{region}")
+        stamp.unlink()
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
     except BaseException:
-        if source not in RESUMABLE or not any(tmp.iterdir()):
+        if source not in RESUMABLE or not any(p != stamp for p in tmp.iterdir()):
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     write_manifest(manifest, manifest_out)

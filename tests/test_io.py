@@ -3,7 +3,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from cloudfree.errors import InputDataError
+from cloudfree.errors import InputDataError, StorageError
 from cloudfree.io import atomic_path, geotiff_profile, read_raster, write_raster
 
 
@@ -56,3 +56,19 @@ def test_read_raster_names_the_bad_file(tmp_path):
     bad.write_bytes(b"not a tiff")
     with pytest.raises(InputDataError, match=r"broken\.tif"):
         read_raster(bad)
+
+
+def test_nested_writers_on_a_full_disk_name_the_output_once(tmp_path, monkeypatch):
+    """Several outputs written together (a mosaic and its side layers): the inner writer's
+    StorageError is not wrapped again by the outer ones."""
+    import contextlib
+
+    import cloudfree.io
+
+    monkeypatch.setattr(cloudfree.io, "_nearly_full", lambda path: True)
+    with pytest.raises(StorageError) as err, contextlib.ExitStack() as stack:
+        for name in ("m.tif", "m_count.tif"):
+            stack.enter_context(atomic_path(tmp_path / name))
+        raise OSError("write failed")
+    assert str(err.value).count("no space left while writing") == 1
+    assert "m_count.tif" in str(err.value) and not list(tmp_path.iterdir())

@@ -369,6 +369,25 @@ def test_gtiff_format_equals_cog_without_overviews(
     )  # no temporary file or folder left behind
 
 
+def test_gtiff_tiles_follow_the_window_and_the_level_takes_effect(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 3, (1, 300, 300)) + np.arange(300)[None, None] * 7 + 1
+    prof = geotiff_profile(
+        crs="EPSG:32632", transform=Affine(10, 0, X0, 0, -10, Y0), width=300, height=300,
+        count=1, dtype="uint16", nodata=0,
+    )  # fmt: skip
+    src = write_raster(tmp_path / "tiles" / "A" / "2021-01-01.tif", data.astype(np.uint16), prof)
+    sizes = {}
+    for block, level in ((512, 1), (512, 9), (80, 9)):
+        dest = tmp_path / f"m{block}_{level}" / "2021-01-01.tif"
+        mosaic_date([src], dest, rule="max", fmt="gtiff", block=block, level=level)
+        with rasterio.open(dest) as m:
+            assert m.block_shapes[0] == ((80, 80) if block == 80 else (256, 256))
+            np.testing.assert_array_equal(m.read(), data)
+        sizes[block, level] = dest.stat().st_size
+    assert sizes[512, 9] < sizes[512, 1]  # zlevel reached the writer
+
+
 def test_gtiff_format_float_predictor_and_bad_format(tmp_path: Path) -> None:
     data = np.linspace(-1, 1, 2 * 20 * 20, dtype=np.float32).reshape(2, 20, 20)
     prof = geotiff_profile(

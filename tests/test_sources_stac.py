@@ -13,7 +13,7 @@ from rasterio.warp import transform_bounds
 
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.manifest import read_manifest
-from cloudfree.sources.stac import SasSigner, StacSpec
+from cloudfree.sources.stac import SasSigner, StacSpec, item_offset
 from cloudfree.tiles import download_tiles, staging_dir
 
 from .stac_server import CRS, ORIGIN, StacServer, make_scenes
@@ -162,11 +162,40 @@ def test_planetary_computer_urls_are_signed_once_per_collection(tmp_path, scenes
     gets = [r for r in requests[first_signed:] if r[0] == "GET"]
     assert gets and all(r[1].endswith("?" + SAS) and r[2].startswith("bytes=") for r in gets)
     assert manifest["tile"].nunique() == 4
-    assert "sig=" not in str(unsigned.value)
+    assert "failed after 1 attempt" in str(unsigned.value)
     assert "s3cr3t" not in caplog.text and "s3cr3t" not in csv.read_text()
     for path in tiles.rglob("*.tif"):
         with rasterio.open(path) as src:
             assert "s3cr3t" not in str(src.tags())
+
+
+def test_a_failing_signed_read_names_the_file_without_the_token(tmp_path, scenes, caplog):
+    root, items = scenes
+    cfg = stac_cfg("", sign="planetary_computer", retries=1)
+    with StacServer(root, items, sas_token=SAS, fail_paths="_green.tif") as server:
+        cfg |= {"url": server.url, "sign_url": server.url + "/sas"}
+        with caplog.at_level("DEBUG"), pytest.raises(InputDataError) as err:
+            run(tmp_path, cfg)
+    assert any(r[1].endswith("_green.tif?" + SAS) for r in server.cog_requests())
+    message = str(err.value)
+    assert "_green.tif: failed after 2 attempts" in message and "s3cr3t" not in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert "s3cr3t" not in caplog.text
+
+
+def test_a_changed_setting_discards_the_interrupted_download(tmp_path, scenes):
+    """Tiles kept from an interrupted run are reused only under the same settings."""
+    root, items = scenes
+    with StacServer(root, items, fail_paths="2021-03-22_") as server:
+        with pytest.raises(InputDataError):
+            run(tmp_path, stac_cfg(server.url, retries=0))
+    staging = staging_dir(tmp_path / "resources/tiles/s")
+    assert any(staging.rglob("2021-03-02_S2.tif"))
+    with StacServer(root, items) as server:
+        run(tmp_path, stac_cfg(server.url, offset=-100))
+    fetched = {r[1].split("/")[-1][:10] for r in server.cog_requests()}
+    assert fetched == {"2021-03-02", "2021-03-22"}  # all fetched again
+    assert not staging.exists() and not any((tmp_path / "resources").rglob(".settings.json"))
 
 
 def test_sas_token_is_renewed_before_it_expires(tmp_path, scenes):
@@ -202,13 +231,19 @@ def test_auto_offset_removes_the_boa_offset_per_item(tmp_path, scenes, propertie
         raw, _, _ = run(tmp_path / "raw", stac_cfg(server.url, offset=0))
     tagged = [{**it, "properties": properties} for it in items]
     with StacServer(root, tagged) as server:
-        auto, _, _ = run(tmp_path / "auto", stac_cfg(server.url))
+        auto, _, _ = run(tmp_path / "auto", stac_cfg(server.url, offset="auto"))
     for a, b in zip(raw.itertuples(), auto.itertuples(), strict=True):
         with rasterio.open(a.image) as x, rasterio.open(b.image) as y:
             before, after = x.read().astype(int), y.read().astype(int)
         valid = before > 0
         assert valid.any() and (after[~valid] == 0).all()
         np.testing.assert_array_equal(after[valid], np.maximum(before[valid] + offset, 1))
+
+
+def test_an_unreadable_processing_baseline_is_named():
+    item = type("Item", (), {"id": "S2X", "properties": {"s2:processing_baseline": [4]}})()
+    with pytest.raises(InputDataError, match=r"S2X: s2:processing_baseline \[4\]"):
+        item_offset(item, StacSpec.from_dict(stac_cfg("http://x", offset="auto")))
 
 
 def test_bad_offset_and_signer_are_config_errors():

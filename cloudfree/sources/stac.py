@@ -68,7 +68,7 @@ class StacSpec(Tiling):
     scl_asset: str = "scl"
     fill_value: int = 1
     scale: float = 1.0
-    offset: float | str = "auto"
+    offset: float | str = 0.0
     retries: int = 4
     backoff: float = 1.0
     timeout: float = 30.0
@@ -115,7 +115,7 @@ def item_offset(item: Any, spec: StacSpec) -> float:
     baseline = props.get("s2:processing_baseline")
     try:
         return BOA_OFFSET if baseline is not None and float(baseline) >= 4.0 else 0.0
-    except ValueError:
+    except (TypeError, ValueError):
         raise InputDataError(
             f"STAC item {item.id}: s2:processing_baseline {baseline!r} is not a number; "
             "set stac.offset to a number"
