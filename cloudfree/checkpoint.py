@@ -17,6 +17,7 @@ plain containers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -135,7 +136,9 @@ class CheckpointStore:
         return blob
 
     def _set_aside(self, why: str) -> None:
-        self.state_path.replace(self.folder / f"{STATE_NAME}.{why}")
+        # Every DDP rank looks at the same file: another rank may have moved it already.
+        with contextlib.suppress(FileNotFoundError):
+            self.state_path.replace(self.folder / f"{STATE_NAME}.{why}")
 
     def clear(self) -> None:
         """Remove the resumable state (the run finished)."""

@@ -167,7 +167,7 @@ def _write_tile(
     band_names: list[str] | None = None,
 ) -> None:
     profile = _profile(tile, dn.shape[1], "uint16", NODATA, compress)
-    qprofile = {**profile, "nodata": None}
+    qprofile = {**profile, "nodata": 0}  # class 0: no data (transparent in a GIS)
     for i, date in enumerate(tile.dates):
         meta = {**(tags or {}), "DATE": date, "TILE": tile.tile}
         write_raster(out_dir / f"{date}.tif", dn[i], profile, band_names=band_names, tags=meta)

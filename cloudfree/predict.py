@@ -30,10 +30,13 @@ REQUIRED_KEYS = ("format_version", "model", "state_dict", "norm", "bands")
 
 
 def autocast_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
-    """Mixed-precision dtype: bf16 on CUDA GPUs that support it, else fp16; None off CUDA."""
+    """Mixed-precision dtype: bf16 on CUDA GPUs that support it natively (Ampere on), else
+    fp16 (with a gradient scaler in training); None off CUDA.  Emulated bf16 (V100, T4) is
+    slower than fp16 there, so it does not count."""
     if not enabled or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native = torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.bfloat16 if native else torch.float16
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
@@ -78,23 +81,6 @@ def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     flat = x.reshape(-1, 1, *x.shape[-2:]).float()
     out = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
     return out.reshape(*lead, *size)
-
-
-def _windows(size: int, window: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
-    """(start, stop, keep_start, keep_stop) windows covering ``range(size)``, margins dropped.
-
-    Kept for callers that crop windows instead of blending them.
-    """
-    if size <= window:
-        yield 0, size, 0, size
-        return
-    overlap = min(overlap, window // 4)
-    step = window - 2 * overlap
-    starts = [*range(0, size - window, step), size - window]
-    for s in starts:
-        lo = s + overlap if s > 0 else 0
-        hi = s + window - overlap if s + window < size else size
-        yield s, s + window, lo, hi
 
 
 def run_model(

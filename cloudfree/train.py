@@ -97,6 +97,18 @@ HISTORY_COLUMNS = (
 MIN_LR_RATIO = 0.05  # cosine decay ends at this fraction of the peak rate
 
 
+def require_cuda_for_gpus(gpus: int, device: str, key: str) -> None:
+    """A job given GPUs with ``device: auto`` must see one: otherwise torch is a CPU build (or
+    the driver is missing) and the job would quietly run on the CPU for hours."""
+    if gpus > 0 and str(device).lower() == "auto" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"this job was given {gpus} GPU(s) (resource gpu) but torch {torch.__version__} "
+            f"sees no CUDA device (CUDA build: {torch.version.cuda or 'none'}): install a CUDA "
+            f"build of torch (README, 'Training on a cluster'), or set {key}: cpu to run on the "
+            "CPU anyway"
+        )
+
+
 def select_device(pref: str = "auto") -> torch.device:
     """``auto``: CUDA if available, else Apple MPS, else CPU; or exactly ``cpu``/``cuda[:n]``."""
     pref = str(pref).strip().lower()
@@ -358,6 +370,13 @@ def check_training_data(paths: Sequence[str], meta: PackedMeta) -> tuple[np.ndar
     return mean, std
 
 
+def restore_scaler(scaler: torch.amp.GradScaler, state: Mapping[str, Any]) -> None:
+    """Load a saved gradient-scaler state; a run saved without fp16 (CPU, bf16, AMP off)
+    saved an empty one, and resuming it on an fp16 GPU starts a fresh scaler."""
+    if state:
+        scaler.load_state_dict(dict(state))
+
+
 def forward_loss(
     model: nn.Module,
     batch: Mapping[str, torch.Tensor],
@@ -367,7 +386,7 @@ def forward_loss(
 ) -> torch.Tensor:
     """The training loss of one batch (forward pass under autocast)."""
     with autocast(device, amp_dtype):
-        pred = model(batch["x"], batch["avail"], batch["doy"])
+        pred = model(batch["x"], batch["avail"], batch["doy"], pad=batch["pad"])
     observed = batch["known"] & (batch["avail"] > 0)
     return masked_l1(
         pred, batch["target"], batch["hidden"], observed, p["masked_weight"], p["observed_weight"]
@@ -544,7 +563,7 @@ def _train(
         raw.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
+        restore_scaler(scaler, saved["scaler"])
         set_rng_state(saved["rng"])
         history, best = list(saved["history"]), dict(saved["best"])
         bad_validations, elapsed = int(saved["bad_validations"]), float(saved["seconds"])

@@ -203,3 +203,48 @@ def test_baseline_needs_no_training(packed: Path, tmp_path: Path) -> None:
     out = pred.reconstruct(s2, avail, np.array([10, 20, 30]))
     expect = (s2[0] + s2[2]) / 2 / 10000
     np.testing.assert_allclose(out[1], expect, atol=1e-4)
+
+
+def test_a_run_saved_without_fp16_resumes_with_a_fresh_scaler() -> None:
+    """A checkpoint from a CPU or bf16 run holds an empty scaler state; an fp16 run (a retry
+    landing on an older GPU) resumes from it with a fresh scaler instead of crashing."""
+    saved = torch.amp.GradScaler("cpu", enabled=False).state_dict()
+    assert saved == {}
+    scaler = torch.amp.GradScaler("cpu", enabled=True, init_scale=2.0**10)
+    with pytest.raises(RuntimeError):
+        scaler.load_state_dict(saved)  # what torch does with it
+    train.restore_scaler(scaler, saved)
+    assert scaler.get_scale() == 2.0**10
+    other = torch.amp.GradScaler("cpu", enabled=True, init_scale=2.0**10)
+    train.restore_scaler(other, {**scaler.state_dict(), "scale": 8.0})
+    assert other.get_scale() == 8.0
+
+
+def test_a_checkpoint_moved_by_another_rank_is_no_error(tmp_path: Path) -> None:
+    """DDP ranks look at the same file: the second to set a stale one aside finds it gone."""
+    store = CheckpointStore(tmp_path, "this")
+    store.save({"step": 1})
+    assert CheckpointStore(tmp_path, "other").load() is None  # rank 0 sets it aside
+    CheckpointStore(tmp_path, "other")._set_aside("stale")  # rank 1, a moment later
+    assert (tmp_path / "state.pt.stale").exists()
+
+
+def test_training_passes_the_padding_to_the_model() -> None:
+    """Padded dates (sequences shorter than seq_len) must not act as attention keys."""
+    seen = {}
+
+    class Spy(torch.nn.Module):
+        def forward(self, x, avail, doy, pad=None):
+            seen["pad"] = pad
+            return x
+
+    b, t, c, h, w = 1, 3, 2, 4, 4
+    batch = {
+        "x": torch.rand(b, t, c, h, w), "avail": torch.ones(b, t, 1, h, w),
+        "doy": torch.arange(t)[None].float(), "pad": torch.tensor([[False, False, True]]),
+        "target": torch.rand(b, t, c, h, w), "hidden": torch.zeros(b, t, 1, h, w, dtype=torch.bool),
+        "known": torch.ones(b, t, 1, h, w, dtype=torch.bool),
+    }  # fmt: skip
+    params = {"masked_weight": 1.0, "observed_weight": 0.1}
+    train.forward_loss(Spy(), batch, params, torch.device("cpu"), None)
+    assert torch.equal(seen["pad"], batch["pad"])

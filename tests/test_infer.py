@@ -51,6 +51,7 @@ def test_products_on_the_input_grid_keep_observed_pixels(inferred):
             assert (dn[:, ~tile.valid[t]] == 0).all()
             with rasterio.open(root / "tiles" / tile.tile / f"{date}_quality.tif") as src:
                 quality = src.read(1)
+                assert src.nodata == 0  # class 0: no data
             assert (quality[clear] == QUALITY["observed"]).all()
             assert (quality[tile.mask[t] == 1] == QUALITY["reconstructed_cloud"]).all()
             assert (quality[tile.mask[t] == 3] == QUALITY["reconstructed_shadow"]).all()

@@ -14,11 +14,12 @@ import torch
 from cloudfree.data import compute_norm_stats
 from cloudfree.errors import ConfigError, InputDataError, ModelFileError
 from cloudfree.packing import iter_tiles
-from cloudfree.predict import Predictor, _windows, load_model
+from cloudfree.predict import Predictor, autocast_dtype, load_model
 from cloudfree.train import (
     HISTORY_COLUMNS,
     lr_factor,
     masked_l1,
+    require_cuda_for_gpus,
     resolve_params,
     select_device,
     train_model,
@@ -58,6 +59,26 @@ def test_select_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA"):
             select_device("cuda")
+
+
+def test_a_gpu_job_that_sees_no_cuda_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"given 2 GPU\(s\).*set infer\.device: cpu"):
+        require_cuda_for_gpus(2, "auto", "infer.device")
+    require_cuda_for_gpus(1, "cpu", "train.device")  # the user asked for the CPU
+    require_cuda_for_gpus(0, "auto", "train.device")  # no GPU given: the CPU is expected
+
+
+def test_mixed_precision_dtype_ignores_emulated_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    cuda = torch.device("cuda")
+    for native, expected in ((False, torch.float16), (True, torch.bfloat16)):
+        # a V100/T4 answers True only when emulation counts
+        monkeypatch.setattr(
+            torch.cuda, "is_bf16_supported",
+            lambda including_emulation=True, n=native: n or including_emulation,
+        )  # fmt: skip
+        assert autocast_dtype(cuda) == expected
+    assert autocast_dtype(torch.device("cpu")) is None
 
 
 def test_params_and_schedule() -> None:
@@ -181,15 +202,6 @@ def test_predictor_reconstructs_any_size(trained: dict[str, Any], packed: Path) 
         pred.reconstruct(s2[:, :5], avail, np.arange(4))
     with pytest.raises(InputDataError):
         pred.reconstruct(s2, avail[:3], np.arange(4))
-
-
-def test_windows_cover() -> None:
-    for size, window, overlap in ((50, 64, 8), (100, 32, 8), (257, 64, 16), (33, 32, 0)):
-        seen = np.zeros(size, dtype=int)
-        for s, e, lo, hi in _windows(size, window, overlap):
-            assert 0 <= s <= lo < hi <= e <= size and e - s <= window
-            seen[lo:hi] += 1
-        assert (seen >= 1).all()
 
 
 def test_model_file_errors(trained: dict[str, Any], tmp_path: Path) -> None:

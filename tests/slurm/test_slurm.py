@@ -78,7 +78,11 @@ def sbatch_calls(proc: subprocess.CompletedProcess[str]) -> dict[str, list[str]]
 def test_workflow_runs_through_sbatch_and_fails_loudly(tmp_path):
     profile = resized_profile(tmp_path)
     workdir = tmp_path / "run"
-    write_config(workdir, tiny_config())
+    # The test node's GPU is declared, not real: train and infer are told to use the CPU (with
+    # `auto`, a GPU job that sees no CUDA stops instead of quietly running on the CPU).
+    config = tiny_config(device="cpu")
+    config["infer"] = {"device": "cpu"}
+    write_config(workdir, config)
     proc = run_on_slurm(workdir, profile)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 
@@ -103,8 +107,11 @@ def test_workflow_runs_through_sbatch_and_fails_loudly(tmp_path):
     assert metrics["mae_masked"].dropna().between(0, 1).all()
     assert (workdir / "results/mosaics/europa/europa").is_dir()
 
-    # A job that fails on the node (no CUDA there) makes the whole run fail.
-    write_config(workdir, tiny_config(device="cuda"))
+    # A job that fails on the node makes the whole run fail: with `device: auto` a GPU job
+    # whose torch sees no CUDA stops with a message instead of training on the CPU.
+    write_config(workdir, tiny_config())
     failed = run_on_slurm(workdir, profile)
     assert failed.returncode != 0
     assert "train" in failed.stdout + failed.stderr
+    log = (workdir / "results/logs/train/africa.log").read_text()
+    assert "given 1 GPU(s)" in log and "sees no CUDA device" in log and "train.device: cpu" in log

@@ -8,10 +8,13 @@ import torch
 
 from cloudfree.infer import infer_region
 from cloudfree.runlog import setup_script_logging
+from cloudfree.train import require_cuda_for_gpus
 
 log = setup_script_logging(snakemake)
 torch.set_num_threads(snakemake.threads)
 params = snakemake.params.infer
+gpus = int(getattr(snakemake.resources, "gpu", 0) or 0)
+require_cuda_for_gpus(gpus, params["device"], "infer.device")
 tiles = infer_region(
     snakemake.input.model,
     snakemake.input.h5,

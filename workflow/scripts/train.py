@@ -13,11 +13,13 @@ import pandas as pd
 
 from cloudfree.figures import training_curve
 from cloudfree.runlog import setup_script_logging
+from cloudfree.train import require_cuda_for_gpus
 from cloudfree.train_cli import launch, processes_for
 
 log = setup_script_logging(snakemake)
 params = dict(snakemake.params.train)
 gpus = int(getattr(snakemake.resources, "gpu", 0) or 0)
+require_cuda_for_gpus(gpus, params.get("device", "auto"), "train.device")
 summary = launch(
     list(snakemake.input.h5),
     snakemake.output.model,
