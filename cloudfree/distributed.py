@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -35,6 +36,9 @@ class DistContext:
         return self.world_size > 1
 
 
+COLLECTIVE_TIMEOUT = timedelta(hours=2)
+
+
 def setup(device: torch.device) -> DistContext:
     """Join the process group described by the environment (if any) on ``device``'s type.
 
@@ -51,7 +55,11 @@ def setup(device: torch.device) -> DistContext:
     backend = "nccl" if device.type == "cuda" else "gloo"
     owns = False
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        # Rank 0 validates and writes checkpoints while the others wait at a collective:
+        # a generous timeout, so a long validation is not taken for a hung rank.
+        dist.init_process_group(
+            backend=backend, rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT
+        )
         owns = True
     return DistContext(rank, world, local, device, owns)
 

@@ -349,7 +349,10 @@ class UTILISE(nn.Module):
             if self.own_skip:
                 parts.append(skips[level])
             feat = dec(torch.cat(parts, dim=1))
-        out = self.head(feat).view(b, t, c, h, w)
+        # The output layer in float32 under mixed precision: bf16 keeps 8 bits of mantissa,
+        # too coarse for reflectances (errors of tens of DN).
+        with torch.autocast(device_type=feat.device.type, enabled=False):
+            out = self.head(feat.float()).view(b, t, c, h, w)
         return (out, attn) if return_attention else out
 
 

@@ -571,6 +571,12 @@ def _train(
         stopped_early = bool(saved.get("stopped_early", False))
         if main:
             log.info("resumed from step %d (checkpoint %s)", start_step, store.state_path)
+            if int(saved.get("world_size", ctx.world_size)) != ctx.world_size:
+                log.warning(
+                    "checkpoint written by %d processes, resumed by %d: the global batch "
+                    "and the order of the samples from step %d on differ from the "
+                    "uninterrupted run", saved["world_size"], ctx.world_size, start_step,
+                )  # fmt: skip
 
     dataset = TrainDataset(
         paths, norm, crop=p["crop"], samples_per_epoch=steps * batch_size * ctx.world_size,

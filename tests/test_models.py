@@ -49,6 +49,18 @@ def test_output_shape_and_backward(variant: dict) -> None:
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
+def test_output_layer_stays_float32_under_mixed_precision(model: UTILISE) -> None:
+    """bf16 autocast (on CUDA; the CPU autocast here behaves alike): the reflectances come
+    out of a float32 output layer, close to a full-precision pass."""
+    x, avail, doy = _inputs()
+    with torch.no_grad():
+        full = model(x, avail, doy)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = model(x, avail, doy)
+    assert mixed.dtype == torch.float32
+    assert (mixed - full).abs().mean() < 0.02 * full.abs().mean()
+
+
 def test_rejects_bad_sizes(model: UTILISE) -> None:
     x, avail, doy = _inputs(h=18)
     with pytest.raises(ValueError, match="multiples of 4"):
