@@ -157,6 +157,32 @@ def evaluation_gaps(
     return gaps
 
 
+def train_overlap(
+    manifest: pd.DataFrame, shapes: Mapping[str, tuple[int, ...]]
+) -> dict[str, np.ndarray]:
+    """For each val/test tile, its (H, W) pixels that a train tile of the same CRS covers
+    too (tiles cut with overlap, or moved back to end at the region's edge)."""
+    cols = ["tile", "split", "crs", "left", "bottom", "right", "top"]
+    boxes = manifest[cols].drop_duplicates("tile").set_index("tile")
+    train = boxes[boxes["split"] == "train"]
+    out: dict[str, np.ndarray] = {}
+    for name, b in boxes[boxes["split"] != "train"].iterrows():
+        h, w = shapes[str(name)][:2]
+        xres, yres = (b.right - b.left) / w, (b.top - b.bottom) / h
+        shared = np.zeros((h, w), dtype=bool)
+        for _, o in train[train["crs"] == b.crs].iterrows():
+            left, right = max(b.left, o.left), min(b.right, o.right)
+            bottom, top = max(b.bottom, o.bottom), min(b.top, o.top)
+            if left >= right or bottom >= top:
+                continue
+            c0, c1 = round((left - b.left) / xres), round((right - b.left) / xres)
+            r0, r1 = round((b.top - top) / yres), round((b.top - bottom) / yres)
+            shared[r0:r1, c0:c1] = True
+        if shared.any():
+            out[str(name)] = shared
+    return out
+
+
 def _cloudy(mask: np.ndarray) -> np.ndarray:
     return (mask != CLEAR) & (mask != MASK_NODATA)
 
@@ -425,7 +451,8 @@ def pack_region(
 ) -> Path:
     """Write ``dest`` from the manifest of one region (atomically, one tile at a time).
 
-    Every tile must have the dates and band count of the region's first tile.  ``bands``
+    Every tile must have the band count of the region's first tile (each keeps its own
+    dates).  Evaluation gaps of val/test tiles leave out pixels a train tile covers too.  ``bands``
     defaults to the band names of the first image (:func:`image_bands`).  Date classes
     come from ``date_stats`` (the cloud_stats table, columns tile, date, class) or, without
     it, from the cloud masks (:func:`classify_dates` with ``clear_min``/``usable_min``).
@@ -449,23 +476,17 @@ def pack_region(
     targets = sorted(str(t) for t, sp in splits.items() if sp != "train")
 
     def tiles() -> Iterator[TileSeries]:
-        first: tuple[str, list[str], np.dtype] | None = None
+        # Each tile keeps its own dates: SEN12MS-CR-TS ROIs of one region were acquired on
+        # different days (the tiles of one grid, synthetic/folder/STAC, share theirs).
+        first: tuple[str, np.dtype] | None = None
         for name, rows in manifest.groupby("tile", sort=True):
             rows = rows.sort_values("date")
-            dates = rows["date"].astype(str).tolist()
-            if first is not None and dates != first[1]:
-                diff = sorted(set(dates) ^ set(first[1]))
-                raise InputDataError(
-                    f"manifest of region {region}: tile {name} has {len(dates)} dates, tile "
-                    f"{first[0]} {len(first[1])}; they differ at {diff[:3] or 'the order'}; "
-                    "every tile of a region must share the same dates"
-                )
             tile = _load_tile(str(name), rows, bands)
             if first is None:
-                first = (str(name), dates, tile.s2.dtype)
-            elif tile.s2.dtype != first[2]:
+                first = (str(name), tile.s2.dtype)
+            elif tile.s2.dtype != first[1]:
                 raise InputDataError(
-                    f"tile {name}: {tile.s2.dtype} pixels, tile {first[0]} has {first[2]}"
+                    f"tile {name}: {tile.s2.dtype} pixels, tile {first[0]} has {first[1]}"
                 )
             if classes is not None:
                 tile.date_class = _classes_of(classes, tile, where)
@@ -474,7 +495,14 @@ def pack_region(
             yield tile
 
     def gaps(masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return evaluation_gaps(masks, targets, seed=eval_seed, date_fraction=eval_date_fraction)
+        found = evaluation_gaps(masks, targets, seed=eval_seed, date_fraction=eval_date_fraction)
+        # Pixels a train tile covers too (overlapping tiles) are never scored: the model saw
+        # their clear series in training.
+        shared = train_overlap(manifest, {n: m.shape[1:] for n, m in masks.items()})
+        for name, gap in found.items():
+            if name in shared:
+                gap &= ~shared[name][None]
+        return found
 
     if stats is not None:
         how = f"cloud statistics {where}"

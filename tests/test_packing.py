@@ -24,6 +24,7 @@ from cloudfree.packing import (
     packed_bands,
     read_tile,
     tile_names,
+    train_overlap,
     validate,
 )
 
@@ -282,10 +283,31 @@ def test_foreign_and_truncated_files_are_refused(tmp_path, manifest):
         open_packed(tmp_path / "missing.h5")
 
 
-def test_tile_with_other_dates_is_refused(tmp_path, manifest):
+def test_tiles_keep_their_own_dates(tmp_path, manifest):
+    """SEN12MS-CR-TS ROIs of one region were acquired on different days: each tile keeps
+    its own series, and the file still matches its manifest."""
     odd = manifest[~((manifest.tile == "c") & (manifest.date == DATES[2]))]
-    with pytest.raises(InputDataError, match=rf"tile c has 3 dates.*{DATES[2]}"):
-        pack_region(odd, tmp_path / "r.h5")
+    dest = pack_region(odd, tmp_path / "r.h5", eval_date_fraction=1.0)
+    validate(dest, odd)
+    tiles = {t.tile: t for t in iter_tiles(dest)}
+    assert tiles["c"].dates == [DATES[0], DATES[1], DATES[3]] and tiles["d"].dates == DATES
+    assert tiles["c"].s2.shape[0] == tiles["c"].gap.shape[0] == 3
+
+
+def test_pixels_shared_with_train_tiles_are_never_scored(tmp_path):
+    """Overlapping tiles: the columns a val/test tile shares with a train tile get no
+    evaluation gap (the model trained on their clear series)."""
+    manifest = write_series(tmp_path / "tiles", {"a": "train", "b": "test"}, DATES)
+    b = manifest["tile"] == "b"  # b moved 4 px onto a: its first 4 columns are a's last 4
+    manifest.loc[b, "left"] -= 4 * 10.0
+    manifest.loc[b, "right"] -= 4 * 10.0
+    masks = {"a": np.ones((4, 16, 16), np.uint8), "b": np.zeros((4, 16, 16), np.uint8)}
+    shared = train_overlap(manifest, {n: m.shape[1:] for n, m in masks.items()})
+    assert set(shared) == {"b"}
+    assert shared["b"][:, :4].all() and not shared["b"][:, 4:].any()
+    dest = pack_region(manifest, tmp_path / "r.h5", eval_date_fraction=1.0)
+    gap = {t.tile: t.gap for t in iter_tiles(dest)}["b"]
+    assert gap.any() and not gap[:, :, :4].any()
 
 
 def test_failed_pack_keeps_the_previous_file(tmp_path, manifest):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +21,20 @@ DATES = ("2018-01-03", "2018-01-15", "2018-02-02")
 
 
 def make_tree(root: Path, rois=("ROIs2017/32", "ROIs2017/22", "ROIs1970/21"), patches=(3, 7),
-              dates=DATES, size=256, seed=0) -> Path:  # fmt: skip
-    """S1 and S2 files for each ROI, patch and time point, named as in the dataset."""
+              dates=DATES, size=256, seed=0, shift_days=0) -> Path:  # fmt: skip
+    """S1 and S2 files for each ROI, patch and time point, named as in the dataset.
+    ``shift_days``: the k-th ROI's dates are k * shift_days later (ROIs of one region were
+    acquired on different days in the dataset)."""
     rng = np.random.default_rng(seed)
     for k, roi in enumerate(rois):
         rois_dir, n = roi.split("/")
+        roi_dates = [
+            (date.fromisoformat(d) + timedelta(days=k * shift_days)).isoformat() for d in dates
+        ]
         for patch in patches:
             x0, y0 = 300000.0 + 10000 * k + 2560 * patch, 9000000.0
             tr = Affine(10, 0, x0, 0, -10, y0)
-            for t, day in enumerate(dates):
+            for t, day in enumerate(roi_dates):
                 for mod, count, dtype in (("s1", 2, "float32"), ("s2", 13, "uint16")):
                     d = root / rois_dir / n / mod.upper() / str(t)
                     d.mkdir(parents=True, exist_ok=True)

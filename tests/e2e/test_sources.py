@@ -49,8 +49,9 @@ def stac_region(url: str) -> dict:
 
 
 def sen12mscrts_region(root: Path) -> dict:
+    # each ROI acquired on its own days, as in the dataset: tiles of one region differ
     make_tree(root, rois=("ROIs2017/32", "ROIs2017/22", "ROIs1970/21"), patches=(1,),
-              dates=DATES[:4], size=256)  # fmt: skip
+              dates=DATES[:4], size=256, shift_days=2)  # fmt: skip
     return {"source": "sen12mscrts", "sen12mscrts": {"root": str(root), "region": "africa"}}
 
 
@@ -94,6 +95,8 @@ def test_tile_stage_through_snakemake(source_run):
                     assert img.bounds == pytest.approx((row.left, row.bottom, row.right, row.top))
                     grids.add((img.crs.to_string(), tuple(img.transform)))
         assert len(grids) == 1  # one grid through the dates
+    if source == "sen12mscrts":  # three ROIs, three series of dates
+        assert manifest.groupby("tile")["date"].apply(tuple).nunique() == 3
 
 
 def test_rest_of_the_chain_runs_unchanged(source_run):
