@@ -413,6 +413,10 @@ class TrainDataset(Dataset):
                 out.append(f"{h5.attrs['region']}: {h5.attrs.get('date_class_source', '?')}")
         return out
 
+    def close(self) -> None:
+        """Close the HDF5 files opened in this process (they reopen on the next read)."""
+        self.reader.close()
+
     def __len__(self) -> int:
         return self.samples
 
@@ -619,8 +623,18 @@ class LoaderSettings:
         return kw
 
 
+def close_handles(dataset: Dataset) -> None:
+    """Close the HDF5 files a dataset opened in this process before workers fork: HDF5
+    shares an open file's state with a forked child, so workers must open their own."""
+    close = getattr(dataset, "close", None)
+    if callable(close):
+        close()
+
+
 def loader_rate(dataset: Dataset, batch_size: int, settings: LoaderSettings, batches: int) -> float:
     """Batches per second a DataLoader with ``settings`` delivers (after its first batch)."""
+    if settings.num_workers > 0:
+        close_handles(dataset)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **settings.kwargs())
     it = iter(loader)
     next(it)  # worker start-up is paid once per run, not per batch

@@ -57,6 +57,7 @@ from .data import (
     PackedMeta,
     TrainDataset,
     calibrate_loader,
+    close_handles,
     compute_norm_stats,
     read_meta,
     worker_init_fn,
@@ -589,6 +590,8 @@ def _train(
         if main:
             speeds = ", ".join(f"{n}: {r:.0f}" for n, r in rates.items()) or "too few to measure"
             log.info("DataLoader workers: %d (batches/s by workers: %s)", workers, speeds)
+    if workers > 0:
+        close_handles(dataset)  # the calibration or a baseline may have read in this process
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

@@ -286,6 +286,23 @@ def test_calibrate_loader_measures_each_worker_count(packed: Path) -> None:
     assert settings.num_workers in rates and not settings.pin_memory
 
 
+def test_no_hdf5_file_is_open_when_workers_fork(packed: Path, monkeypatch) -> None:
+    """Workers open their own files: the parent's handles are closed before the fork."""
+    ds = TrainDataset([packed], _norm(packed), crop=16, samples_per_epoch=64)
+    ds[0]  # the main process read: a handle is open here
+    assert ds.reader._handles
+    seen = []
+    real = torch.utils.data.DataLoader.__iter__
+
+    def spy(loader):
+        seen.append(dict(loader.dataset.reader._handles))
+        return real(loader)
+
+    monkeypatch.setattr(torch.utils.data.DataLoader, "__iter__", spy)
+    calibrate_loader(ds, 4, max_workers=1, batches=2)
+    assert seen[-1] == {}  # the loader with one worker started with no open file
+
+
 def test_eval_gaps_are_fixed_and_inference_keeps_geo(packed: Path) -> None:
     norm = _norm(packed)
     a = [EvalTiles([packed], norm, split="test")[i] for i in range(1)]
