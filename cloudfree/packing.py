@@ -282,6 +282,12 @@ def load_series(
                 f"{row.image} ({where}): {img.shape[0]} bands, expected {len(bands)} "
                 f"({', '.join(bands)})"
             )
+        names = image_bands(row.image, where)
+        if names != tuple(bands):
+            raise InputDataError(
+                f"{row.image} ({where}): bands {', '.join(names)}; the region's are "
+                f"{', '.join(bands)} (other bands or another order)"
+            )
         if img.dtype.kind not in "ui":
             raise InputDataError(f"{row.image} ({where}): {img.dtype} pixels, expected integers")
         if msk.shape[1:] != img.shape[1:] or mprof["transform"] != prof["transform"]:

@@ -246,6 +246,16 @@ def test_unnamed_bands_and_band_count_changes_are_refused(tmp_path, manifest):
         pack_region(manifest, tmp_path / "r.h5")
 
 
+def test_a_date_with_its_bands_in_another_order_is_refused(tmp_path, manifest):
+    _rewrite_bands(manifest, ["B02", "B03"], ["B02", "B03"])
+    row = manifest.iloc[2]
+    img, prof = read_raster(row.image)
+    write_raster(row.image, img[::-1], prof, band_names=["B03", "B02"])
+    with pytest.raises(InputDataError, match=rf"{row.image}.*bands B03, B02; the region's are B02"):
+        pack_region(manifest, tmp_path / "r.h5")
+    assert not (tmp_path / "r.h5").exists()
+
+
 def test_mask_on_another_grid_is_refused(tmp_path, manifest):
     row = manifest.iloc[0]
     with rasterio.open(row["mask"]) as src:
