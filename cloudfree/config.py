@@ -7,6 +7,55 @@ from typing import Any
 
 from .errors import ConfigError
 
+# How a job runs, not what it makes: these keys reach their rule outside ``params:``, so a
+# change reruns nothing (training samples depend only on the step, never on the workers;
+# inference gives the same pixels for any batch size).
+EXECUTION_KEYS: dict[str, tuple[str, ...]] = {
+    "train": ("num_workers", "checkpoint_every", "tensorboard", "compile"),
+    "infer": ("batch_size",),
+}
+
+
+# The same for a region's source section: how its files are fetched.
+SOURCE_EXECUTION_KEYS = ("retries", "backoff", "timeout", "token_env")
+
+
+def region_result_settings(config: Mapping[str, Any], region: str) -> dict[str, Any]:
+    """A region's config without the fetching keys of its source section."""
+    cfg = dict(config["regions"][region])
+    source = cfg.get("source")
+    if isinstance(cfg.get(source), Mapping):
+        cfg[source] = {k: v for k, v in cfg[source].items() if k not in SOURCE_EXECUTION_KEYS}
+    return cfg
+
+
+def with_region_execution_settings(
+    params: Mapping[str, Any], config: Mapping[str, Any], region: str
+) -> dict[str, Any]:
+    """A region's ``params`` (:func:`region_result_settings`) with the fetching keys back."""
+    full = config["regions"][region]
+    cfg = dict(params)
+    source = cfg.get("source")
+    if isinstance(cfg.get(source), Mapping) and isinstance(full.get(source), Mapping):
+        extra = {k: full[source][k] for k in SOURCE_EXECUTION_KEYS if k in full[source]}
+        cfg[source] = {**cfg[source], **extra}
+    return cfg
+
+
+def result_settings(config: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """A config section without its execution keys (what the rule's outputs depend on)."""
+    skip = EXECUTION_KEYS.get(section, ())
+    return {k: v for k, v in config[section].items() if k not in skip}
+
+
+def with_execution_settings(
+    params: Mapping[str, Any], config: Mapping[str, Any], section: str
+) -> dict[str, Any]:
+    """``params`` (from :func:`result_settings`) with the section's execution keys back."""
+    section_cfg = config.get(section, {})
+    extra = {k: section_cfg[k] for k in EXECUTION_KEYS.get(section, ()) if k in section_cfg}
+    return {**params, **extra}
+
 
 def check_config(config: Mapping[str, Any]) -> None:
     """Cross-key checks; each error names the key."""

@@ -100,3 +100,25 @@ def test_overlap_must_be_below_tile_size():
     config["regions"]["africa"]["synthetic"]["overlap"] = 64
     with pytest.raises(ConfigError, match=r"regions\.africa\.synthetic\.overlap"):
         check_config(config)
+
+
+def test_execution_keys_leave_params_and_come_back():
+    from cloudfree.config import (
+        region_result_settings,
+        result_settings,
+        with_execution_settings,
+        with_region_execution_settings,
+    )
+
+    config = default_config()
+    config["train"].update(num_workers=3, lr=0.01)
+    params = result_settings(config, "train")
+    assert "num_workers" not in params and params["lr"] == 0.01
+    assert with_execution_settings(params, config, "train") == config["train"]
+    config["regions"]["x"] = {
+        "source": "stac",
+        "stac": {"url": "https://a", "retries": 9, "timeout": 5, "bbox": [0, 0, 1, 1]},
+    }
+    region = region_result_settings(config, "x")
+    assert region["stac"] == {"url": "https://a", "bbox": [0, 0, 1, 1]}
+    assert with_region_execution_settings(region, config, "x") == config["regions"]["x"]

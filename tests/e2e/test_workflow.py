@@ -148,6 +148,14 @@ def test_mosaic_rule_reruns_mosaic_only(run):
     assert {rule for rule, _ in dry_run(run, config)} == {"mosaic"}
 
 
+def test_execution_settings_rerun_nothing(run):
+    """Workers, checkpoint interval, TensorBoard and inference batch size change how jobs
+    run, not what they make."""
+    config = tiny_config(num_workers=1, checkpoint_every=7, tensorboard=False)
+    config["infer"] = {"batch_size": 16}
+    assert dry_run(run, config) == []
+
+
 def test_detector_settings_rerun_nothing_for_sources_with_masks(run):
     """The synthetic source comes with masks: the detector does not apply to it."""
     config = tiny_config()

@@ -7,7 +7,13 @@ from snakemake.utils import validate
 # The library beside this workflow wins over any installed copy.
 sys.path.insert(0, workflow.basedir)
 
-from cloudfree.config import check_config, experiment_of, experiment_regions
+from cloudfree.config import (
+    check_config,
+    experiment_of,
+    experiment_regions,
+    region_result_settings,
+    result_settings,
+)
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 check_config(config)
@@ -32,9 +38,20 @@ def config_provider(*keys):
     return provide
 
 
+def result_config(section):
+    """A params function with a config section minus its execution keys (workers,
+    checkpoint interval, batch size, ...): changing those reruns nothing."""
+
+    def provide(wildcards):
+        return result_settings(config, section)
+
+    return provide
+
+
 def region_config(wildcards):
-    """The config section of one region."""
-    return config["regions"][wildcards.region]
+    """The config section of one region, without how its files are fetched (retries,
+    timeouts, token variable): changing those refetches nothing."""
+    return region_result_settings(config, wildcards.region)
 
 
 def detector_config(wildcards):

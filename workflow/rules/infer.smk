@@ -13,6 +13,6 @@ rule infer:
         "../../envs/torch.yaml"
     threads: 2
     params:
-        infer=config_provider("infer"),
+        infer=result_config("infer"),
     script:
         "../scripts/infer.py"

@@ -21,7 +21,7 @@ rule train:
         "../../envs/torch.yaml"
     threads: 2
     params:
-        train=config_provider("train"),
+        train=result_config("train"),
         regions=get_experiment_regions,
     script:
         "../scripts/train.py"

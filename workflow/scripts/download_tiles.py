@@ -4,13 +4,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
+from cloudfree.config import with_region_execution_settings
 from cloudfree.runlog import setup_script_logging
 from cloudfree.tiles import download_tiles
 
 log = setup_script_logging(snakemake)
+region = snakemake.wildcards.region
 manifest = download_tiles(
-    snakemake.wildcards.region,
-    snakemake.params.region,
+    region,
+    with_region_execution_settings(snakemake.params.region, snakemake.config, region),
     snakemake.output.tiles,
     snakemake.output.manifest,
     clouds_cfg=snakemake.params.clouds,

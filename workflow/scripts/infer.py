@@ -6,13 +6,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 import torch
 
+from cloudfree.config import with_execution_settings
 from cloudfree.infer import infer_region
 from cloudfree.runlog import setup_script_logging
 from cloudfree.train import require_cuda_for_gpus
 
 log = setup_script_logging(snakemake)
 torch.set_num_threads(snakemake.threads)
-params = snakemake.params.infer
+params = with_execution_settings(snakemake.params.infer, snakemake.config, "infer")
 gpus = int(getattr(snakemake.resources, "gpu", 0) or 0)
 require_cuda_for_gpus(gpus, params["device"], "infer.device")
 tiles = infer_region(

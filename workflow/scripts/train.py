@@ -11,13 +11,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 import pandas as pd
 
+from cloudfree.config import with_execution_settings
 from cloudfree.figures import training_curve
 from cloudfree.runlog import setup_script_logging
 from cloudfree.train import require_cuda_for_gpus
 from cloudfree.train_cli import launch, processes_for
 
 log = setup_script_logging(snakemake)
-params = dict(snakemake.params.train)
+params = with_execution_settings(snakemake.params.train, snakemake.config, "train")
 gpus = int(getattr(snakemake.resources, "gpu", 0) or 0)
 require_cuda_for_gpus(gpus, params.get("device", "auto"), "train.device")
 summary = launch(
