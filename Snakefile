@@ -26,6 +26,11 @@ include: "workflow/rules/mosaic.smk"
 include: "workflow/rules/metrics.smk"
 
 
+# A concatenation of small tables: not worth a place in a cluster queue.
+localrules:
+    metrics_all,
+
+
 rule all:
     default_target: True
     input:

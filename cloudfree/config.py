@@ -57,6 +57,11 @@ def with_execution_settings(
     return {**params, **extra}
 
 
+# Suffixes the workflow appends to a region's name in its output file names.
+REGION_SUFFIXES = ("_runs", "_tiles", "_summary", "_dates", "_coverage", "_clear_dates",
+                   "_quicklook", "_examples", "_difficulty", "_mae")  # fmt: skip
+
+
 def check_config(config: Mapping[str, Any]) -> None:
     """Cross-key checks; each error names the key."""
     regions = config["regions"]
@@ -76,6 +81,16 @@ def check_config(config: Mapping[str, Any]) -> None:
                     f"experiments.{seen[region]}"
                 )
             seen[region] = name
+    # Output names of one region that another region's name could take.
+    reserved = {"all_regions"} | {
+        f"{name}{suffix}" for name in regions for suffix in REGION_SUFFIXES
+    }
+    for name in regions:
+        if name in reserved:
+            raise ConfigError(
+                f"regions.{name}: the name collides with an output of the workflow "
+                f"(all_regions, or another region's name + one of {', '.join(REGION_SUFFIXES)})"
+            )
     for name, region in regions.items():
         spec = region.get(region["source"])
         if spec is None:

@@ -122,3 +122,11 @@ def test_execution_keys_leave_params_and_come_back():
     region = region_result_settings(config, "x")
     assert region["stac"] == {"url": "https://a", "bbox": [0, 0, 1, 1]}
     assert with_region_execution_settings(region, config, "x") == config["regions"]["x"]
+
+
+@pytest.mark.parametrize("name", ["all_regions", "africa_runs", "africa_summary"])
+def test_region_names_that_collide_with_outputs_are_refused(name):
+    config = default_config()
+    config["regions"][name] = copy.deepcopy(config["regions"]["europa"])
+    with pytest.raises(ConfigError, match=rf"regions\.{name}: the name collides"):
+        check_config(config)

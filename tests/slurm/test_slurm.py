@@ -88,12 +88,10 @@ def test_workflow_runs_through_sbatch_and_fails_loudly(tmp_path):
 
     calls = sbatch_calls(proc)
     chain = {"download_tiles", "cloud_stats", "pack_hdf5", "train", "infer", "mosaic", "metrics"}
-    assert set(calls) == chain | {"metrics_all"}
-    # one job per region, and one all-regions table
-    assert {rule: len(lines) for rule, lines in calls.items()} == {
-        **dict.fromkeys(chain, 2),
-        "metrics_all": 1,
-    }
+    assert set(calls) == chain  # metrics_all, a table concatenation, runs locally
+    # one job per region
+    assert {rule: len(lines) for rule, lines in calls.items()} == dict.fromkeys(chain, 2)
+    assert (workdir / "results/metrics/all_regions.csv").stat().st_size > 0
     for rule, lines in calls.items():
         for line in lines:
             if rule in GPU_RULES:

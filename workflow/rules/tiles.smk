@@ -8,6 +8,7 @@ checkpoint download_tiles:
         "results/benchmarks/download_tiles/{region}.tsv"
     conda:
         "../../envs/geo.yaml"
+    threads: 2  # cloud detection and tile writing run threaded
     params:
         region=region_config,
         clouds=detector_config,

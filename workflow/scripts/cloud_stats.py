@@ -4,12 +4,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
+import dask
+
 from cloudfree.clouds import cloud_statistics
 from cloudfree.figures import clear_dates_distribution, coverage_heatmap, run_length_histogram
 from cloudfree.runlog import setup_script_logging
 
 log = setup_script_logging(snakemake)
 out = snakemake.output
+dask.config.set(scheduler="threads", num_workers=snakemake.threads)
 stats = cloud_statistics(
     snakemake.input.manifest,
     {k: out[k] for k in ("coverage", "runs", "tiles", "summary", "dates")},
