@@ -19,6 +19,7 @@ network.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -351,7 +352,11 @@ class UTILISE(nn.Module):
             feat = dec(torch.cat(parts, dim=1))
         # The output layer in float32 under mixed precision: bf16 keeps 8 bits of mantissa,
         # too coarse for reflectances (errors of tens of DN).
-        with torch.autocast(device_type=feat.device.type, enabled=False):
+        with (
+            torch.autocast(device_type=feat.device.type, enabled=False)
+            if feat.device.type in ("cuda", "cpu")
+            else contextlib.nullcontext()
+        ):
             out = self.head(feat.float()).view(b, t, c, h, w)
         return (out, attn) if return_attention else out
 

@@ -1,6 +1,6 @@
 """Pack a region's GeoTIFF series into one chunked, compressed HDF5 file.
 
-Layout (``FORMAT_VERSION`` 2)::
+Layout (``FORMAT_VERSION`` 3)::
 
     /                    attrs: format_version, region, source, bands, scale, nodata,
                                  mask_nodata, mask_classes (JSON), date_classes (JSON),
@@ -34,6 +34,7 @@ through it.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ from .bands import (
 from .errors import ConfigError, InputDataError
 from .io import atomic_path, read_raster
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: evaluation gaps leave out pixels shared with train tiles
 COMPRESSIONS = ("blosc_lz4hc", "blosc_lz4", "gzip", "lzf")
 DATE_CLASSES = {"clear": 0, "impaired": 1, "unusable": 2}
 MAX_CHUNK_SIDE = 512  # larger tiles get spatial chunks too (HDF5 caps a chunk at 4 GB)
@@ -160,26 +161,36 @@ def evaluation_gaps(
 def train_overlap(
     manifest: pd.DataFrame, shapes: Mapping[str, tuple[int, ...]]
 ) -> dict[str, np.ndarray]:
-    """For each val/test tile, its (H, W) pixels that a train tile of the same CRS covers
-    too (tiles cut with overlap, or moved back to end at the region's edge)."""
+    """For each val/test tile, its (H, W) pixels that a train tile of the same CRS covers,
+    even partly (tiles cut with overlap, or moved back to end at the region's edge).
+
+    Tiles without bounds in the manifest are left out.  The intersecting train tiles are
+    found with one vectorised test per val/test tile (regions of thousands of tiles).
+    """
     cols = ["tile", "split", "crs", "left", "bottom", "right", "top"]
-    boxes = manifest[cols].drop_duplicates("tile").set_index("tile")
+    boxes = manifest[cols].drop_duplicates("tile")
+    boxes = boxes[boxes[["left", "bottom", "right", "top"]].notna().all(axis=1)]
     train = boxes[boxes["split"] == "train"]
     out: dict[str, np.ndarray] = {}
-    for name, b in boxes[boxes["split"] != "train"].iterrows():
-        h, w = shapes[str(name)][:2]
-        xres, yres = (b.right - b.left) / w, (b.top - b.bottom) / h
-        shared = np.zeros((h, w), dtype=bool)
-        for _, o in train[train["crs"] == b.crs].iterrows():
-            left, right = max(b.left, o.left), min(b.right, o.right)
-            bottom, top = max(b.bottom, o.bottom), min(b.top, o.top)
-            if left >= right or bottom >= top:
+    for crs, group in boxes[boxes["split"] != "train"].groupby("crs", sort=False):
+        same = train[train["crs"] == crs]
+        tl, tb, tr, tt = (same[c].to_numpy(float) for c in ("left", "bottom", "right", "top"))
+        for b in group.itertuples():
+            hits = (tl < b.right) & (tr > b.left) & (tb < b.top) & (tt > b.bottom)
+            if not hits.any():
                 continue
-            c0, c1 = round((left - b.left) / xres), round((right - b.left) / xres)
-            r0, r1 = round((b.top - top) / yres), round((b.top - bottom) / yres)
-            shared[r0:r1, c0:c1] = True
-        if shared.any():
-            out[str(name)] = shared
+            h, w = shapes[str(b.tile)][:2]
+            xres, yres = (b.right - b.left) / w, (b.top - b.bottom) / h
+            shared = np.zeros((h, w), dtype=bool)
+            boxes_hit = zip(tl[hits], tb[hits], tr[hits], tt[hits], strict=True)
+            for left, bottom, right, top in boxes_hit:
+                # every pixel the train tile touches, even partly (1e-6 px of slack)
+                c0 = math.floor((max(left, b.left) - b.left) / xres + 1e-6)
+                c1 = math.ceil((min(right, b.right) - b.left) / xres - 1e-6)
+                r0 = math.floor((b.top - min(top, b.top)) / yres + 1e-6)
+                r1 = math.ceil((b.top - max(bottom, b.bottom)) / yres - 1e-6)
+                shared[max(r0, 0) : r1, max(c0, 0) : c1] = True
+            out[str(b.tile)] = shared
     return out
 
 

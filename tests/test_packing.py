@@ -256,6 +256,26 @@ def test_a_date_with_its_bands_in_another_order_is_refused(tmp_path, manifest):
     assert not (tmp_path / "r.h5").exists()
 
 
+def test_train_overlap_is_conservative_and_skips_tiles_without_bounds():
+    """A train tile covering part of a pixel (grids offset by half a pixel) takes the whole
+    pixel; another CRS or a tile without bounds takes none."""
+    rows = [
+        {"tile": "v", "split": "test", "crs": "EPSG:1", "left": 0.0, "right": 80.0,
+         "bottom": 0.0, "top": 80.0},
+        {"tile": "t", "split": "train", "crs": "EPSG:1", "left": 55.0, "right": 200.0,
+         "bottom": -100.0, "top": 25.0},
+        {"tile": "o", "split": "train", "crs": "EPSG:2", "left": 0.0, "right": 80.0,
+         "bottom": 0.0, "top": 80.0},
+        {"tile": "n", "split": "val", "crs": "EPSG:1", "left": float("nan"), "right": 1.0,
+         "bottom": 0.0, "top": 1.0},
+    ]  # fmt: skip
+    shared = train_overlap(pd.DataFrame(rows), {"v": (8, 8), "n": (1, 1)})
+    assert set(shared) == {"v"}
+    expected = np.zeros((8, 8), bool)
+    expected[5:, 5:] = True  # x 55..80 touches columns 5..7, y 0..25 rows 5..7 (10 m pixels)
+    np.testing.assert_array_equal(shared["v"], expected)
+
+
 def test_mask_on_another_grid_is_refused(tmp_path, manifest):
     row = manifest.iloc[0]
     with rasterio.open(row["mask"]) as src:

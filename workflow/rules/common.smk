@@ -7,6 +7,7 @@ from snakemake.utils import validate
 # The library beside this workflow wins over any installed copy.
 sys.path.insert(0, workflow.basedir)
 
+from cloudfree.packing import FORMAT_VERSION as PACK_FORMAT_VERSION
 from cloudfree.config import (
     check_config,
     experiment_of,
@@ -106,8 +107,11 @@ def all_outputs():
             f"results/metrics/{region}.csv",
             f"results/metrics/{region}_summary.csv",
             f"results/cloudstats/{region}.csv",
-            f"results/mosaics/{exp}/{region}",
         ]
+        # SEN12MS-CR-TS ROIs lie across a continent, in several UTM zones: a region mosaic
+        # would be a mostly empty raster of billions of pixels. Ask for it by name if wanted.
+        if config["regions"][region]["source"] != "sen12mscrts":
+            outputs.append(f"results/mosaics/{exp}/{region}")
     if len(REGIONS) > 1:
         outputs.append("results/metrics/all_regions.csv")
     return outputs

@@ -18,5 +18,7 @@ rule pack_hdf5:
     params:
         pack=config_provider("pack"),
         evaluation=config_provider("evaluation"),
+        # a new file format repacks existing files on the next run
+        format_version=PACK_FORMAT_VERSION,
     script:
         "../scripts/pack_hdf5.py"
