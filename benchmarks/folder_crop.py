@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,8 @@ from affine import Affine
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from process_memory import peak_rss_mb as peak_rss_mb_of  # noqa: E402
 
 from cloudfree.sources.folder import folder_tiles  # noqa: E402
 
@@ -69,16 +70,10 @@ def peak_rss_mb(root: Path, size: int, tile: int) -> float:
     series = root / f"mem{size}"
     series.mkdir()
     make_series(series, size, 2)
-    code = (
-        f"import sys; sys.path.insert(0, {str(REPO)!r});"
+    return peak_rss_mb_of(
         "from pathlib import Path; from cloudfree.sources.folder import folder_tiles;"
-        f"folder_tiles('bench', {config(series, tile)!r}, Path({str(series / 'out')!r}));"
-        # VmHWM, not ru_maxrss: the latter keeps the forked parent's peak across exec.
-        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
-        "print(int(hwm.split()[1]) / 1024)"
+        f"folder_tiles('bench', {config(series, tile)!r}, Path({str(series / 'out')!r}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:

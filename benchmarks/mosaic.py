@@ -33,7 +33,6 @@ import os
 import platform
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +45,8 @@ from rasterio.enums import Resampling
 from rasterio.merge import merge
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from process_memory import peak_rss_mb as peak_rss_mb_of
+
 from cloudfree.io import geotiff_profile, write_raster
 from cloudfree.mosaic import _overview_factors, _to_cog, mosaic_date
 
@@ -135,18 +136,11 @@ def run_rasterio_cog(
 
 def peak_rss_mb(paths_file: Path, dest: Path, fmt: str) -> float:
     """Max RSS (MB) of a fresh process that builds the mosaic of the listed tiles."""
-    code = (
-        "import json, sys; from pathlib import Path;"
-        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r});"
-        "from cloudfree.mosaic import mosaic_date;"
+    return peak_rss_mb_of(
+        "import json; from pathlib import Path; from cloudfree.mosaic import mosaic_date;"
         f"paths = [Path(p) for p in json.loads(Path({str(paths_file)!r}).read_text())];"
-        f"mosaic_date(paths, Path({str(dest)!r}), rule='max', resampling='nearest', fmt={fmt!r});"
-        # VmHWM, not ru_maxrss: the latter keeps the forked parent's peak across exec.
-        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
-        "print(int(hwm.split()[1]) / 1024)"
+        f"mosaic_date(paths, Path({str(dest)!r}), rule='max', resampling='nearest', fmt={fmt!r})"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    return float(out.stdout.strip().splitlines()[-1])
 
 
 def same_pixels(*paths: Path) -> None:
