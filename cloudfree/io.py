@@ -161,8 +161,16 @@ def write_raster(
 
 def read_raster(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
     """Read all bands and the profile; an unreadable file raises InputDataError naming it."""
+    data, profile, _ = read_raster_named(path)
+    return data, profile
+
+
+def read_raster_named(
+    path: str | os.PathLike[str],
+) -> tuple[np.ndarray, dict[str, Any], tuple[str | None, ...]]:
+    """:func:`read_raster` and the band descriptions, from one opening of the file."""
     try:
         with rasterio.open(path) as src:
-            return src.read(), dict(src.profile)
+            return src.read(), dict(src.profile), tuple(src.descriptions)
     except (RasterioError, OSError) as exc:
         raise InputDataError(f"cannot read raster {path}: {exc}") from exc

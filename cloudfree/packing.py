@@ -59,7 +59,7 @@ from .bands import (
     S2_L1C_BANDS,
 )
 from .errors import ConfigError, InputDataError
-from .io import atomic_path, read_raster
+from .io import atomic_path, read_raster, read_raster_named
 
 FORMAT_VERSION = 3  # 3: evaluation gaps leave out pixels shared with train tiles
 COMPRESSIONS = ("blosc_lz4hc", "blosc_lz4", "gzip", "lzf")
@@ -265,6 +265,14 @@ def image_bands(path: str | os.PathLike[str], where: str = "") -> tuple[str, ...
             count, descriptions = src.count, src.descriptions
     except (RasterioError, OSError) as exc:
         raise InputDataError(f"cannot read raster {path}{at}: {exc}") from exc
+    return band_names(path, count, descriptions, where)
+
+
+def band_names(
+    path: str | os.PathLike[str], count: int, descriptions: Sequence[str | None], where: str = ""
+) -> tuple[str, ...]:
+    """Band names from a raster's ``descriptions`` (see :func:`image_bands`)."""
+    at = f" ({where})" if where else ""
     names = tuple(str(d).strip() if d else "" for d in descriptions)
     if all(names):
         if len(set(names)) != len(names):
@@ -285,7 +293,7 @@ def load_series(
     images, masks = [], []
     first_profile = None
     for row in rows.itertuples():
-        img, prof = read_raster(row.image)
+        img, prof, descriptions = read_raster_named(row.image)
         msk, mprof = read_raster(row.mask)
         where = f"tile {row.tile}, date {row.date}"
         if img.shape[0] != len(bands):
@@ -293,7 +301,7 @@ def load_series(
                 f"{row.image} ({where}): {img.shape[0]} bands, expected {len(bands)} "
                 f"({', '.join(bands)})"
             )
-        names = image_bands(row.image, where)
+        names = band_names(row.image, img.shape[0], descriptions, where)
         if names != tuple(bands):
             raise InputDataError(
                 f"{row.image} ({where}): bands {', '.join(names)}; the region's are "

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from .config import SOURCE_EXECUTION_KEYS
 from .errors import ConfigError
 from .manifest import (
     OPTIONAL_COLUMNS,
@@ -71,9 +72,9 @@ SETTINGS_STAMP = ".settings.json"  # a staging folder is resumed only with the s
 
 
 # How a source is reached, not what it gives: a change keeps the tiles already fetched.
-TRANSPORT_KEYS = frozenset(
-    {"url", "retries", "backoff", "timeout", "token_env", "sign", "sign_url"}
-)
+# The execution keys (which rerun nothing), plus the address and signing of the catalogue
+# (a rerun is due, but tiles already fetched from a mirror stay valid).
+TRANSPORT_KEYS = frozenset({*SOURCE_EXECUTION_KEYS, "url", "sign", "sign_url"})
 
 
 def _settings(region_cfg: Mapping[str, Any], clouds_cfg: Mapping[str, Any] | None) -> str:
