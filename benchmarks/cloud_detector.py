@@ -9,7 +9,7 @@ the same calls on each (probability maps, then masks, which compute the probabil
 
 - reference: ``S2PixelCloudDetector(threshold=0.4, average_over=4, dilation_size=2,
   all_bands=True)`` ``get_cloud_probability_maps`` + ``get_cloud_masks`` (LightGBM);
-- stage: :func:`cloudfree.detector.make_detector` with the default settings (the model
+- stage: :func:`cloudfree.clouds.detector.make_detector` with the default settings (the model
   compiled by lleaves, cache loaded; the one-time compile is timed separately).
 
 Prints and writes benchmarks/results/cloud_detector.json: best-of-``--repeat`` wall times,
@@ -34,8 +34,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cloudfree.detector import DEFAULTS, cache_dir, make_detector  # noqa: E402
-from cloudfree.io import read_raster  # noqa: E402
+from cloudfree.clouds.detector import DEFAULTS, cache_dir, make_detector
+from cloudfree.io import read_raster
 
 SCENE = REPO / "tests/data/s2-l1c-betsiboka/S2L1C_13band_betsiboka.tif"
 
@@ -55,7 +55,7 @@ def single_thread_cpu_ratio(stack: np.ndarray, stage, n: int = 100_000) -> float
     from lightgbm import Booster
     from s2cloudless.utils import MODEL_BAND_IDS
 
-    from cloudfree.detector import model_file
+    from cloudfree.clouds.detector import model_file
 
     x = np.ascontiguousarray(stack[..., MODEL_BAND_IDS].reshape(-1, 10)[:n], dtype=np.float64)
     booster = Booster(model_file=str(model_file()))

@@ -3,7 +3,7 @@
     python benchmarks/cloud_stats_memory.py [--tiles 3] [--size 512] [--dates 20]
 
 Writes N and 10 N tiles of random masks (clear, cloud, thin cloud, shadow, nodata) and
-cloud probabilities as GeoTIFFs, then runs :func:`cloudfree.clouds.region_statistics` on
+cloud probabilities as GeoTIFFs, then runs :func:`cloudfree.clouds.region.region_statistics` on
 each manifest in a fresh process and records the peak of traced Python/NumPy allocations
 (tracemalloc, which sees NumPy buffers) during the statistics, and the process's peak
 resident memory.  The statistics read each tile lazily in chunks, so the peaks must not grow
@@ -27,13 +27,13 @@ from rasterio.transform import from_origin
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cloudfree.io import geotiff_profile, write_raster  # noqa: E402
+from cloudfree.io import geotiff_profile, write_raster
 
 CHILD = """
 import json, resource, sys, time, tracemalloc
 sys.path.insert(0, {repo!r})
 import pandas as pd
-from cloudfree.clouds import region_statistics
+from cloudfree.clouds.region import region_statistics
 manifest = pd.read_csv({manifest!r}, dtype={{"tile": str, "date": str}})
 tracemalloc.start()
 t0 = time.perf_counter()

@@ -28,7 +28,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cloudfree.packing import iter_tiles  # noqa: E402
+from cloudfree.packed import iter_tiles
 
 
 def constant_guess_mae(packed: Path) -> float:

@@ -33,9 +33,9 @@ from affine import Affine
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from process_memory import peak_rss_mb as peak_rss_mb_of  # noqa: E402
+from process_memory import peak_rss_mb as peak_rss_mb_of
 
-from cloudfree.sources.folder import folder_tiles  # noqa: E402
+from cloudfree.tiles.folder import folder_tiles
 
 
 def make_series(root: Path, size: int, dates: int) -> None:

@@ -32,8 +32,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cloudfree.bands import S2_L1C_BANDS
-from cloudfree.models import build_model, count_parameters
-from cloudfree.predict import MODEL_FORMAT_VERSION, load_model
+from cloudfree.infer.predictor import load_model
+from cloudfree.modelfile import MODEL_FORMAT_VERSION
+from cloudfree.models.registry import build_model, count_parameters
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 

@@ -11,7 +11,7 @@ Packs a region like the embedded default (3 x 3 tiles of 64 px, 12 dates), then 
 - training steps/s of the default model (``cloudfree.models``, the ``train`` defaults):
   forward, masked L1 loss, backward and AdamW step on a batch, with 1 and 2 torch threads
   (the train rule has 2; the faster of the two is compared);
-- what :func:`cloudfree.data.calibrate_loader` picks.
+- what :func:`cloudfree.train.loader.calibrate_loader` picks.
 
 Writes benchmarks/results/loader.json.
 """
@@ -34,17 +34,14 @@ from torch.utils.data import DataLoader
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cloudfree.data import (  # noqa: E402
-    LoaderSettings,
-    TrainDataset,
-    calibrate_loader,
-    compute_norm_stats,
-    loader_rate,
-)
-from cloudfree.models import build_model  # noqa: E402
-from cloudfree.packing import pack_region  # noqa: E402
-from cloudfree.synthetic import SyntheticSpec, generate_region  # noqa: E402
-from cloudfree.train import DEFAULT_PARAMS, masked_l1  # noqa: E402
+from cloudfree.models.registry import build_model
+from cloudfree.pack.writer import pack_region
+from cloudfree.packed import compute_norm_stats
+from cloudfree.tiles.synthetic import SyntheticSpec, generate_region
+from cloudfree.train.dataset import TrainDataset
+from cloudfree.train.loader import LoaderSettings, calibrate_loader, loader_rate
+from cloudfree.train.params import DEFAULT_PARAMS
+from cloudfree.train.step import masked_l1
 
 
 def step_rate(dataset: TrainDataset, batch_size: int, steps: int, threads: int) -> float:

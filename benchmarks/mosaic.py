@@ -3,7 +3,7 @@
 On the same overlapping tiles (13-band uint16, deflate, one CRS, aligned grids), four
 writers of the same `max` mosaic, each checked to give the same pixels:
 
-- cloudfree ``format: gtiff``: cloudfree.mosaic.mosaic_date(rule="max", fmt="gtiff"), the
+- cloudfree ``format: gtiff``: cloudfree.mosaic.core.mosaic_date(rule="max", fmt="gtiff"), the
   mosaic plus count, source, date and quality layers as tiled compressed GeoTIFFs without
   overviews, window by window in one pass;
 - baseline "plain": rasterio.merge.merge(method="max") writing only the merged raster as the
@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from process_memory import peak_rss_mb as peak_rss_mb_of
 
 from cloudfree.io import geotiff_profile, write_raster
-from cloudfree.mosaic import _overview_factors, _to_cog, mosaic_date
+from cloudfree.mosaic.core import _overview_factors, _to_cog, mosaic_date
 
 BANDS = 13
 # (deflate level, compression threads), the same for both; None = GDAL's default level 6.

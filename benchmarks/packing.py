@@ -38,8 +38,10 @@ from rasterio.windows import Window
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cloudfree.packing import iter_tiles, load_series, pack_region, write_packed  # noqa: E402
-from cloudfree.synthetic import SyntheticSpec, generate_region  # noqa: E402
+from cloudfree.pack.load import load_series
+from cloudfree.pack.writer import pack_region, write_packed
+from cloudfree.packed import iter_tiles
+from cloudfree.tiles.synthetic import SyntheticSpec, generate_region
 
 SETTINGS = {  # name -> pack_region keywords
     "blosc_lz4hc": {"compression": "blosc_lz4hc", "compression_level": 4},

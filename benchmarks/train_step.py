@@ -39,8 +39,9 @@ def run_case(name: str, steps: int, threads: int) -> dict:
     """Time ``steps`` training steps of one case in this process."""
     import torch
 
-    from cloudfree.models import build_model, count_parameters
-    from cloudfree.train import DEFAULT_PARAMS, _optimizer, backward_step, forward_loss
+    from cloudfree.models.registry import build_model, count_parameters
+    from cloudfree.train.params import DEFAULT_PARAMS
+    from cloudfree.train.step import _optimizer, backward_step, forward_loss
 
     case = CASES[name]
     torch.set_num_threads(threads)

@@ -14,9 +14,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import CloudfreeError
-from .manifest import read_manifest
-from .packing import COMPRESSIONS
+from cloudfree.errors import CloudfreeError
+from cloudfree.manifest import read_manifest
+from cloudfree.pack.writer import COMPRESSIONS
 
 log = logging.getLogger("cloudfree.cli")
 
@@ -55,8 +55,8 @@ def pack_sen12mscrts(
     compression_level: int = 4,
 ) -> Path:
     """Detect clouds on a SEN12MS-CR-TS region/split and pack it into ``dest``."""
-    from .packing import pack_region
-    from .tiles import download_tiles
+    from cloudfree.pack.writer import pack_region
+    from cloudfree.tiles.region import download_tiles
 
     cfg = {
         "source": "sen12mscrts",
@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 compression_level=args.compression_level,
             )  # fmt: skip
         else:
-            from .packing import pack_region
+            from cloudfree.pack.writer import pack_region
 
             out = pack_region(
                 read_manifest(args.manifest), args.dest, compression=args.compression,

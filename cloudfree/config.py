@@ -1,11 +1,67 @@
-"""Checks on the validated config that a JSON schema cannot express, and lookups on it."""
+"""The config: validated against the schema (the one place defaults and allowed values are
+written), cross-key checks a JSON schema cannot express, and lookups on it.
+
+The workflow validates its config in ``workflow/rules/common.smk``; library entry points used
+outside Snakemake (the command line, the benchmarks, the tests) get their settings from
+:func:`resolve_config`, :func:`section` or :func:`source_settings`, which apply the same schema
+with the same validator.
+"""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+import yaml
+
+from cloudfree.errors import ConfigError
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+# Sections of a config that are not regions; each has a default in the schema.
+SECTIONS = ("experiments", "clouds", "pack", "evaluation", "train", "infer", "mosaic", "metrics")
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The config schema (YAML), read once."""
+    if not SCHEMA.is_file():
+        raise ConfigError(f"config schema {SCHEMA} not found: run cloudfree from its checkout")
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A whole config as the workflow sees it: validated against the schema, every default
+    filled in, cross-key checks done (:func:`check_config`).  Raises ConfigError."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    cfg = copy.deepcopy(dict(config))
+    try:
+        validate(cfg, str(SCHEMA), set_default=True)
+    except WorkflowError as exc:
+        raise ConfigError(f"invalid config: {exc}") from None
+    check_config(cfg)
+    return cfg
+
+
+def section(name: str, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One section (``train``, ``infer``, ``mosaic``, ...) with the schema's defaults filled in
+    under ``values``."""
+    if name not in SECTIONS:
+        raise ConfigError(f"unknown config section {name!r}; known: {', '.join(SECTIONS)}")
+    region = {"source": "synthetic", "synthetic": {}}
+    cfg = {"regions": {"r": region}, name: copy.deepcopy(dict(values or {}))}
+    return resolve_config(cfg)[name]
+
+
+def source_settings(source: str, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A region's source section (``synthetic``, ``folder``, ``stac``, ``sen12mscrts``) with
+    the schema's defaults filled in under ``values``."""
+    region = {"source": source, source: copy.deepcopy(dict(values or {}))}
+    return resolve_config({"regions": {"r": region}})["regions"]["r"][source]
 
 # How a job runs, not what it makes: these keys reach their rule outside ``params:``, so a
 # change reruns nothing (training samples depend only on the step, never on the workers;

@@ -15,7 +15,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
-from .errors import InputDataError, StorageError
+from cloudfree.errors import InputDataError, StorageError
 
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _NEARLY_FULL = 1 << 20

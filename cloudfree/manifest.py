@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import InputDataError
-from .io import atomic_path
+from cloudfree.errors import InputDataError
+from cloudfree.io import atomic_path
 
 COLUMNS: tuple[str, ...] = (
     "region", "source", "tile", "date", "split", "image", "mask",

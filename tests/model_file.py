@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from cloudfree.bands import S2_L1C_BANDS
-from cloudfree.models import build_model
-from cloudfree.predict import MODEL_FORMAT_VERSION
+from cloudfree.modelfile import MODEL_FORMAT_VERSION
+from cloudfree.models.registry import build_model
 
 
 def write_model_file(

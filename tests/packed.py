@@ -12,8 +12,9 @@ from rasterio.crs import CRS
 from scipy.ndimage import gaussian_filter
 
 from cloudfree.bands import S2_L1C_BANDS
-from cloudfree.packing import TileSeries, evaluation_gaps
-from cloudfree.packing import write_packed as pack_write
+from cloudfree.pack.gaps import evaluation_gaps
+from cloudfree.pack.writer import write_packed as pack_write
+from cloudfree.packed import TileSeries
 
 
 def _field(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:

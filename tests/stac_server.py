@@ -26,7 +26,7 @@ import rasterio
 from affine import Affine
 from rasterio.warp import transform_bounds
 
-from cloudfree.sources.stac import EARTH_SEARCH_ASSETS
+from cloudfree.tiles.stac import EARTH_SEARCH_ASSETS
 
 CRS = "EPSG:32737"
 ORIGIN = (500000.0, 8300000.0)

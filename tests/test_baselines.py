@@ -8,18 +8,11 @@ import torch
 from affine import Affine
 from rasterio.crs import CRS
 
-from cloudfree.baselines import (
-    BASELINES,
-    as_method,
-    closest,
-    get_baseline,
-    last,
-    least_cloudy,
-    linear,
-)
-from cloudfree.baselines import mean as mean_baseline
 from cloudfree.errors import ConfigError
-from cloudfree.packing import TileSeries
+from cloudfree.metrics.table import as_method
+from cloudfree.models.baselines import BASELINES, closest, get_baseline, last, least_cloudy, linear
+from cloudfree.models.baselines import mean as mean_baseline
+from cloudfree.packed import TileSeries
 
 
 def _pixel_series(values: list[float], bands: int = 1) -> np.ndarray:
@@ -96,7 +89,7 @@ def test_last_carries_the_latest_clear_value_forward() -> None:
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
 def test_baselines_as_models_match_the_functions(name: str) -> None:
-    from cloudfree.models import build_model, count_parameters, is_trainable
+    from cloudfree.models.registry import build_model, count_parameters, is_trainable
 
     rng = np.random.default_rng(3)
     refl = rng.random((2, 5, 3, 4, 4)).astype(np.float32)

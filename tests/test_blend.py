@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cloudfree.blend import blend, ramp, window_length, window_starts
-from cloudfree.predict import load_model, run_products
+from cloudfree.infer.blend import blend, ramp, window_length, window_starts
+from cloudfree.infer.predictor import load_model, run_products
 
 from .model_file import write_model_file
 

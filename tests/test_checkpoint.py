@@ -12,17 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
-import cloudfree.train as train
-from cloudfree.checkpoint import CheckpointStore, fingerprint, rng_state, set_rng_state
+import cloudfree.train.loop as train_loop
 from cloudfree.errors import InputDataError
-from cloudfree.predict import load_model
-from cloudfree.train import (
-    NonFiniteLossError,
-    StepSampler,
-    StopRequest,
-    TrainingInterrupted,
-    train_model,
-)
+from cloudfree.infer.predictor import load_model
+from cloudfree.train.checkpoint import CheckpointStore, fingerprint, rng_state, set_rng_state
+from cloudfree.train.control import NonFiniteLossError, StopRequest, TrainingInterrupted
+from cloudfree.train.loader import StepSampler
+from cloudfree.train.loop import train_model
+from cloudfree.train.step import forward_loss, restore_scaler
 
 from .packed import make_packed, write_packed
 
@@ -51,7 +48,7 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
 
 def _signal_at(monkeypatch: pytest.MonkeyPatch, call: int, signum: int) -> None:
     """Deliver ``signum`` to this process during the ``call``-th training forward pass."""
-    real = train.forward_loss
+    real = train_loop.forward_loss
     calls = {"n": 0}
 
     def patched(*args: Any, **kwargs: Any) -> torch.Tensor:
@@ -60,7 +57,7 @@ def _signal_at(monkeypatch: pytest.MonkeyPatch, call: int, signum: int) -> None:
             os.kill(os.getpid(), signum)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train, "forward_loss", patched)
+    monkeypatch.setattr(train_loop, "forward_loss", patched)
 
 
 def test_resumed_run_ends_with_the_same_weights(
@@ -141,7 +138,7 @@ def test_stop_request_restores_handlers() -> None:
 def test_non_finite_loss_names_the_step_and_keeps_the_checkpoint(
     packed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = train.forward_loss
+    real = train_loop.forward_loss
     calls = {"n": 0}
 
     def poisoned(*args: Any, **kwargs: Any) -> torch.Tensor:
@@ -149,7 +146,7 @@ def test_non_finite_loss_names_the_step_and_keeps_the_checkpoint(
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 7 else loss
 
-    monkeypatch.setattr(train, "forward_loss", poisoned)
+    monkeypatch.setattr(train_loop, "forward_loss", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"at step 7 .*checkpoint .*state\.pt \(step 6\)"):
         train_model([packed], tmp_path / "model.pt", tmp_path / "h.csv", PARAMS)
     assert torch.load(tmp_path / "checkpoints/state.pt", weights_only=True)["step"] == 6
@@ -213,10 +210,10 @@ def test_a_run_saved_without_fp16_resumes_with_a_fresh_scaler() -> None:
     scaler = torch.amp.GradScaler("cpu", enabled=True, init_scale=2.0**10)
     with pytest.raises(RuntimeError):
         scaler.load_state_dict(saved)  # what torch does with it
-    train.restore_scaler(scaler, saved)
+    restore_scaler(scaler, saved)
     assert scaler.get_scale() == 2.0**10
     other = torch.amp.GradScaler("cpu", enabled=True, init_scale=2.0**10)
-    train.restore_scaler(other, {**scaler.state_dict(), "scale": 8.0})
+    restore_scaler(other, {**scaler.state_dict(), "scale": 8.0})
     assert other.get_scale() == 8.0
 
 
@@ -246,5 +243,5 @@ def test_training_passes_the_padding_to_the_model() -> None:
         "known": torch.ones(b, t, 1, h, w, dtype=torch.bool),
     }  # fmt: skip
     params = {"masked_weight": 1.0, "observed_weight": 0.1}
-    train.forward_loss(Spy(), batch, params, torch.device("cpu"), None)
+    forward_loss(Spy(), batch, params, torch.device("cpu"), None)
     assert torch.equal(seen["pad"], batch["pad"])

@@ -4,10 +4,19 @@ import pytest
 from rasterio.transform import from_origin
 
 from cloudfree.bands import CLEAR, CLOUD, MASK_NODATA, SHADOW, THIN_CLOUD
-from cloudfree.clouds import cloud_statistics, cloudy_run_lengths, coverage, region_statistics
-from cloudfree.cloudstats import longest_cloudy_run, longest_gap_days
-from cloudfree.dateselect import read_selection
-from cloudfree.figures import clear_dates_distribution, coverage_heatmap, run_length_histogram
+from cloudfree.clouds.figures import (
+    clear_dates_distribution,
+    coverage_heatmap,
+    run_length_histogram,
+)
+from cloudfree.clouds.region import (
+    cloud_statistics,
+    cloudy_run_lengths,
+    coverage,
+    region_statistics,
+)
+from cloudfree.clouds.selection import read_selection
+from cloudfree.clouds.stats import longest_cloudy_run, longest_gap_days
 from cloudfree.io import geotiff_profile, read_raster, write_raster
 from cloudfree.manifest import write_manifest
 

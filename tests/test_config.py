@@ -32,7 +32,7 @@ def test_default_config_is_valid_and_filled_with_defaults():
 def test_every_shipped_config_is_valid(name):
     """The ready configs (sources, catalogues) pass the schema and the cross-key checks,
     and their source sections build."""
-    from cloudfree.sources.stac import StacSpec
+    from cloudfree.tiles.stac import StacSpec
 
     config = yaml.safe_load((REPO / "config" / name).read_text())
     validate(config, SCHEMA, set_default=True)

@@ -10,18 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from cloudfree.data import (
-    EvalTiles,
-    InferTiles,
-    LoaderSettings,
-    TrainDataset,
-    calibrate_loader,
-    compute_norm_stats,
-    read_meta,
-    worker_init_fn,
-)
 from cloudfree.errors import ConfigError, InputDataError
-from cloudfree.packing import open_packed, read_tile
+from cloudfree.packed import compute_norm_stats, open_packed, read_meta, read_tile
+from cloudfree.train.dataset import EvalTiles, TrainDataset
+from cloudfree.train.loader import LoaderSettings, calibrate_loader, worker_init_fn
 
 from .packed import make_packed, write_packed
 
@@ -303,22 +295,20 @@ def test_no_hdf5_file_is_open_when_workers_fork(packed: Path, monkeypatch) -> No
     assert seen[-1] == {}  # the loader with one worker started with no open file
 
 
-def test_eval_gaps_are_fixed_and_inference_keeps_geo(packed: Path) -> None:
+def test_eval_items_hide_the_gaps_stored_at_packing_time(packed: Path) -> None:
     norm = _norm(packed)
-    a = [EvalTiles([packed], norm, split="test")[i] for i in range(1)]
-    b = [EvalTiles([packed], norm, split="test")[i] for i in range(1)]
-    assert torch.equal(a[0]["gap"], b[0]["gap"]) and a[0]["gap"].any()
-    inf = InferTiles([packed], norm)
-    assert len(inf) == 5
-    item = inf[0]
-    with open_packed(packed) as h5:
-        ts = read_tile(h5, item["tile"])
-    assert item["dates"] == ts.dates and item["x"].shape[0] == len(ts.dates)
-    assert item["crs"] == ts.crs.to_wkt()
-    assert item["transform"] == tuple(ts.transform.to_gdal())
-    assert not item["hidden"].any()
-    assert torch.equal(item["avail"].bool(), torch.from_numpy(ts.clear))
-    inf.close()
+    tiles = EvalTiles([packed], norm, split="test")
+    assert len(tiles) > 0
+    for i in range(len(tiles)):
+        item = tiles[i]
+        with open_packed(packed) as h5:
+            ts = read_tile(h5, tiles.tiles[i].tile)
+        assert ts.gap is not None and ts.gap.any()
+        assert torch.equal(item["gap"], torch.from_numpy(ts.gap))
+        assert torch.equal(item["hidden"], torch.from_numpy(ts.clear & ts.gap))
+        assert torch.equal(item["avail"].bool(), torch.from_numpy(ts.clear & ~ts.gap))
+        assert item["doy"].tolist() == ts.doy.tolist()
+    tiles.close()
 
 
 def test_uncached_reads_of_date_subsets_match_cached(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cloudfree.dateselect import (
+from cloudfree.clouds.selection import (
     COLUMNS,
     classify_dates,
     dates_of,

@@ -8,7 +8,7 @@ import pytest
 import rasterio
 
 from cloudfree.bands import CLEAR, CLOUD, MASK_NODATA, SHADOW, THIN_CLOUD
-from cloudfree.detector import (
+from cloudfree.clouds.detector import (
     _compiled_available,
     detect_clouds,
     detector_settings,
@@ -110,7 +110,7 @@ def test_compiled_and_lightgbm_backends_agree():
 
 @pytest.mark.skipif(not _compiled_available(), reason="lleaves with llvmlite < 0.45 missing")
 def test_compiled_model_is_cached_under_a_versioned_name():
-    from cloudfree.detector import cache_dir, compiled_forest
+    from cloudfree.clouds.detector import cache_dir, compiled_forest
 
     forest = compiled_forest(str(cache_dir()))  # compiles once per machine, then loads
     name = forest.path.name

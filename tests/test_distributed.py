@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from cloudfree.distributed import DistContext, all_sum, broadcast_flag, check_replicas
-from cloudfree.predict import load_model
-from cloudfree.train import train_model
-from cloudfree.train_cli import launch, processes_for
+from cloudfree.infer.predictor import load_model
+from cloudfree.train.distributed import DistContext, all_sum, broadcast_flag, check_replicas
+from cloudfree.train.launch import launch, processes_for
+from cloudfree.train.loop import train_model
 
 from .packed import make_packed
 

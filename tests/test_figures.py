@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from cloudfree import figures
-from cloudfree.baselines import as_method
 from cloudfree.errors import InputDataError
 from cloudfree.io import geotiff_profile, write_raster
-from cloudfree.packing import iter_tiles
+from cloudfree.metrics.figures import error_vs_difficulty, example_reconstructions, method_bars
+from cloudfree.metrics.table import as_method
+from cloudfree.mosaic.quicklook import mosaic_quicklook
+from cloudfree.packed import iter_tiles
+from cloudfree.plotting import rgb_bands
 from tests.packed import make_packed
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -40,9 +42,9 @@ def _summary(**extra) -> pd.DataFrame:
 
 
 def test_method_bars_plain_and_nan(tmp_path: Path) -> None:
-    figures.method_bars(_summary(), tmp_path / "bars.png")
+    method_bars(_summary(), tmp_path / "bars.png")
     assert_png(tmp_path / "bars.png")
-    figures.method_bars(_summary(), tmp_path / "psnr.png", metric="psnr", part="observed")
+    method_bars(_summary(), tmp_path / "psnr.png", metric="psnr", part="observed")
     assert_png(tmp_path / "psnr.png")
 
 
@@ -51,13 +53,13 @@ def test_method_bars_with_ci(tmp_path: Path) -> None:
         mae_masked_ci_low=[0.003, 0.007, np.nan, 0.015],  # low above the value: clipped
         mae_masked_ci_high=[0.005, np.nan, np.nan, 0.016],
     )
-    figures.method_bars(s.drop(columns="region"), tmp_path / "ci.png")
+    method_bars(s.drop(columns="region"), tmp_path / "ci.png")
     assert_png(tmp_path / "ci.png")
 
 
 def test_method_bars_unknown_metric(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="ssim_masked"):
-        figures.method_bars(_summary(), tmp_path / "x.png", metric="ssim")
+        method_bars(_summary(), tmp_path / "x.png", metric="ssim")
 
 
 def _table(with_difficulty: bool) -> pd.DataFrame:
@@ -80,19 +82,19 @@ def _table(with_difficulty: bool) -> pd.DataFrame:
 
 @pytest.mark.parametrize("with_difficulty", [True, False])
 def test_error_vs_difficulty(tmp_path: Path, with_difficulty: bool) -> None:
-    figures.error_vs_difficulty(_table(with_difficulty), tmp_path / "d.png")
+    error_vs_difficulty(_table(with_difficulty), tmp_path / "d.png")
     assert_png(tmp_path / "d.png")
 
 
 def test_error_vs_difficulty_degenerate(tmp_path: Path) -> None:
     t = _table(True)
     t["mae_masked"] = np.nan  # nothing finite
-    figures.error_vs_difficulty(t, tmp_path / "nan.png")
+    error_vs_difficulty(t, tmp_path / "nan.png")
     assert_png(tmp_path / "nan.png")
     t = _table(True).assign(cloud_fraction=0.5)  # one x value
-    figures.error_vs_difficulty(t, tmp_path / "flat.png")
+    error_vs_difficulty(t, tmp_path / "flat.png")
     assert_png(tmp_path / "flat.png")
-    figures.error_vs_difficulty(t, tmp_path / "nometric.png", metric="rmse_masked")
+    error_vs_difficulty(t, tmp_path / "nometric.png", metric="rmse_masked")
     assert_png(tmp_path / "nometric.png")
 
 
@@ -110,7 +112,7 @@ def test_example_reconstructions(tmp_path: Path, test_tile) -> None:
     model = preds["linear"].copy()
     model[0, :, :4, :4] = np.nan  # NaN predictions are drawn grey, not a failure
     preds = {"model": model, **preds}
-    figures.example_reconstructions(tile, preds, tmp_path / "ex.png", dates=2)
+    example_reconstructions(tile, preds, tmp_path / "ex.png", dates=2)
     assert_png(tmp_path / "ex.png")
     img = imread(tmp_path / "ex.png")
     assert img.shape[1] > img.shape[0]  # 5 columns, at most 2 rows
@@ -120,13 +122,13 @@ def test_example_reconstructions_without_gaps(tmp_path: Path, test_tile) -> None
     from dataclasses import replace
 
     tile = replace(test_tile, gap=None)
-    figures.example_reconstructions(tile, {}, tmp_path / "none.png")
+    example_reconstructions(tile, {}, tmp_path / "none.png")
     assert_png(tmp_path / "none.png", min_side=50)
 
 
 def test_example_reconstructions_bad_shape(tmp_path: Path, test_tile) -> None:
     with pytest.raises(ValueError, match="shape"):
-        figures.example_reconstructions(
+        example_reconstructions(
             test_tile, {"m": np.zeros((1, 13, 4, 4))}, tmp_path / "x.png"
         )
 
@@ -141,14 +143,14 @@ def test_example_reconstructions_bad_shape(tmp_path: Path, test_tile) -> None:
     ],
 )
 def test_rgb_bands(bands, count, expected) -> None:
-    assert figures.rgb_bands(bands, count) == expected
+    assert rgb_bands(bands, count) == expected
 
 
 def test_example_reconstructions_of_one_band(tmp_path: Path) -> None:
     path = make_packed(tmp_path / "p.h5", n_tiles=3, size=16, dates=4, bands=["NDVI"])
     tile = next(iter_tiles(path, split="test"))
     preds = {"linear": as_method("linear")(tile, tile.clear & ~tile.gap)}
-    figures.example_reconstructions(tile, preds, tmp_path / "ex.png", bands=["NDVI"])
+    example_reconstructions(tile, preds, tmp_path / "ex.png", bands=["NDVI"])
     assert_png(tmp_path / "ex.png", min_side=50)
 
 
@@ -160,7 +162,7 @@ def test_mosaic_quicklook_of_one_band(tmp_path: Path) -> None:
     prof = geotiff_profile(**grid, width=24, height=20, count=1, dtype="uint16", nodata=0)
     img = np.random.default_rng(0).integers(100, 3000, (1, 20, 24)).astype(np.uint16)
     write_raster(tmp_path / "mos" / "2021-01-01.tif", img, prof, band_names=["NDVI"])
-    figures.mosaic_quicklook(tmp_path / "mos", tmp_path / "q.png")
+    mosaic_quicklook(tmp_path / "mos", tmp_path / "q.png")
     assert_png(tmp_path / "q.png")
 
 
@@ -186,14 +188,14 @@ def _write_mosaics(folder: Path, n: int, *, counts: bool = True) -> None:
 @pytest.mark.parametrize(("n", "counts"), [(1, True), (8, True), (4, False)])
 def test_mosaic_quicklook(tmp_path: Path, n: int, counts: bool) -> None:
     _write_mosaics(tmp_path / "mos", n, counts=counts)
-    figures.mosaic_quicklook(tmp_path / "mos", tmp_path / "q.png", max_dates=6)
+    mosaic_quicklook(tmp_path / "mos", tmp_path / "q.png", max_dates=6)
     assert_png(tmp_path / "q.png")
 
 
 def test_mosaic_quicklook_empty(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputDataError, match=r"no <date>\.tif"):
-        figures.mosaic_quicklook(tmp_path / "empty", tmp_path / "q.png")
+        mosaic_quicklook(tmp_path / "empty", tmp_path / "q.png")
     with pytest.raises(InputDataError, match="does not exist"):
-        figures.mosaic_quicklook(tmp_path / "missing", tmp_path / "q.png")
+        mosaic_quicklook(tmp_path / "missing", tmp_path / "q.png")
     assert not (tmp_path / "q.png").exists()

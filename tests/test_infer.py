@@ -11,11 +11,11 @@ import rasterio
 import torch
 
 from cloudfree.errors import ConfigError, ModelFileError
-from cloudfree.evaluate import region_metrics
-from cloudfree.infer import QUALITY, change_pairs, infer_region
-from cloudfree.metrics import METRIC_COLUMNS, metric_columns
-from cloudfree.packing import iter_tiles
-from cloudfree.predict import load_model
+from cloudfree.infer.predictor import load_model
+from cloudfree.infer.region import QUALITY, change_pairs, infer_region
+from cloudfree.metrics.region import region_metrics
+from cloudfree.metrics.table import METRIC_COLUMNS, metric_columns
+from cloudfree.packed import iter_tiles
 
 from .model_file import write_model_file
 from .packed import make_packed

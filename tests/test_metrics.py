@@ -12,24 +12,19 @@ from rasterio.crs import CRS
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from cloudfree.bands import S2_L1C_BANDS
-from cloudfree.baselines import as_method
 from cloudfree.errors import InputDataError
-from cloudfree.metrics import (
+from cloudfree.metrics.kernels import band_mae, mae, psnr, rmse, sam, ssim
+from cloudfree.metrics.summary import summarise
+from cloudfree.metrics.table import (
     METRIC_COLUMNS,
-    band_mae,
+    as_method,
     evaluate_region,
     evaluate_tiles,
     input_difficulty,
-    mae,
     metric_columns,
-    psnr,
-    rmse,
-    sam,
     score_series,
-    ssim,
-    summarise,
 )
-from cloudfree.packing import TileSeries
+from cloudfree.packed import TileSeries
 
 
 def skimage_ssim_maps(truth: np.ndarray, pred: np.ndarray) -> list[np.ndarray]:

@@ -7,16 +7,8 @@ import torch
 from torch import nn
 
 from cloudfree.errors import ConfigError
-from cloudfree.models import (
-    MODELS,
-    UTILISE,
-    build_model,
-    count_parameters,
-    doy_encoding,
-    mix_skip,
-    pad_spatial,
-    register,
-)
+from cloudfree.models.network import UTILISE, doy_encoding, mix_skip, pad_spatial
+from cloudfree.models.registry import MODELS, build_model, count_parameters, register
 
 
 def _inputs(b: int = 2, t: int = 5, c: int = 3, h: int = 16, w: int = 16, seed: int = 0):
@@ -173,8 +165,8 @@ def test_pad_spatial_and_encoding() -> None:
 
 
 def test_baselines_are_registered_models() -> None:
-    from cloudfree.baselines import BASELINES
-    from cloudfree.models import is_trainable
+    from cloudfree.models.baselines import BASELINES
+    from cloudfree.models.registry import is_trainable
 
     for name in BASELINES:
         model = build_model(name, in_channels=3, widths=[8, 16], heads=2)  # network keys ignored

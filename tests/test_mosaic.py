@@ -10,10 +10,10 @@ import rasterio
 from affine import Affine
 from rasterio.warp import transform_bounds
 
-from cloudfree.composite import composite_scores
 from cloudfree.errors import ConfigError
 from cloudfree.io import geotiff_profile, write_raster
-from cloudfree.mosaic import (
+from cloudfree.mosaic.composite import composite_scores
+from cloudfree.mosaic.core import (
     NATIVE_RULES,
     RULES,
     NativeAccumulator,

@@ -10,22 +10,20 @@ import pytest
 import rasterio
 
 from cloudfree.bands import S2_L1C_BANDS
-from cloudfree.data import compute_norm_stats
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.io import read_raster, write_raster
-from cloudfree.packing import (
+from cloudfree.pack.check import validate
+from cloudfree.pack.gaps import evaluation_gaps, train_overlap
+from cloudfree.pack.load import classify_dates, image_bands
+from cloudfree.pack.writer import pack_region
+from cloudfree.packed import (
     FORMAT_VERSION,
-    classify_dates,
-    evaluation_gaps,
-    image_bands,
+    compute_norm_stats,
     iter_tiles,
     open_packed,
-    pack_region,
     packed_bands,
     read_tile,
     tile_names,
-    train_overlap,
-    validate,
 )
 
 from .series import write_series

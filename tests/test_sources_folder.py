@@ -12,9 +12,9 @@ from rasterio.crs import CRS
 
 from cloudfree.errors import InputDataError
 from cloudfree.manifest import read_manifest
-from cloudfree.sources.folder import folder_tiles, parse_date
-from cloudfree.sources.grid import Grid, block_splits, read_on_grid, tile_strips, tile_windows
-from cloudfree.tiles import download_tiles, staging_dir
+from cloudfree.tiles.folder import folder_tiles, parse_date
+from cloudfree.tiles.grid import Grid, block_splits, read_on_grid, tile_strips, tile_windows
+from cloudfree.tiles.region import download_tiles, staging_dir
 
 ORIGIN = (500000.0, 8300000.0)
 DATES = ("20210105", "20210210", "20210322")

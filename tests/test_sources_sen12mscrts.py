@@ -11,11 +11,11 @@ import pytest
 import rasterio
 from affine import Affine
 
-import cloudfree.detector
+import cloudfree.clouds.detector
 from cloudfree.cli import main
 from cloudfree.errors import InputDataError
-from cloudfree.sources.sen12mscrts import region_rois, roi_table, sen12mscrts_tiles
-from cloudfree.tiles import download_tiles, staging_dir
+from cloudfree.tiles.region import download_tiles, staging_dir
+from cloudfree.tiles.sen12mscrts import region_rois, roi_table, sen12mscrts_tiles
 
 DATES = ("2018-01-03", "2018-01-15", "2018-02-02")
 
@@ -80,7 +80,7 @@ def test_roi_lists_are_the_datasets():
 
 
 def test_manifest_points_at_the_dataset(tmp_path, tree, monkeypatch):
-    monkeypatch.setattr(cloudfree.detector, "masks_for_manifest", fake_detector)
+    monkeypatch.setattr(cloudfree.clouds.detector, "masks_for_manifest", fake_detector)
     cfg = {"source": "sen12mscrts", "sen12mscrts": {"root": str(tree), "region": "africa",
                                                      "s1": True}}  # fmt: skip
     tiles, csv = tmp_path / "tiles/africa", tmp_path / "africa.csv"
@@ -142,7 +142,7 @@ def test_real_detector_fills_masks(tmp_path):
     ],
 )
 def test_bad_input_names_the_file(tmp_path, tree, breakage, message, monkeypatch):
-    monkeypatch.setattr(cloudfree.detector, "masks_for_manifest", fake_detector)
+    monkeypatch.setattr(cloudfree.clouds.detector, "masks_for_manifest", fake_detector)
     s2 = tree / "ROIs2017/32/S2/1"
     cfg = {"root": str(tree), "region": "africa"}
     if breakage == "undated":
@@ -162,7 +162,7 @@ def test_bad_input_names_the_file(tmp_path, tree, breakage, message, monkeypatch
 
 
 def test_command_line_packs_a_split(tmp_path, tree, monkeypatch, capsys):
-    monkeypatch.setattr(cloudfree.detector, "masks_for_manifest", fake_detector)
+    monkeypatch.setattr(cloudfree.clouds.detector, "masks_for_manifest", fake_detector)
     seen = {}
 
     def fake_pack(manifest: pd.DataFrame, dest, **kwargs):
@@ -170,7 +170,7 @@ def test_command_line_packs_a_split(tmp_path, tree, monkeypatch, capsys):
         Path(dest).write_text("packed")
         return Path(dest)
 
-    monkeypatch.setattr("cloudfree.packing.pack_region", fake_pack)
+    monkeypatch.setattr("cloudfree.pack.writer.pack_region", fake_pack)
     assert main(["sen12mscrts", str(tree), "test", "africa", str(tmp_path / "a.h5")]) == 0
     assert set(seen["manifest"].split) == {"test"} and seen["manifest"].tile.nunique() == 2
     assert seen["kwargs"] == {"compression": "blosc_lz4hc", "compression_level": 4}

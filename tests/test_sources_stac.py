@@ -13,8 +13,8 @@ from rasterio.warp import transform_bounds
 
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.manifest import read_manifest
-from cloudfree.sources.stac import SasSigner, StacSpec, item_offset
-from cloudfree.tiles import download_tiles, staging_dir
+from cloudfree.tiles.region import download_tiles, staging_dir
+from cloudfree.tiles.stac import SasSigner, StacSpec, item_offset
 
 from .stac_server import CRS, ORIGIN, StacServer, make_scenes
 

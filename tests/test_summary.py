@@ -8,14 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cloudfree.metrics import METRICS, SETS, summarise
-from cloudfree.summary import (
+from cloudfree.metrics.summary import (
     bootstrap_ci,
     combine_regions,
     pixel_weighted_mae,
+    summarise,
     summarise_region,
     summary_columns,
 )
+from cloudfree.metrics.table import METRICS, SETS
 
 
 def _table(values: dict[str, list[list[float]]], n_masked: int = 10) -> pd.DataFrame:

@@ -11,10 +11,10 @@ import pytest
 import rasterio
 from scipy import ndimage
 
-from cloudfree import synthetic as syn
 from cloudfree.bands import CLEAR, CLOUD, MASK_NODATA, S2_L1C_BANDS, SHADOW, THIN_CLOUD
 from cloudfree.errors import ConfigError
 from cloudfree.manifest import COLUMNS, OPTIONAL_COLUMNS, SPLITS, validate_manifest
+from cloudfree.tiles import synthetic as syn
 
 B = {name: i for i, name in enumerate(S2_L1C_BANDS)}
 

@@ -3,7 +3,7 @@ import rasterio
 
 from cloudfree.errors import ConfigError
 from cloudfree.manifest import read_manifest
-from cloudfree.tiles import download_tiles
+from cloudfree.tiles.region import download_tiles
 
 SMALL = {
     "source": "synthetic",

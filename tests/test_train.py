@@ -11,19 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-from cloudfree.data import compute_norm_stats
+from cloudfree.device import autocast_dtype, require_cuda_for_gpus, select_device
 from cloudfree.errors import ConfigError, InputDataError, ModelFileError
-from cloudfree.packing import iter_tiles
-from cloudfree.predict import Predictor, autocast_dtype, load_model
-from cloudfree.train import (
-    HISTORY_COLUMNS,
-    lr_factor,
-    masked_l1,
-    require_cuda_for_gpus,
-    resolve_params,
-    select_device,
-    train_model,
-)
+from cloudfree.infer.predictor import Predictor, load_model
+from cloudfree.packed import compute_norm_stats, iter_tiles
+from cloudfree.train.loop import HISTORY_COLUMNS, train_model
+from cloudfree.train.params import resolve_params
+from cloudfree.train.step import lr_factor, masked_l1
 
 from .packed import make_packed, write_packed
 

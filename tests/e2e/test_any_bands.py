@@ -12,7 +12,7 @@ import pytest
 import rasterio
 import torch
 
-from cloudfree.packing import packed_bands
+from cloudfree.packed import packed_bands
 
 from ..test_sources_folder import write_tif
 from ..workflow_run import snakemake, tiny_config, write_config

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cloudfree.dateselect import COLUMNS, read_selection
+from cloudfree.clouds.selection import COLUMNS, read_selection
 
 from ..workflow_run import REPO, snakemake, tiny_config, write_config
 

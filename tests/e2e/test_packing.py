@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from cloudfree.manifest import read_manifest
-from cloudfree.packing import iter_tiles, open_packed, validate
+from cloudfree.pack.check import validate
+from cloudfree.packed import iter_tiles, open_packed
 
 from ..workflow_run import REPO, SNAKEMAKE, snakemake, tiny_config, write_config
 

@@ -12,7 +12,7 @@ import pytest
 import rasterio
 import torch
 
-from cloudfree.metrics import METRIC_COLUMNS
+from cloudfree.metrics.table import METRIC_COLUMNS
 
 from ..workflow_run import REPO, planned_jobs, snakemake, tiny_config, write_config
 

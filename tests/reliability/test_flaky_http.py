@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from cloudfree.errors import ConfigError, InputDataError
-from cloudfree.tiles import download_tiles, staging_dir
+from cloudfree.tiles.region import download_tiles, staging_dir
 from tests.stac_server import StacServer, make_scenes
 from tests.test_sources_stac import stac_cfg
 

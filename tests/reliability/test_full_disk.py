@@ -106,7 +106,7 @@ def test_hdf5_pack_on_a_full_disk(tmp_path):
     manifest.to_csv(tmp_path / "manifest.csv", index=False)
     code = (
         "import sys, pandas as pd\n"
-        "from cloudfree.packing import pack_region\n"
+        "from cloudfree.pack.writer import pack_region\n"
         "pack_region(pd.read_csv(sys.argv[1], dtype={'tile': str, 'date': str}), sys.argv[2],"
         " compression='lzf')\n"
     )

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from cloudfree import metrics
+from cloudfree.metrics import kernels as metrics
 
 pytestmark = pytest.mark.reliability
 

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from cloudfree.blend import blend, window_length, window_starts, window_weights
-from cloudfree.mosaic import combine
+from cloudfree.infer.blend import blend, window_length, window_starts, window_weights
+from cloudfree.mosaic.core import combine
 
 pytestmark = pytest.mark.reliability
 

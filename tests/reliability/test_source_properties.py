@@ -11,9 +11,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cloudfree.errors import InputDataError
-from cloudfree.sources.folder import parse_date
-from cloudfree.sources.grid import block_splits, tile_windows
-from cloudfree.sources.sen12mscrts import parse_name
+from cloudfree.tiles.folder import parse_date
+from cloudfree.tiles.grid import block_splits, tile_windows
+from cloudfree.tiles.sen12mscrts import parse_name
 
 pytestmark = pytest.mark.reliability
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from cloudfree.errors import InputDataError, ModelFileError
+from cloudfree.infer.predictor import load_model
 from cloudfree.manifest import validate_manifest
-from cloudfree.predict import load_model
 
 pytestmark = pytest.mark.reliability
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from snakemake.utils import validate
 # The library beside this workflow wins over any installed copy.
 sys.path.insert(0, workflow.basedir)
 
-from cloudfree.packing import FORMAT_VERSION as PACK_FORMAT_VERSION
+from cloudfree.packed import FORMAT_VERSION as PACK_FORMAT_VERSION
 from cloudfree.config import (
     check_config,
     experiment_of,

@@ -6,8 +6,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 import dask
 
-from cloudfree.clouds import cloud_statistics
-from cloudfree.figures import clear_dates_distribution, coverage_heatmap, run_length_histogram
+from cloudfree.clouds.figures import (
+    clear_dates_distribution,
+    coverage_heatmap,
+    run_length_histogram,
+)
+from cloudfree.clouds.region import cloud_statistics
 from cloudfree.runlog import setup_script_logging
 
 log = setup_script_logging(snakemake)

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from cloudfree.config import with_region_execution_settings
 from cloudfree.runlog import setup_script_logging
-from cloudfree.tiles import download_tiles
+from cloudfree.tiles.region import download_tiles
 
 log = setup_script_logging(snakemake)
 region = snakemake.wildcards.region

@@ -7,9 +7,9 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 import torch
 
 from cloudfree.config import with_execution_settings
-from cloudfree.infer import infer_region
+from cloudfree.device import require_cuda_for_gpus
+from cloudfree.infer.region import infer_region
 from cloudfree.runlog import setup_script_logging
-from cloudfree.train import require_cuda_for_gpus
 
 log = setup_script_logging(snakemake)
 torch.set_num_threads(snakemake.threads)

@@ -4,10 +4,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
-from cloudfree.evaluate import example_predictions, region_metrics
-from cloudfree.figures import error_vs_difficulty, example_reconstructions, method_bars
 from cloudfree.io import atomic_path
-from cloudfree.packing import packed_bands
+from cloudfree.metrics.figures import error_vs_difficulty, example_reconstructions, method_bars
+from cloudfree.metrics.region import example_predictions, region_metrics
+from cloudfree.packed import packed_bands
 from cloudfree.runlog import setup_script_logging
 
 log = setup_script_logging(snakemake)

@@ -7,8 +7,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 import pandas as pd
 
 from cloudfree.io import atomic_path
+from cloudfree.metrics.summary import combine_regions
 from cloudfree.runlog import setup_script_logging
-from cloudfree.summary import combine_regions
 
 log = setup_script_logging(snakemake)
 table = combine_regions([pd.read_csv(p) for p in snakemake.input.summaries])

@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
-from cloudfree.figures import mosaic_quicklook
 from cloudfree.manifest import read_manifest
-from cloudfree.mosaic import mosaic_region
+from cloudfree.mosaic.core import mosaic_region
+from cloudfree.mosaic.quicklook import mosaic_quicklook
 from cloudfree.runlog import setup_script_logging
 
 log = setup_script_logging(snakemake)

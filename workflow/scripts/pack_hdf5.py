@@ -5,7 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from cloudfree.manifest import read_manifest
-from cloudfree.packing import pack_region, validate
+from cloudfree.pack.check import validate
+from cloudfree.pack.writer import pack_region
 from cloudfree.runlog import setup_script_logging
 
 log = setup_script_logging(snakemake)

@@ -12,10 +12,10 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 import pandas as pd
 
 from cloudfree.config import with_execution_settings
-from cloudfree.figures import training_curve
+from cloudfree.device import require_cuda_for_gpus
 from cloudfree.runlog import setup_script_logging
-from cloudfree.train import require_cuda_for_gpus
-from cloudfree.train_cli import launch, processes_for
+from cloudfree.train.curve import training_curve
+from cloudfree.train.launch import launch, processes_for
 
 log = setup_script_logging(snakemake)
 params = with_execution_settings(snakemake.params.train, snakemake.config, "train")

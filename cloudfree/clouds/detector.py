@@ -1,0 +1,276 @@
+"""Cloud masks where a source has none: s2cloudless on L1C, the SCL classes on L2A.
+
+s2cloudless (Sentinel Hub) is a LightGBM model of 170 trees with 770 leaves each, shipped
+inside its PyPI package.  As published, almost all of its time is spent in LightGBM's
+``predict``.  The ``compiled`` backend evaluates the same model file compiled to machine
+code with lleaves (LLVM, from PyPI); everything else (band choice, reflectance scaling,
+averaging over a disk, threshold, dilation) is s2cloudless's own code, so the answers are
+those of the published detector.  Compiling takes a few minutes once per machine; the
+object code is cached (``clouds.detector.cache_dir``, ``$CLOUDFREE_CACHE`` or
+``~/.cache/cloudfree``) under a name holding the model's hash, the lleaves and llvmlite
+versions and the CPU, so a cache is never used for another model or CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cloudfree.bands import (
+    CLEAR,
+    CLOUD,
+    MASK_NODATA,
+    REFLECTANCE_SCALE,
+    S2_L1C_BANDS,
+    SHADOW,
+    THIN_CLOUD,
+)
+from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.io import geotiff_profile, read_raster, write_raster
+
+log = logging.getLogger(__name__)
+
+# Sentinel-2 L2A scene classification (SCL) values -> mask classes; others are clear.
+SCL_CLASSES: dict[int, int] = {
+    0: MASK_NODATA,  # no data
+    1: MASK_NODATA,  # saturated or defective
+    3: SHADOW,  # cloud shadows
+    8: CLOUD,  # cloud, medium probability
+    9: CLOUD,  # cloud, high probability
+    10: THIN_CLOUD,  # thin cirrus
+}
+
+# SEN12MS-CR-TS (Ebel et al.) ran s2cloudless with these settings.
+DEFAULTS: dict[str, Any] = {
+    "threshold": 0.4,
+    "average_over": 4,
+    "dilation_size": 2,
+    "backend": "auto",
+    "cache_dir": None,
+}
+BACKENDS = ("auto", "compiled", "lightgbm")
+# Without inlining, each tree is one function: LLVM compiles the 170 trees in about a minute
+# of CPU instead of far over ten, at a small cost in speed.
+COMPILE_OPTIONS: dict[str, Any] = {"finline": False}
+
+
+def scl_to_mask(scl: np.ndarray) -> np.ndarray:
+    """Map an SCL raster (any shape) to the uint8 mask classes of :mod:`cloudfree.bands`."""
+    lut = np.full(256, CLEAR, dtype=np.uint8)
+    for value, cls in SCL_CLASSES.items():
+        lut[value] = cls
+    return lut[np.asarray(scl).astype(np.uint8)]
+
+
+def l2a_mask(scl: np.ndarray | None, *, source: str, tile: str, date: str = "") -> np.ndarray:
+    """The mask of an L2A date from its SCL band; a missing SCL is an error naming the date."""
+    if scl is None:
+        raise InputDataError(
+            f"source {source}, tile {tile}{', date ' + date if date else ''}: the L2A product "
+            "has no scene classification (SCL) band, needed for its cloud mask; give the SCL "
+            "asset or masks of its own"
+        )
+    return scl_to_mask(scl)
+
+
+def detector_settings(clouds_cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``clouds.detector`` config section with defaults filled in."""
+    section = dict((clouds_cfg or {}).get("detector", {}) or {})
+    unknown = sorted(set(section) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(f"clouds.detector: unknown keys {unknown}")
+    settings = {**DEFAULTS, **section}
+    if settings["backend"] not in BACKENDS:
+        raise ConfigError(
+            f"clouds.detector.backend: {settings['backend']!r} is not one of {', '.join(BACKENDS)}"
+        )
+    return settings
+
+
+def model_file() -> Path:
+    """The LightGBM model file shipped inside the s2cloudless package."""
+    import s2cloudless.cloud_detector as cd
+
+    return Path(cd.__file__).parent / "models" / cd.MODEL_FILENAME
+
+
+def cache_dir(settings: Mapping[str, Any] | None = None) -> Path:
+    configured = (settings or {}).get("cache_dir")
+    if configured:
+        return Path(configured)
+    env = os.environ.get("CLOUDFREE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "cloudfree"
+
+
+def _cache_name() -> str:
+    from importlib.metadata import version
+
+    import llvmlite.binding as llvm
+
+    digest = hashlib.sha256(model_file().read_bytes()).hexdigest()[:16]
+    tools = f"lleaves{version('lleaves')}-llvmlite{version('llvmlite')}"
+    opts = "-".join(f"{k}{v}" for k, v in sorted(COMPILE_OPTIONS.items()))
+    features = llvm.get_host_cpu_features().flatten()
+    cpu = f"{llvm.get_host_cpu_name()}-{hashlib.sha256(features.encode()).hexdigest()[:8]}"
+    return f"s2cloudless-{digest}-{tools}-{opts}-{cpu}.o"
+
+
+class CompiledForest:
+    """The s2cloudless model compiled by lleaves, with the classifier API s2cloudless uses."""
+
+    def __init__(self, directory: Path, n_jobs: int | None = None) -> None:
+        import lleaves
+
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a read-only home: compile into a temporary folder instead
+            log.warning(
+                "cannot use the cache folder %s (%s); using a temporary one", directory, exc
+            )
+            directory = Path(tempfile.mkdtemp(prefix="cloudfree-cache-"))
+        path = directory / _cache_name()
+        self.model = lleaves.Model(model_file=str(model_file()))
+        if path.exists():
+            self.model.compile(cache=str(path), **COMPILE_OPTIONS)
+        else:
+            log.info("compiling the s2cloudless model (once per machine), cache %s", path)
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            try:
+                self.model.compile(cache=str(tmp), **COMPILE_OPTIONS)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        self.path = path
+        self.n_jobs = n_jobs or len(os.sched_getaffinity(0))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(np.ascontiguousarray(x, dtype=np.float64), n_jobs=self.n_jobs)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        p = self.predict(x)
+        return np.stack([1.0 - p, p], axis=1)
+
+
+@cache
+def compiled_forest(directory: str) -> CompiledForest:
+    return CompiledForest(Path(directory))
+
+
+def _compiled_available() -> bool:
+    try:
+        import lleaves  # noqa: F401
+        import llvmlite.binding as llvm
+
+        return hasattr(llvm, "PassManagerBuilder")  # lleaves 1.3 needs llvmlite < 0.45
+    except ImportError:
+        return False
+
+
+def make_detector(settings: Mapping[str, Any]) -> Any:
+    """An ``s2cloudless.S2PixelCloudDetector`` (13 bands in) on the configured backend."""
+    from s2cloudless import S2PixelCloudDetector
+    from s2cloudless.pixel_classifier import PixelClassifier
+
+    det = S2PixelCloudDetector(
+        threshold=float(settings["threshold"]),
+        average_over=int(settings["average_over"]),
+        dilation_size=int(settings["dilation_size"]),
+        all_bands=True,
+    )
+    backend = settings["backend"]
+    if backend == "auto":
+        backend = "compiled" if _compiled_available() else "lightgbm"
+    if backend == "compiled":
+        if not _compiled_available():
+            raise ConfigError(
+                "clouds.detector.backend: 'compiled' needs lleaves with llvmlite < 0.45 "
+                "(pip install lleaves 'llvmlite<0.45')"
+            )
+        det._classifier = PixelClassifier(compiled_forest(str(cache_dir(settings))))
+    return det
+
+
+def detect_clouds(
+    image: np.ndarray, settings: Mapping[str, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cloud probability (float32) and binary cloud mask (uint8) of a (13, H, W) L1C DN image."""
+    settings = {**DEFAULTS, **(settings or {})}
+    det = make_detector(settings)
+    data = np.moveaxis(image, 0, -1)[np.newaxis].astype(np.float32) / np.float32(REFLECTANCE_SCALE)
+    prob = det.get_cloud_probability_maps(data)
+    mask = det.get_mask_from_prob(prob)
+    return prob[0].astype(np.float32), mask[0].astype(np.uint8)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value) == ""
+
+
+def detect_file(
+    image_path: str | os.PathLike[str],
+    mask_path: Path,
+    prob_path: Path,
+    settings: Mapping[str, Any],
+    where: str,
+) -> None:
+    """Detector on one 13-band L1C GeoTIFF; writes the class mask and the probability."""
+    image, profile = read_raster(image_path)
+    if image.shape[0] != len(S2_L1C_BANDS):
+        have = ", ".join(S2_L1C_BANDS[: image.shape[0]]) if image.shape[0] < 13 else "more"
+        raise InputDataError(
+            f"{where}: s2cloudless needs the {len(S2_L1C_BANDS)} L1C bands "
+            f"{', '.join(S2_L1C_BANDS)} in this order; the file has {image.shape[0]} bands "
+            f"({have}); missing: "
+            f"{', '.join(S2_L1C_BANDS[image.shape[0] :]) or 'none, but there are extra bands'}"
+        )
+    prob, cloud = detect_clouds(image, settings)
+    nodata = (image == 0).all(axis=0)
+    if profile.get("nodata") is not None:
+        nodata |= (image == profile["nodata"]).all(axis=0)
+    mask = np.where(cloud > 0, CLOUD, CLEAR).astype(np.uint8)
+    mask[nodata] = MASK_NODATA
+    prob[nodata] = np.nan
+    prof = geotiff_profile(
+        crs=profile["crs"], transform=profile["transform"], width=profile["width"],
+        height=profile["height"], count=1, dtype="uint8", nodata=MASK_NODATA,
+    )  # fmt: skip
+    tags = {"detector": "s2cloudless", **{k: settings[k] for k in DEFAULTS if k != "cache_dir"}}
+    write_raster(mask_path, mask, prof, tags=tags)
+    write_raster(prob_path, prob, {**prof, "dtype": "float32", "nodata": np.nan}, tags=tags)
+
+
+def masks_for_manifest(
+    manifest: pd.DataFrame, dest: Path, clouds_cfg: Mapping[str, Any]
+) -> pd.DataFrame:
+    """Run the detector on every row without a mask; fill ``mask`` and ``probability``.
+
+    Writes ``dest/masks/<tile>/<date>_mask.tif`` (uint8 classes of :mod:`cloudfree.bands`)
+    and ``<date>_probability.tif`` (float32 0..1, NaN on nodata) on the image's grid.
+    """
+    settings = detector_settings(clouds_cfg)
+    manifest = manifest.copy()
+    for col in ("mask", "probability"):
+        if col not in manifest.columns:
+            manifest[col] = ""
+        manifest[col] = manifest[col].astype(object)
+    for idx, row in manifest.iterrows():
+        if not _missing(row["mask"]):
+            continue
+        where = f"{row['image']} (tile {row['tile']}, source {row.get('source', '?')})"
+        out = Path(dest) / "masks" / str(row["tile"])
+        mask_path = out / f"{row['date']}_mask.tif"
+        prob_path = out / f"{row['date']}_probability.tif"
+        detect_file(row["image"], mask_path, prob_path, settings, where)
+        manifest.at[idx, "mask"] = str(mask_path)
+        manifest.at[idx, "probability"] = str(prob_path)
+    return manifest

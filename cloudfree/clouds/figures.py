@@ -1,0 +1,79 @@
+"""Figures of the cloud statistics: coverage heat map, cloudy run lengths, clear dates per tile."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from cloudfree.plotting import _message, _regions, _save
+
+
+def coverage_heatmap(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Cloud (and thin cloud) fraction per tile (rows) and date (columns); with a ``class``
+    column, clear dates are marked with a dot and unusable ones with a cross."""
+    grid = table.pivot(index="tile", columns="date", values="cloud_fraction")
+    fig = Figure(figsize=(max(4, 0.45 * grid.shape[1] + 2), 0.35 * grid.shape[0] + 1.5))
+    ax = fig.subplots()
+    im = ax.imshow(grid.to_numpy(), vmin=0, vmax=1, cmap="Blues", aspect="auto")
+    title = f"Cloud cover, {table['region'].iloc[0]}"
+    if "class" in table.columns:
+        classes = table.pivot(index="tile", columns="date", values="class").reindex_like(grid)
+        for cls, marker in (("clear", "o"), ("unusable", "x")):
+            rows, cols = np.nonzero(classes.to_numpy() == cls)
+            ax.scatter(cols, rows, marker=marker, s=12, c="darkorange")
+        title += "\n(o clear, x unusable)"
+    ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=90, fontsize=7)
+    ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="cloud fraction")
+    _save(fig, path)
+
+
+def run_length_histogram(
+    runs: pd.DataFrame, path: str | os.PathLike[str], region: str = ""
+) -> None:
+    """Runs of consecutive cloudy dates: per pixel (left) and per tile, non-clear (right)."""
+    fig = Figure(figsize=(8, 3.2))
+    axes = fig.subplots(1, 2)
+    for ax, column, title in (
+        (axes[0], "count", "per pixel (not clear)"),
+        (axes[1], "date_runs", "per tile (dates not clear)"),
+    ):
+        if column not in runs or runs[column].sum() == 0:
+            _message(ax, "no cloudy runs")
+            continue
+        ax.bar(runs["run_length"], runs[column], color="steelblue")
+        ax.set_xlabel("consecutive cloudy dates")
+        ax.set_ylabel("runs")
+        ax.set_title(title, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(f"Cloudy run lengths, {region or _regions(runs)}".rstrip(", "), fontsize=10)
+    _save(fig, path)
+
+
+def clear_dates_distribution(tiles: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Tiles by number of clear dates (left) and by longest gap between clear dates (right)."""
+    fig = Figure(figsize=(8, 3.2))
+    axes = fig.subplots(1, 2)
+    n_max = int(tiles["n_dates"].max()) if len(tiles) else 0
+    counts = np.bincount(tiles["n_clear"].astype(int), minlength=n_max + 1)
+    axes[0].bar(np.arange(len(counts)), counts, color="seagreen")
+    axes[0].set_xlabel("clear dates per tile")
+    axes[0].set_ylabel("tiles")
+    for ax in axes:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    gaps = tiles["longest_gap_days"].dropna()
+    if gaps.empty:
+        _message(axes[1], "no dates")
+    else:
+        axes[1].hist(gaps, bins=min(20, max(1, gaps.nunique())), color="indianred")
+        axes[1].set_xlabel("longest gap without a clear date (days)")
+        axes[1].set_ylabel("tiles")
+    fig.suptitle(f"Clear dates, {_regions(tiles)}".rstrip(", "), fontsize=10)
+    _save(fig, path)

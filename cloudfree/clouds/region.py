@@ -1,0 +1,173 @@
+"""Cloud statistics and date selection of a region, from the tile manifest's cloud masks.
+
+The per-tile work is lazy and chunked (:mod:`cloudfree.cloudstats`); the date classes come
+from :mod:`cloudfree.dateselect`.  Tables written by :func:`cloud_statistics`:
+
+- ``{region}.csv``: per tile and date, the fractions of cloud (thick + thin), thick cloud,
+  thin cloud, shadow and clear over the valid pixels, the valid fraction of all pixels, the
+  share of valid pixels above the probability threshold (``prob_fraction``) and the class;
+- ``{region}_runs.csv``: histogram of per-pixel runs of consecutive cloudy dates
+  (``run_length``, ``count``) and of per-tile runs of consecutive non-clear dates
+  (``date_runs``);
+- ``{region}_tiles.csv``: per tile the number of clear, impaired and unusable dates, the
+  longest run of non-clear dates and the longest gap in days between clear dates;
+- ``{region}_summary.csv``: one row of region-wide means and counts;
+- ``{region}_dates.csv``: the date selection (:func:`cloudfree.clouds.selection.read_selection`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cloudfree.bands import CLEAR, CLOUD, MASK_NODATA, SHADOW, THIN_CLOUD
+from cloudfree.clouds.selection import classify_dates, selection_settings, selection_table
+from cloudfree.clouds.stats import (
+    CHUNK,
+    add_hist,
+    longest_cloudy_run,
+    longest_gap_days,
+    run_length_histogram,
+    tile_dataset,
+    tile_statistics,
+)
+from cloudfree.io import atomic_path
+from cloudfree.manifest import read_manifest
+
+
+def coverage(mask: np.ndarray) -> dict[str, float]:
+    """Fractions of one date's (H, W) mask; cloud/shadow fractions are over valid pixels."""
+    valid = mask != MASK_NODATA
+    n = int(valid.sum())
+    out = {"valid_fraction": n / mask.size}
+    for name, classes in (
+        ("cloud", (CLOUD, THIN_CLOUD)),
+        ("thick_cloud", (CLOUD,)),
+        ("thin_cloud", (THIN_CLOUD,)),
+        ("shadow", (SHADOW,)),
+        ("clear", (CLEAR,)),
+    ):
+        out[f"{name}_fraction"] = float(np.isin(mask[valid], classes).sum() / n) if n else np.nan
+    return out
+
+
+def cloudy_run_lengths(masks: np.ndarray) -> np.ndarray:
+    """Histogram of per-pixel runs of consecutive non-clear dates in a (T, H, W) series.
+
+    Returns ``counts`` of length T + 1 where ``counts[k]`` is the number of runs of exactly
+    k consecutive cloudy (cloud, thin cloud, shadow or nodata) dates; ``counts[0]`` is 0.
+    """
+    return run_length_histogram(masks != CLEAR, masks.shape[0])
+
+
+@dataclass
+class RegionStats:
+    coverage: pd.DataFrame
+    runs: pd.DataFrame
+    tiles: pd.DataFrame
+    summary: pd.DataFrame
+    dates: pd.DataFrame
+
+
+def region_statistics(
+    manifest: pd.DataFrame, clouds_cfg: Mapping[str, Any] | None = None, chunk: int = CHUNK
+) -> RegionStats:
+    """Statistics and date selection of one region's manifest, one tile at a time."""
+    settings = selection_settings(clouds_cfg)
+    region = str(manifest["region"].iloc[0])
+    tables, tile_rows = [], []
+    pixel_runs: np.ndarray | None = None
+    date_runs: np.ndarray | None = None
+    for tile, group in manifest.groupby("tile", sort=True):
+        group = group.sort_values("date")
+        table, hist = tile_statistics(tile_dataset(group, chunk), settings["prob_threshold"])
+        table.insert(0, "tile", str(tile))
+        table.insert(2, "split", group["split"].iloc[0])
+        table["class"] = classify_dates(table, settings).to_numpy()
+        tables.append(table)
+        pixel_runs = add_hist(pixel_runs, hist)
+        clear = (table["class"] == "clear").to_numpy()
+        date_runs = add_hist(date_runs, run_length_histogram(~clear[:, None], len(clear)))
+        counts = table["class"].value_counts()
+        tile_rows.append(
+            {
+                "tile": str(tile),
+                "split": group["split"].iloc[0],
+                "n_dates": len(table),
+                **{f"n_{c}": int(counts.get(c, 0)) for c in ("clear", "impaired", "unusable")},
+                "longest_cloudy_run": longest_cloudy_run(clear),
+                "longest_gap_days": longest_gap_days(table["date"], clear),
+                "mean_cloud_fraction": float(table["cloud_fraction"].mean()),
+                "mean_shadow_fraction": float(table["shadow_fraction"].mean()),
+                "mean_valid_fraction": float(table["valid_fraction"].mean()),
+            }
+        )
+    cov = pd.concat(tables, ignore_index=True)
+    cov.insert(0, "region", region)
+    assert pixel_runs is not None and date_runs is not None
+    n = max(len(pixel_runs), len(date_runs))
+    pixel_runs, date_runs = (
+        np.pad(pixel_runs, (0, n - len(pixel_runs))),
+        np.pad(date_runs, (0, n - len(date_runs))),
+    )
+    runs = pd.DataFrame(
+        {"run_length": np.arange(1, n), "count": pixel_runs[1:], "date_runs": date_runs[1:]}
+    )
+    tiles = pd.DataFrame(tile_rows)
+    tiles.insert(0, "region", region)
+    summary = region_summary(region, cov, tiles, runs)
+    return RegionStats(cov, runs, tiles, summary, selection_table(cov, settings))
+
+
+def region_summary(
+    region: str, cov: pd.DataFrame, tiles: pd.DataFrame, runs: pd.DataFrame
+) -> pd.DataFrame:
+    """One row: sizes, mean fractions, class shares, clear dates and gaps of a region."""
+    shares = cov["class"].value_counts(normalize=True)
+    n_runs = runs["count"].sum()
+    return pd.DataFrame(
+        [
+            {
+                "region": region,
+                "n_tiles": len(tiles),
+                "n_tile_dates": len(cov),
+                "mean_cloud_fraction": cov["cloud_fraction"].mean(),
+                "mean_shadow_fraction": cov["shadow_fraction"].mean(),
+                "mean_valid_fraction": cov["valid_fraction"].mean(),
+                **{
+                    f"share_{c}": float(shares.get(c, 0.0))
+                    for c in ("clear", "impaired", "unusable")
+                },
+                "median_clear_dates": tiles["n_clear"].median(),
+                "min_clear_dates": tiles["n_clear"].min(),
+                "max_longest_gap_days": tiles["longest_gap_days"].max(),
+                "median_longest_gap_days": tiles["longest_gap_days"].median(),
+                "mean_pixel_run_length": (
+                    float((runs["run_length"] * runs["count"]).sum() / n_runs) if n_runs else 0.0
+                ),
+            }
+        ]
+    )
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.5f")
+
+
+def cloud_statistics(
+    manifest_path: str | os.PathLike[str],
+    outputs: Mapping[str, str | os.PathLike[str]],
+    clouds_cfg: Mapping[str, Any] | None = None,
+) -> RegionStats:
+    """Compute the statistics of one region and write the tables named in ``outputs``
+    (keys among ``coverage``, ``runs``, ``tiles``, ``summary``, ``dates``), atomically."""
+    stats = region_statistics(read_manifest(manifest_path), clouds_cfg)
+    for key, path in outputs.items():
+        write_table(getattr(stats, key), path)
+    return stats

@@ -1,0 +1,325 @@
+"""Load a trained model file and reconstruct whole tiles with it.
+
+A model file (written by :func:`cloudfree.train.loop.train_model`) is a ``torch.save`` of plain
+tensors, lists, dicts and scalars, so it loads with ``torch.load(..., weights_only=True)``::
+
+    {"format_version": 1, "model": {"name", "kwargs"}, "state_dict", "norm": {"mean", "std"},
+     "bands", "params", "regions", "best_step", "val_mae_masked"}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cloudfree.bands import NODATA, REFLECTANCE_SCALE
+from cloudfree.device import autocast, autocast_dtype
+from cloudfree.errors import CloudfreeError, ConfigError, InputDataError, ModelFileError
+from cloudfree.infer.blend import blend
+from cloudfree.modelfile import MODEL_FORMAT_VERSION, REQUIRED_KEYS
+from cloudfree.models.network import pad_spatial
+from cloudfree.models.registry import build_model
+
+
+def bottleneck_module(model: nn.Module) -> nn.Module:
+    """The module whose output is the encoder embedding (the temporal bottleneck).
+
+    Networks name it ``temporal`` (see :mod:`cloudfree.models`); its output's first element
+    is (B, T, C, h, w).
+    """
+    module = getattr(model, "temporal", None)
+    if not isinstance(module, nn.Module):
+        raise ModelFileError(
+            f"{type(model).__name__} has no 'temporal' bottleneck to take embeddings from"
+        )
+    return module
+
+
+@contextlib.contextmanager
+def capture_bottleneck(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """A forward hook on the bottleneck; the dict holds its last output under ``"feat"``."""
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        store["feat"] = output[0] if isinstance(output, tuple) else output
+
+    handle = bottleneck_module(model).register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling of the last two dims of (..., h, w) to ``size``."""
+    lead = x.shape[:-2]
+    flat = x.reshape(-1, 1, *x.shape[-2:]).float()
+    out = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
+    return out.reshape(*lead, *size)
+
+
+def run_model(
+    model: nn.Module,
+    x: torch.Tensor,
+    avail: torch.Tensor,
+    doy: torch.Tensor,
+    *,
+    window: int = 256,
+    overlap: int = 32,
+    batch_size: int = 4,
+    amp_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """(T, C, H, W) reconstruction of a normalised series of any size (:func:`run_products`)."""
+    return run_products(
+        model, x, avail, doy, window=window, overlap=overlap, batch_size=batch_size,
+        amp_dtype=amp_dtype,
+    )["pred"]  # fmt: skip
+
+
+@torch.inference_mode()
+def run_products(
+    model: nn.Module,
+    x: torch.Tensor,
+    avail: torch.Tensor,
+    doy: torch.Tensor,
+    *,
+    window: int = 256,
+    overlap: int = 32,
+    batch_size: int = 4,
+    amp_dtype: torch.dtype | None = None,
+    embed_channels: Sequence[int] | None = None,
+    change_pairs: Sequence[tuple[int, int]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Apply ``model`` to one normalised series (T, C, H, W) of any size; CPU outputs.
+
+    Images larger than ``window`` are cut into overlapping windows (``batch_size`` at a time)
+    whose outputs are blended with smooth weights (:mod:`cloudfree.blend`); each window is
+    padded by reflection to the model's size multiple and cropped back.  Returns ``pred``
+    (T, C, H, W); with ``embed_channels`` also ``embedding`` (T, K, H, W): those channels of
+    the bottleneck features, upsampled bilinearly; with ``change_pairs`` (date indices
+    (a, b)) also ``change`` (P, H, W): the cosine similarity of the two dates' bottleneck
+    features, upsampled likewise.
+    """
+    device = next(model.parameters()).device
+    multiple = int(getattr(model, "multiple", 1))
+    t, _, h, w = x.shape
+    need_feat = bool(embed_channels) or bool(change_pairs)
+    channels = list(embed_channels or [])
+    pairs = list(change_pairs or [])
+
+    def apply(offsets: list[tuple[int, int]], size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        wh, ww = size
+        xs = torch.stack([x[:, :, y0 : y0 + wh, x0 : x0 + ww] for y0, x0 in offsets])
+        av = torch.stack([avail[:, y0 : y0 + wh, x0 : x0 + ww] for y0, x0 in offsets])
+        xi, _ = pad_spatial(xs.to(device), multiple)
+        ai, _ = pad_spatial(av.to(device), multiple)
+        days = doy[None].expand(len(offsets), t).to(device)
+        hook = capture_bottleneck(model) if need_feat else contextlib.nullcontext({})
+        with hook as store, autocast(device, amp_dtype):
+            pred = model(xi.float(), ai.float(), days)
+        out = {"pred": pred[..., :wh, :ww].float()}
+        if need_feat:
+            feat = store["feat"].float()  # (B, T, Cb, hb, wb)
+            padded = (int(xi.shape[-2]), int(xi.shape[-1]))
+            if channels:
+                out["embedding"] = _upsample(feat[:, :, channels], padded)[..., :wh, :ww]
+            if pairs:
+                cos = torch.stack(
+                    [F.cosine_similarity(feat[:, a], feat[:, b], dim=1) for a, b in pairs], 1
+                )
+                out["change"] = _upsample(cos, padded)[..., :wh, :ww]
+        return out
+
+    return blend(
+        apply, (h, w), window=window, overlap=overlap, batch_size=batch_size, multiple=multiple
+    )
+
+
+class Predictor:
+    """A trained network with its normalisation, ready to reconstruct tiles."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        mean: Sequence[float],
+        std: Sequence[float],
+        bands: Sequence[str],
+        device: torch.device,
+        meta: Mapping[str, Any] | None = None,
+        scale: float = REFLECTANCE_SCALE,
+        window: int = 256,
+        overlap: int = 32,
+        batch_size: int = 4,
+        amp: bool = True,
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+        self.bands = list(bands)
+        self.device = device
+        self.meta = dict(meta or {})
+        self.scale = float(scale)
+        self.window = int(window)
+        self.overlap = int(overlap)
+        self.batch_size = int(batch_size)
+        self.amp_dtype = autocast_dtype(device, amp)
+
+    @property
+    def embedding_size(self) -> int:
+        """Channels of the bottleneck features (the encoder embedding)."""
+        widths = getattr(self.model, "widths", None)
+        if widths:
+            return int(widths[-1])
+        return int(self.meta.get("model", {}).get("kwargs", {}).get("widths", [0])[-1])
+
+    def predict(
+        self,
+        s2: np.ndarray,
+        available: np.ndarray,
+        doy: np.ndarray,
+        *,
+        embed_channels: Sequence[int] | None = None,
+        change_pairs: Sequence[tuple[int, int]] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Reconstruct every date and pixel of one tile, optionally with embeddings.
+
+        Args:
+            s2: (T, C, H, W) uint16 digital numbers (reflectance x 10000, 0 = nodata).
+            available: (T, H, W) bool, pixels the model may use (e.g. ``TileSeries.clear``);
+                nodata pixels are never used.
+            doy: (T,) day of year.
+            embed_channels: bottleneck channels to return as ``embedding`` (T, K, H, W).
+            change_pairs: (a, b) date indices; ``change`` (P, H, W) is the cosine
+                similarity of their embeddings (1 = no change).
+
+        Returns:
+            ``pred``: (T, C, H, W) float32 reflectance (DN / 10000): the raw network output at
+            every pixel, observed ones included; plus the requested products.
+        """
+        s2 = np.asarray(s2)
+        available = np.asarray(available, dtype=bool)
+        doy = np.asarray(doy)
+        if s2.ndim != 4 or s2.shape[1] != len(self.bands):
+            raise InputDataError(
+                f"s2 must be (T, {len(self.bands)}, H, W) for bands {self.bands}, got {s2.shape}"
+            )
+        t, _, h, w = s2.shape
+        if available.shape != (t, h, w) or doy.shape != (t,):
+            raise InputDataError(
+                f"available {available.shape} / doy {doy.shape} do not match s2 {s2.shape}"
+            )
+        channels = list(embed_channels or [])
+        size = self.embedding_size
+        bad = [ch for ch in channels if not 0 <= int(ch) < size]
+        if bad:
+            raise ConfigError(
+                f"infer.embeddings.channels {bad} out of range: the model's embedding has "
+                f"{size} channels (0..{size - 1})"
+            )
+        pairs = [(int(a), int(b)) for a, b in (change_pairs or [])]
+        if any(not (0 <= a < t and 0 <= b < t) for a, b in pairs):
+            raise InputDataError(f"change pairs {pairs} out of range for {t} dates")
+        avail = available & (s2 != NODATA).any(axis=1)
+        norm = (s2.astype(np.float32) / np.float32(self.scale) - self.mean[:, None, None]) / (
+            self.std[:, None, None]
+        )
+        norm = np.where(avail[:, None], norm, np.float32(0)).astype(np.float32, copy=False)
+        self.model.eval()
+        out = run_products(
+            self.model,
+            torch.from_numpy(norm),
+            torch.from_numpy(avail.astype(np.float32)),
+            torch.from_numpy(doy.astype(np.int64)),
+            window=self.window,
+            overlap=self.overlap,
+            batch_size=self.batch_size,
+            amp_dtype=self.amp_dtype,
+            embed_channels=channels,
+            change_pairs=pairs,
+        )
+        result = {k: v.numpy() for k, v in out.items()}
+        result["pred"] = result["pred"] * self.std[:, None, None] + self.mean[:, None, None]
+        return result
+
+    def reconstruct(self, s2: np.ndarray, available: np.ndarray, doy: np.ndarray) -> np.ndarray:
+        """(T, C, H, W) float32 reflectance of every date and pixel (see :meth:`predict`)."""
+        return self.predict(s2, available, doy)["pred"]
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    device: str | torch.device = "auto",
+    window: int = 256,
+    *,
+    overlap: int = 32,
+    batch_size: int = 4,
+    bands: Sequence[str] | None = None,
+    amp: bool | None = None,
+) -> Predictor:
+    """Read a model file written by ``train_model`` (``weights_only=True``).
+
+    Everything needed (architecture, weights, normalisation, bands) comes from the file.
+    Raises ModelFileError naming the file when it is missing, unreadable, of another
+    ``format_version``, lacks keys, or (with ``bands``, the data's band names) was trained
+    on other bands.  ``window``/``overlap``/``batch_size`` set the sliding windows.
+    """
+    from cloudfree.device import select_device  # local: train imports this module
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise ModelFileError(f"cannot read model file {path}: {exc}") from exc
+    if not isinstance(blob, dict):
+        raise ModelFileError(f"model file {path}: expected a dict, got {type(blob).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in blob]
+    if missing:
+        raise ModelFileError(f"model file {path}: missing keys {missing}")
+    if blob["format_version"] != MODEL_FORMAT_VERSION:
+        raise ModelFileError(
+            f"model file {path}: format_version {blob['format_version']!r}, "
+            f"expected {MODEL_FORMAT_VERSION}"
+        )
+    if bands is not None and list(blob["bands"]) != list(bands):
+        raise ModelFileError(
+            f"model file {path} was trained on bands {list(blob['bands'])}, but the data has "
+            f"bands {list(bands)}; retrain on these bands or use a matching model"
+        )
+    try:
+        spec, norm = blob["model"], blob["norm"]
+        model = build_model(spec["name"], **spec["kwargs"])
+        model.load_state_dict(blob["state_dict"])
+        mean, std = norm["mean"], norm["std"]
+    except (CloudfreeError, KeyError, TypeError, RuntimeError) as exc:
+        raise ModelFileError(f"model file {path}: {exc}") from exc
+    if len(mean) != len(blob["bands"]) or len(std) != len(blob["bands"]):
+        raise ModelFileError(
+            f"model file {path}: normalisation of {len(mean)} bands for bands {blob['bands']}"
+        )
+    dev = device if isinstance(device, torch.device) else select_device(device)
+    meta = {k: v for k, v in blob.items() if k != "state_dict"}
+    if amp is None:
+        amp = bool(blob.get("params", {}).get("amp", True))
+    return Predictor(
+        model,
+        mean=mean,
+        std=std,
+        bands=blob["bands"],
+        device=dev,
+        meta=meta,
+        window=window,
+        overlap=overlap,
+        batch_size=batch_size,
+        amp=amp,
+    )

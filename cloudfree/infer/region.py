@@ -1,0 +1,217 @@
+"""Inference: reconstruct every tile and date of a region with a trained model.
+
+Two products:
+
+- ``tiles_dir/<tile>/<date>.tif``: reconstructed bands on the input grid (uint16, same scale
+  and nodata as the input; observed clear pixels keep their input values) and
+  ``<date>_quality.tif`` (see ``QUALITY``);
+- optional (off by default): ``<date>_embedding.tif``, chosen channels of the encoder
+  embedding (float32, upsampled to the input grid), and ``<date1>_<date2>_change.tif``,
+  the cosine similarity of two dates' embeddings (as Planaura does for bi-temporal pairs);
+- ``eval.h5``: for every tile with evaluation gaps, the raw model output when those gaps are
+  hidden as well, which the metrics stage scores against the known truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from cloudfree.bands import CLOUD, NODATA, REFLECTANCE_SCALE, SHADOW, THIN_CLOUD
+from cloudfree.errors import ConfigError
+from cloudfree.infer.predictor import load_model
+from cloudfree.io import atomic_path, geotiff_profile, write_raster
+from cloudfree.packed import TileSeries, open_packed, packed_bands, read_tile, tile_names
+
+log = logging.getLogger(__name__)
+
+# Quality layer classes (uint8).
+QUALITY = {"nodata": 0, "observed": 1, "reconstructed_cloud": 2, "reconstructed_shadow": 3}
+COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
+
+
+def quality_layer(tile: TileSeries) -> np.ndarray:
+    """(T, H, W) uint8 quality classes of a tile's reconstruction."""
+    q = np.full(tile.mask.shape, QUALITY["nodata"], dtype=np.uint8)
+    valid = tile.valid
+    q[valid & tile.clear] = QUALITY["observed"]
+    q[valid & np.isin(tile.mask, (CLOUD, THIN_CLOUD))] = QUALITY["reconstructed_cloud"]
+    q[valid & (tile.mask == SHADOW)] = QUALITY["reconstructed_shadow"]
+    return q
+
+
+def to_dn(refl: np.ndarray) -> np.ndarray:
+    """Reflectance to uint16 DN (1..65535; 0 stays reserved for nodata)."""
+    dn = np.rint(np.nan_to_num(refl, nan=0.0) * REFLECTANCE_SCALE)
+    return np.clip(dn, 1, np.iinfo(np.uint16).max).astype(np.uint16)
+
+
+def fill_gaps(tile: TileSeries, refl: np.ndarray) -> np.ndarray:
+    """Product DN: observed clear pixels as observed, the rest reconstructed, nodata kept."""
+    out = to_dn(refl)
+    clear = np.broadcast_to(tile.clear[:, None], out.shape)
+    out[clear] = tile.s2[clear]
+    out[np.broadcast_to(~tile.valid[:, None], out.shape)] = NODATA
+    return out
+
+
+def change_pairs(dates: list[str], pairs: list[list[str]] | None) -> list[tuple[int, int]]:
+    """Date-index pairs of a tile for the change product.
+
+    ``pairs`` lists [earlier, later] ISO dates (pairs a tile lacks are skipped); empty or
+    None means every pair of consecutive dates.
+    """
+    if not pairs:
+        return [(i - 1, i) for i in range(1, len(dates))]
+    index = {d: i for i, d in enumerate(dates)}
+    out = []
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ConfigError(f"infer.change.pairs: {pair!r} is not a pair of dates")
+        a, b = (str(d) for d in pair)
+        if a in index and b in index:
+            out.append((index[a], index[b]))
+    return out
+
+
+def infer_region(
+    model_path: str | os.PathLike[str],
+    packed_path: str | os.PathLike[str],
+    tiles_dir: str | os.PathLike[str],
+    eval_out: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+    compress: str = "deflate",
+    tags: dict[str, str] | None = None,
+    window: int = 256,
+    overlap: int = 32,
+    batch_size: int = 4,
+    amp: bool = True,
+    embeddings: Mapping[str, Any] | None = None,
+    change: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """Reconstruct every tile of a packed region; returns the tiles written.
+
+    ``embeddings`` (``{"enabled", "channels"}``, channels empty = all) adds
+    ``<date>_embedding.tif``; ``change`` (``{"enabled", "pairs"}``) adds
+    ``<date1>_<date2>_change.tif``, the cosine similarity of the two dates' embeddings.
+    """
+    if compress not in COMPRESSIONS:
+        raise ConfigError(f"infer.compress: {compress!r} is not one of {', '.join(COMPRESSIONS)}")
+    emb = dict(embeddings or {})
+    chg = dict(change or {})
+    bands = list(packed_bands(packed_path))
+    predictor = load_model(
+        model_path, device=device, window=window, overlap=overlap, batch_size=batch_size,
+        bands=bands, amp=amp,
+    )  # fmt: skip
+    channels: list[int] = []
+    if emb.get("enabled"):
+        channels = [int(c) for c in emb.get("channels") or range(predictor.embedding_size)]
+    written = []
+    with (
+        open_packed(packed_path) as h5,
+        atomic_path(tiles_dir) as tmp_dir,
+        atomic_path(eval_out) as tmp_eval,
+        h5py.File(tmp_eval, "w") as ev,
+    ):
+        ev.attrs.update(region=h5.attrs["region"], model=str(model_path))
+        for name in tile_names(h5):
+            tile = read_tile(h5, name)
+            pairs = change_pairs(tile.dates, chg.get("pairs")) if chg.get("enabled") else []
+            out = predictor.predict(
+                tile.s2, tile.clear, tile.doy, embed_channels=channels, change_pairs=pairs
+            )
+            folder = Path(tmp_dir) / tile.tile
+            _write_tile(
+                tile, fill_gaps(tile, out["pred"]), quality_layer(tile), folder, compress, tags,
+                band_names=predictor.bands,
+            )  # fmt: skip
+            if "embedding" in out:
+                _write_embeddings(tile, out["embedding"], channels, folder, compress, tags)
+            if "change" in out:
+                _write_change(tile, out["change"], pairs, folder, compress, tags)
+            if tile.gap is not None:
+                hidden_input = tile.clear & ~tile.gap
+                pred = predictor.reconstruct(tile.s2, hidden_input, tile.doy)
+                g = ev.create_group(f"tiles/{name}")
+                g.create_dataset(
+                    "pred", data=pred.astype(np.float32), compression="gzip", shuffle=True
+                )
+            written.append(name)
+            log.info("tile %s: %d dates reconstructed", name, len(tile.dates))
+    return written
+
+
+def _profile(tile: TileSeries, count: int, dtype: str, nodata: Any, compress: str) -> dict:
+    h, w = tile.mask.shape[1:]
+    return geotiff_profile(
+        crs=tile.crs, transform=tile.transform, width=w, height=h, count=count,
+        dtype=dtype, nodata=nodata, compress=compress,
+    )  # fmt: skip
+
+
+def _write_tile(
+    tile: TileSeries,
+    dn: np.ndarray,
+    quality: np.ndarray,
+    out_dir: Path,
+    compress: str,
+    tags: dict[str, str] | None,
+    band_names: list[str] | None = None,
+) -> None:
+    profile = _profile(tile, dn.shape[1], "uint16", NODATA, compress)
+    qprofile = {**profile, "nodata": 0}  # class 0: no data (transparent in a GIS)
+    for i, date in enumerate(tile.dates):
+        meta = {**(tags or {}), "DATE": date, "TILE": tile.tile}
+        write_raster(out_dir / f"{date}.tif", dn[i], profile, band_names=band_names, tags=meta)
+        write_raster(
+            out_dir / f"{date}_quality.tif", quality[i], qprofile,
+            band_names=["quality"], tags={**meta, "CLASSES": QUALITY},
+        )  # fmt: skip
+
+
+def _write_embeddings(
+    tile: TileSeries,
+    emb: np.ndarray,
+    channels: list[int],
+    out_dir: Path,
+    compress: str,
+    tags: dict[str, str] | None,
+) -> None:
+    profile = _profile(tile, len(channels), "float32", float("nan"), compress)
+    names = [f"embedding_{c}" for c in channels]
+    valid = tile.valid
+    for i, date in enumerate(tile.dates):
+        data = np.where(valid[i][None], emb[i], np.nan).astype(np.float32)
+        meta = {**(tags or {}), "DATE": date, "TILE": tile.tile, "PRODUCT": "embedding"}
+        write_raster(out_dir / f"{date}_embedding.tif", data, profile, band_names=names, tags=meta)
+
+
+def _write_change(
+    tile: TileSeries,
+    cos: np.ndarray,
+    pairs: list[tuple[int, int]],
+    out_dir: Path,
+    compress: str,
+    tags: dict[str, str] | None,
+) -> None:
+    profile = _profile(tile, 1, "float32", float("nan"), compress)
+    valid = tile.valid
+    for k, (a, b) in enumerate(pairs):
+        d1, d2 = tile.dates[a], tile.dates[b]
+        data = np.where(valid[a] & valid[b], cos[k], np.nan).astype(np.float32)
+        meta = {
+            **(tags or {}), "DATE": d2, "REFERENCE_DATE": d1, "TILE": tile.tile,
+            "PRODUCT": "change", "MEANING": "cosine similarity of the embeddings, 1 = no change",
+        }  # fmt: skip
+        write_raster(
+            out_dir / f"{d1}_{d2}_change.tif", data, profile,
+            band_names=["cosine_similarity"], tags=meta,
+        )  # fmt: skip

@@ -1,0 +1,215 @@
+"""Figures of the metrics stage: errors by method, error against input difficulty, example
+reconstructions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from cloudfree.packed import TileSeries
+from cloudfree.plotting import (
+    CLOUD_COLOUR,
+    GAP_COLOUR,
+    _limits,
+    _message,
+    _regions,
+    _rgb,
+    _save,
+    _show,
+    _stretch,
+    rgb_bands,
+)
+
+
+def method_bars(
+    summary: pd.DataFrame,
+    path: str | os.PathLike[str],
+    metric: str = "mae",
+    part: str = "masked",
+) -> None:
+    """Bars of ``<metric>_<part>`` per method (one row of ``summary`` per method).
+
+    Error bars span ``<metric>_<part>_ci_low`` .. ``_ci_high`` (the 95 % bootstrap interval
+    over tiles) when both columns exist; otherwise plain bars.  Non-finite values (NaN for
+    an empty pixel set, inf PSNR of an exact copy) get no bar and an "n/a" / "inf" label.
+    """
+    col = f"{metric}_{part}"
+    if col not in summary:
+        raise KeyError(f"summary has no column {col!r} (columns: {list(summary.columns)})")
+    methods = [str(m) for m in summary["method"]]
+    values = pd.to_numeric(summary[col], errors="coerce").to_numpy(dtype=float)
+    finite = np.isfinite(values)
+    x = np.arange(len(methods))
+    fig = Figure(figsize=(1.0 * len(methods) + 2.5, 3.6))
+    ax = fig.subplots()
+    heights = np.where(finite, values, 0.0)
+    bars = ax.bar(x, heights, width=0.6, color="tab:blue")
+    low_col, high_col = f"{col}_ci_low", f"{col}_ci_high"
+    has_ci = low_col in summary and high_col in summary
+    if has_ci:
+        low = pd.to_numeric(summary[low_col], errors="coerce").to_numpy(dtype=float)
+        high = pd.to_numeric(summary[high_col], errors="coerce").to_numpy(dtype=float)
+        ok = finite & np.isfinite(low) & np.isfinite(high)
+        if ok.any():
+            err = np.vstack(
+                [np.clip(values[ok] - low[ok], 0, None), np.clip(high[ok] - values[ok], 0, None)]
+            )
+            ax.errorbar(x[ok], values[ok], yerr=err, fmt="none", ecolor="black", capsize=4)
+    for i, bar in enumerate(bars):
+        if not finite[i]:
+            label = "inf" if np.isinf(values[i]) else "n/a"
+            ax.annotate(
+                label,
+                (bar.get_x() + bar.get_width() / 2, 0),
+                ha="center",
+                va="bottom",
+                xytext=(0, 2),
+                textcoords="offset points",
+                fontsize=8,
+            )
+    ax.set_xticks(x, methods)
+    ax.set_xlabel("method")
+    ax.set_ylabel(f"{metric.upper()} ({part} pixels)")
+    title = f"{metric.upper()} on {part} pixels"
+    if region := _regions(summary):
+        title += f", {region}"
+    if has_ci:
+        title += "\n(error bars: 95 % bootstrap interval over tiles)"
+    ax.set_title(title, fontsize=10)
+    _save(fig, path)
+
+
+_DIFFICULTY = {
+    "cloud_fraction": "cloud fraction of the input date",
+    "gap_days": "mean days from a masked pixel to its nearest available date",
+}
+
+
+def _binned(x: np.ndarray, y: np.ndarray, bins: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Centres and means of y in equal-width bins of x (empty bins dropped)."""
+    lo, hi = float(x.min()), float(x.max())
+    if hi <= lo:
+        return np.array([lo]), np.array([float(y.mean())])
+    edges = np.linspace(lo, hi, bins + 1)
+    which = np.clip(np.digitize(x, edges[1:-1]), 0, bins - 1)
+    centres, means = [], []
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            centres.append(float(x[sel].mean()))
+            means.append(float(y[sel].mean()))
+    return np.asarray(centres), np.asarray(means)
+
+
+def error_vs_difficulty(
+    table: pd.DataFrame, path: str | os.PathLike[str], metric: str = "mae_masked"
+) -> None:
+    """``metric`` against ``cloud_fraction`` (left) and ``gap_days`` (right), per method.
+
+    ``table`` is the per tile/date/method metrics table.  Points are single rows, lines
+    the binned means (6 equal-width bins).  Rows with a non-finite metric or difficulty
+    are left out; a panel whose column is missing (or the whole table when ``metric`` is)
+    says so instead of failing.
+    """
+    fig = Figure(figsize=(10, 3.8))
+    axes = fig.subplots(1, 2, squeeze=True)
+    methods = [str(m) for m in pd.unique(table["method"])] if "method" in table else []
+    colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
+    for ax, (column, label) in zip(axes, _DIFFICULTY.items(), strict=True):
+        if metric not in table:
+            _message(ax, f"column {metric!r} missing from the metrics table")
+            continue
+        if column not in table:
+            _message(ax, f"column {column!r} missing from the metrics table")
+            continue
+        drawn = False
+        for method in methods:
+            rows = table[table["method"].astype(str) == method]
+            x = pd.to_numeric(rows[column], errors="coerce").to_numpy(dtype=float)
+            y = pd.to_numeric(rows[metric], errors="coerce").to_numpy(dtype=float)
+            ok = np.isfinite(x) & np.isfinite(y)
+            if not ok.any():
+                continue
+            c = colours[method]
+            ax.scatter(x[ok], y[ok], s=10, alpha=0.35, color=c, linewidths=0)
+            bx, by = _binned(x[ok], y[ok])
+            ax.plot(bx, by, "o-", color=c, lw=1.5, ms=4, label=method)
+            drawn = True
+        if not drawn:
+            _message(ax, f"no finite {metric} / {column} values")
+            continue
+        ax.set_xlabel(label)
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=8)
+    title = f"{metric} against difficulty"
+    if region := _regions(table):
+        title += f", {region}"
+    fig.suptitle(title, fontsize=11)
+    _save(fig, path)
+
+
+def example_reconstructions(
+    tile: TileSeries,
+    predictions: Mapping[str, np.ndarray],
+    path: str | os.PathLike[str],
+    *,
+    dates: int = 3,
+    bands: Sequence[str] | None = None,
+) -> None:
+    """Input, each method's prediction and the truth for a few dates of one tile.
+
+    Rows are the ``dates`` dates with the most masked pixels (``tile.gap & tile.clear``),
+    in time order.  Columns: the input as the methods saw it (evaluation gaps magenta,
+    real clouds, shadows and nodata black), one column per entry of ``predictions``
+    (``{method: (T, C, H, W) reflectance}``, in the mapping's order), and the truth (the
+    tile's real observation).  One 2-98 percentile stretch per row, from the truth's clear
+    pixels.  A tile without masked pixels gives a figure that says so.  ``bands`` (the
+    packed file's band names) selects the displayed bands (:func:`rgb_bands`).
+    """
+    refl = tile.reflectance()
+    shape = refl.shape
+    index, label = rgb_bands(bands, shape[1])
+    for name, pred in predictions.items():
+        if np.shape(pred) != shape:
+            raise ValueError(
+                f"prediction {name!r} of tile {tile.tile} has shape {np.shape(pred)}, "
+                f"expected {shape}"
+            )
+    clear = tile.clear
+    gap = tile.gap if tile.gap is not None else np.zeros_like(clear)
+    masked = (gap & clear).sum(axis=(1, 2))
+    candidates = np.flatnonzero(masked > 0)
+    ncols = len(predictions) + 2
+    if candidates.size == 0 or dates < 1:
+        fig = Figure(figsize=(5, 2))
+        _message(fig.subplots(), f"tile {tile.tile}: no date with masked pixels")
+        _save(fig, path)
+        return
+    order = candidates[np.argsort(-masked[candidates], kind="stable")][:dates]
+    chosen = np.sort(order)
+    h, w = shape[2:]
+    panel = 2.2
+    fig = Figure(figsize=(panel * ncols, panel * len(chosen) * h / w + 0.6))
+    axes = np.atleast_2d(fig.subplots(len(chosen), ncols, squeeze=False))
+    for row, t in enumerate(chosen):
+        truth = _rgb(refl[t], index)
+        lo, hi = _limits(truth, clear[t])
+        date = tile.dates[t]
+        frac = masked[t] / (h * w)
+        shown = _stretch(truth, lo, hi)
+        shown[~clear[t]] = CLOUD_COLOUR
+        shown[gap[t] & tile.valid[t]] = GAP_COLOUR
+        _show(axes[row, 0], shown, f"{date}\ninput ({frac:.0%} masked)")
+        for col, (name, pred) in enumerate(predictions.items(), start=1):
+            _show(axes[row, col], _stretch(_rgb(pred[t], index), lo, hi), f"{date}\n{name}")
+        _show(axes[row, -1], _stretch(truth, lo, hi), f"{date}\ntruth")
+    fig.suptitle(
+        f"Tile {tile.tile} ({tile.split}, {label}): magenta = evaluation gap, black = cloud/nodata",
+        fontsize=9,
+    )
+    _save(fig, path)

@@ -1,0 +1,51 @@
+"""Models registered by name and built from config (networks and baselines alike)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from torch import nn
+
+from cloudfree.errors import ConfigError
+
+MODELS: dict[str, type[nn.Module]] = {}
+
+
+M = TypeVar("M", bound=type[nn.Module])
+
+
+def register(name: str) -> Callable[[M], M]:
+    """Class decorator adding a network to :data:`MODELS` under ``name``."""
+
+    def deco(cls: M) -> M:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        MODELS[name] = cls
+        return cls
+
+    return deco
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Instantiate a registered network; unknown names or bad kwargs raise ConfigError."""
+    try:
+        cls = MODELS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}"
+        ) from None
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model {name!r}: bad parameters {kwargs}: {exc}") from exc
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def is_trainable(model: nn.Module) -> bool:
+    """False for the registered baselines (and any module that says so)."""
+    return bool(getattr(model, "trainable", True))

@@ -1,0 +1,7 @@
+"""Stage ``mosaic``: region mosaics per date and product, with persistence rules.
+
+Reads the reconstructed tiles of a region; writes Cloud-Optimized GeoTIFFs (or tiled
+GeoTIFFs) with count, source, date and quality layers, the temporal composite and a quicklook
+under ``results/mosaics/<experiment>/<region>/``.  Entry point:
+:func:`cloudfree.mosaic.region.mosaic_region`.
+"""

@@ -1,0 +1,206 @@
+"""Reading a tile's GeoTIFF series (images, masks, optional layers) from its manifest rows, and
+the date classes from the cloud statistics.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import rasterio
+from rasterio.crs import CRS
+from rasterio.errors import RasterioError
+
+from cloudfree.bands import (
+    NODATA,
+    S2_L1C_BANDS,
+)
+from cloudfree.errors import InputDataError
+from cloudfree.io import read_raster, read_raster_named
+from cloudfree.packed import DATE_CLASSES, TileSeries, day_of_year
+
+
+def classify_dates(
+    tile: TileSeries, *, clear_min: float = 0.9, usable_min: float = 0.1
+) -> np.ndarray:
+    """(T,) date classes from the cloud masks, when no cloud statistics table is given.
+
+    ``clear``: at least ``clear_min`` of the valid pixels are clear; ``unusable``: no valid
+    pixel or less than ``usable_min`` of them clear; ``impaired``: the rest.
+    """
+    valid = tile.valid.sum(axis=(1, 2))
+    clear = tile.clear.sum(axis=(1, 2))
+    frac = np.where(valid > 0, clear / np.maximum(valid, 1), 0.0)
+    out = np.full(len(frac), DATE_CLASSES["impaired"], dtype=np.uint8)
+    out[frac >= clear_min] = DATE_CLASSES["clear"]
+    out[(valid == 0) | (frac < usable_min)] = DATE_CLASSES["unusable"]
+    return out
+
+
+def read_date_stats(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The per tile and date table of rule cloud_stats (columns tile, date, class, ...)."""
+    try:
+        df = pd.read_csv(path, dtype={"tile": str, "date": str, "class": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputDataError(f"cannot read cloud statistics {path}: {exc}") from exc
+    missing = [c for c in ("tile", "date", "class") if c not in df.columns]
+    if missing:
+        raise InputDataError(f"{path}: missing columns {missing}")
+    bad = sorted(set(df["class"]) - set(DATE_CLASSES))
+    if bad:
+        raise InputDataError(f"{path}: unknown date classes {bad}; expected {list(DATE_CLASSES)}")
+    df.attrs["path"] = str(path)
+    return df
+
+
+def _optional_paths(rows: pd.DataFrame, column: str) -> list[str] | None:
+    """The per-date paths of an optional manifest column: all set, or None when all empty."""
+    if column not in rows.columns:
+        return None
+    vals = ["" if pd.isna(v) else str(v).strip() for v in rows[column]]
+    if not any(vals):
+        return None
+    if not all(vals):
+        row = rows.iloc[next(i for i, v in enumerate(vals) if not v)]
+        raise InputDataError(
+            f"manifest: tile {row.tile}, date {row.date} has no {column} file while other "
+            f"dates of the region have one; give one for every date or for none"
+        )
+    return vals
+
+
+def image_bands(path: str | os.PathLike[str], where: str = "") -> tuple[str, ...]:
+    """Band names of a GeoTIFF from its band descriptions.
+
+    A 13-band file without descriptions is taken as :data:`S2_L1C_BANDS`; any other file must
+    name every band (``InputDataError`` naming the file otherwise).
+    """
+    at = f" ({where})" if where else ""
+    try:
+        with rasterio.open(path) as src:
+            count, descriptions = src.count, src.descriptions
+    except (RasterioError, OSError) as exc:
+        raise InputDataError(f"cannot read raster {path}{at}: {exc}") from exc
+    return band_names(path, count, descriptions, where)
+
+
+def band_names(
+    path: str | os.PathLike[str], count: int, descriptions: Sequence[str | None], where: str = ""
+) -> tuple[str, ...]:
+    """Band names from a raster's ``descriptions`` (see :func:`image_bands`)."""
+    at = f" ({where})" if where else ""
+    names = tuple(str(d).strip() if d else "" for d in descriptions)
+    if all(names):
+        if len(set(names)) != len(names):
+            raise InputDataError(f"{path}{at}: band descriptions {names} are not unique")
+        return names
+    if not any(names) and count == len(S2_L1C_BANDS):
+        return S2_L1C_BANDS
+    raise InputDataError(
+        f"{path}{at}: {count} bands but band descriptions {names}; a file that is not the "
+        f"{len(S2_L1C_BANDS)} Sentinel-2 L1C bands must name every band in its descriptions"
+    )
+
+
+def load_series(
+    rows: pd.DataFrame, bands: Sequence[str] = S2_L1C_BANDS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a tile's images and masks listed in manifest rows (sorted by date)."""
+    images, masks = [], []
+    first_profile = None
+    for row in rows.itertuples():
+        img, prof, descriptions = read_raster_named(row.image)
+        msk, mprof = read_raster(row.mask)
+        where = f"tile {row.tile}, date {row.date}"
+        if img.shape[0] != len(bands):
+            raise InputDataError(
+                f"{row.image} ({where}): {img.shape[0]} bands, expected {len(bands)} "
+                f"({', '.join(bands)})"
+            )
+        names = band_names(row.image, img.shape[0], descriptions, where)
+        if names != tuple(bands):
+            raise InputDataError(
+                f"{row.image} ({where}): bands {', '.join(names)}; the region's are "
+                f"{', '.join(bands)} (other bands or another order)"
+            )
+        if img.dtype.kind not in "ui":
+            raise InputDataError(f"{row.image} ({where}): {img.dtype} pixels, expected integers")
+        if msk.shape[1:] != img.shape[1:] or mprof["transform"] != prof["transform"]:
+            raise InputDataError(f"{row.mask} ({where}): cloud mask is not on the image grid")
+        if first_profile is None:
+            first_profile = prof
+        elif prof["transform"] != first_profile["transform"] or prof["crs"] != first_profile["crs"]:
+            raise InputDataError(f"{row.image} ({where}): grid differs from the tile's first date")
+        elif img.dtype != images[0].dtype:
+            raise InputDataError(
+                f"{row.image} ({where}): {img.dtype} pixels, the tile's first date has "
+                f"{images[0].dtype}"
+            )
+        images.append(img)
+        masks.append(msk[0].astype(np.uint8, copy=False))
+    return np.stack(images), np.stack(masks)
+
+
+def _load_extra(rows: pd.DataFrame, paths: list[str], kind: str, shape: tuple[int, ...]):
+    out = []
+    for row, path in zip(rows.itertuples(), paths, strict=True):
+        arr, _ = read_raster(path)
+        if arr.shape != shape:
+            raise InputDataError(
+                f"{path} (tile {row.tile}, date {row.date}): {kind} of shape {arr.shape}, "
+                f"expected {shape}"
+            )
+        out.append(arr.astype(np.float32, copy=False))
+    return np.stack(out)
+
+
+def _load_tile(name: str, rows: pd.DataFrame, bands: Sequence[str]) -> TileSeries:
+    """One tile's series, optional layers and geo reference from its manifest rows."""
+    s2, mask = load_series(rows, bands)
+    dates = rows["date"].astype(str).tolist()
+    _, prof = read_raster(rows.iloc[0].image)
+    sources = {"image": rows["image"].astype(str).tolist()}
+    sources["mask"] = rows["mask"].astype(str).tolist()
+    hh, ww = s2.shape[2:]
+    prob = s1 = None
+    prob_paths = _optional_paths(rows, "probability")
+    if prob_paths:
+        sources["probability"] = prob_paths
+        prob = _load_extra(rows, prob_paths, "cloud probability", (1, hh, ww))[:, 0]
+    s1_paths = _optional_paths(rows, "s1")
+    if s1_paths:
+        sources["s1"] = s1_paths
+        s1 = _load_extra(rows, s1_paths, "Sentinel-1", (2, hh, ww))
+    nodata = prof.get("nodata")
+    return TileSeries(
+        tile=name,
+        split=str(rows["split"].iloc[0]),
+        s2=s2,
+        mask=mask,
+        dates=dates,
+        doy=day_of_year(dates),
+        crs=CRS.from_user_input(prof["crs"]),
+        transform=prof["transform"],
+        probability=prob,
+        s1=s1,
+        sources=sources,
+        nodata=NODATA if nodata is None else int(nodata),
+    )
+
+
+def _class_lookup(stats: pd.DataFrame) -> dict[tuple[str, str], int]:
+    return {
+        (str(t), str(d)): DATE_CLASSES[str(c)]
+        for t, d, c in zip(stats["tile"], stats["date"], stats["class"], strict=True)
+    }
+
+
+def _classes_of(lookup: dict[tuple[str, str], int], tile: TileSeries, where: str) -> np.ndarray:
+    out = []
+    for date in tile.dates:
+        if (tile.tile, date) not in lookup:
+            raise InputDataError(f"{where}: no row for tile {tile.tile}, date {date}")
+        out.append(lookup[(tile.tile, date)])
+    return np.asarray(out, dtype=np.uint8)

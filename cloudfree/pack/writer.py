@@ -1,0 +1,254 @@
+"""Pack a region's GeoTIFF series into one chunked, compressed HDF5 file (the format is
+:mod:`cloudfree.packed`): rule pack_hdf5.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import hdf5plugin
+import numpy as np
+import pandas as pd
+
+from cloudfree.bands import (
+    MASK_CLASSES,
+    MASK_NODATA,
+    NODATA,
+    REFLECTANCE_SCALE,
+    S2_L1C_BANDS,
+)
+from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.io import atomic_path
+from cloudfree.pack.gaps import evaluation_gaps, train_overlap
+from cloudfree.pack.load import (
+    _class_lookup,
+    _classes_of,
+    _load_tile,
+    classify_dates,
+    image_bands,
+    read_date_stats,
+)
+from cloudfree.packed import (
+    DATE_CLASSES,
+    FORMAT_VERSION,
+    TileSeries,
+    day_of_year,
+    norm_from_sums,
+    validate_layout,
+)
+
+COMPRESSIONS = ("blosc_lz4hc", "blosc_lz4", "gzip", "lzf")
+
+
+MAX_CHUNK_SIDE = 512  # larger tiles get spatial chunks too (HDF5 caps a chunk at 4 GB)
+
+
+def _compression(compression: str, level: int) -> dict[str, Any]:
+    if compression in ("blosc_lz4", "blosc_lz4hc"):
+        cname = compression.removeprefix("blosc_")
+        return dict(hdf5plugin.Blosc(cname=cname, clevel=level, shuffle=hdf5plugin.Blosc.SHUFFLE))
+    if compression == "gzip":
+        return {"compression": "gzip", "compression_opts": level, "shuffle": True}
+    if compression == "lzf":
+        return {"compression": "lzf", "shuffle": True}
+    raise ConfigError(f"pack.compression {compression!r}: expected one of {COMPRESSIONS}")
+
+
+def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """One date per chunk; all bands; the whole tile unless it is larger than MAX_CHUNK_SIDE."""
+    return (1, *shape[1:-2], min(shape[-2], MAX_CHUNK_SIDE), min(shape[-1], MAX_CHUNK_SIDE))
+
+
+def norm_sums(tiles: Sequence[TileSeries]) -> tuple[int, np.ndarray, np.ndarray]:
+    """Pixel count, per-band sum and sum of squares of clear reflectance (DN / scale)."""
+    n, s1, s2 = 0, None, None
+    for tile in tiles:
+        for t in range(tile.s2.shape[0]):
+            img = tile.s2[t]
+            clear = tile.clear[t]
+            vals = img[:, clear].astype(np.float64) / REFLECTANCE_SCALE
+            if s1 is None:
+                s1 = np.zeros(img.shape[0])
+                s2 = np.zeros(img.shape[0])
+            n += vals.shape[1]
+            s1 += vals.sum(axis=1)
+            s2 += (vals**2).sum(axis=1)
+    c = tiles[0].s2.shape[1] if tiles else 0
+    return n, (s1 if s1 is not None else np.zeros(c)), (s2 if s2 is not None else np.zeros(c))
+
+
+def write_packed(
+    dest: str | os.PathLike[str],
+    tiles: Iterable[TileSeries],
+    *,
+    region: str,
+    source: str,
+    bands: Sequence[str] = S2_L1C_BANDS,
+    compression: str = "blosc_lz4hc",
+    compression_level: int = 4,
+    date_class_source: str = "",
+    norm_split: str = "train",
+    gaps: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+) -> Path:
+    """Write tiles in the layout of this module, atomically (nothing replaced on failure).
+
+    ``tiles`` may be a generator: one tile's pixels are in memory at a time.  ``gaps``, if
+    given, maps every tile's cloud mask to evaluation gaps of some tiles, written last.
+    """
+    comp = _compression(compression, compression_level)
+    text = h5py.string_dtype()
+    n, s1, s2 = 0, np.zeros(len(bands)), np.zeros(len(bands))
+    masks: dict[str, np.ndarray] = {}
+    with atomic_path(dest) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            root = h5.create_group("tiles")
+            for tile in tiles:
+                g = root.create_group(tile.tile)
+                hh, ww = tile.s2.shape[2:]
+                g.attrs.update(
+                    split=tile.split,
+                    crs=tile.crs.to_wkt(),
+                    transform=list(tile.transform.to_gdal()),
+                    width=ww,
+                    height=hh,
+                    nodata=tile.nodata,
+                )
+                pixels = {"s2": tile.s2, "mask": tile.mask, "gap": tile.gap}
+                pixels.update(probability=tile.probability, s1=tile.s1)
+                for name, arr in pixels.items():
+                    if arr is not None:
+                        g.create_dataset(name, data=arr, chunks=_chunks(arr.shape), **comp)
+                g.create_dataset("dates", data=list(tile.dates), dtype=text)
+                g.create_dataset("doy", data=day_of_year(list(tile.dates)))
+                g.create_dataset("valid_fraction", data=tile.valid_fraction)
+                if tile.date_class is None:
+                    tile.date_class = classify_dates(tile)
+                g.create_dataset("date_class", data=np.asarray(tile.date_class, dtype=np.uint8))
+                g.create_dataset("clear_dates", data=tile.dates_of("clear"), dtype=text)
+                g.create_dataset("impaired_dates", data=tile.dates_of("impaired"), dtype=text)
+                src = g.create_group("sources")
+                for kind, files in tile.sources.items():
+                    src.create_dataset(kind, data=list(files), dtype=text)
+                if tile.split == norm_split:
+                    tn, ts1, ts2 = norm_sums([tile])
+                    n, s1, s2 = n + tn, s1 + ts1, s2 + ts2
+                if gaps is not None:
+                    masks[tile.tile] = tile.mask
+            for name, gap in (gaps(masks) if gaps is not None else {}).items():
+                root[name].create_dataset("gap", data=gap, chunks=_chunks(gap.shape), **comp)
+            mean, std = norm_from_sums(n, s1, s2)
+            h5.attrs.update(
+                format_version=FORMAT_VERSION,
+                region=region,
+                source=source,
+                bands=list(bands),
+                scale=REFLECTANCE_SCALE,
+                nodata=NODATA,
+                mask_nodata=MASK_NODATA,
+                mask_classes=json.dumps(MASK_CLASSES),
+                date_classes=json.dumps(DATE_CLASSES),
+                date_class_source=date_class_source,
+                compression=compression,
+                norm_split=norm_split,
+                norm_count=n,
+                norm_sum=s1,
+                norm_sumsq=s2,
+                norm_mean=mean,
+                norm_std=std,
+            )
+        validate_layout(tmp, where=str(dest))
+    return Path(dest)
+
+
+def pack_region(
+    manifest: pd.DataFrame,
+    dest: str | os.PathLike[str],
+    *,
+    compression: str = "blosc_lz4hc",
+    compression_level: int = 4,
+    eval_seed: int = 0,
+    eval_date_fraction: float = 0.5,
+    date_stats: pd.DataFrame | str | os.PathLike[str] | None = None,
+    bands: Sequence[str] | None = None,
+    clear_min: float = 0.9,
+    usable_min: float = 0.1,
+) -> Path:
+    """Write ``dest`` from the manifest of one region (atomically, one tile at a time).
+
+    Every tile must have the band count of the region's first tile (each keeps its own
+    dates).  Evaluation gaps of val/test tiles leave out pixels a train tile covers too.  ``bands``
+    defaults to the band names of the first image (:func:`image_bands`).  Date classes
+    come from ``date_stats`` (the cloud_stats table, columns tile, date, class) or, without
+    it, from the cloud masks (:func:`classify_dates` with ``clear_min``/``usable_min``).
+    Normalisation sums of the train tiles are stored for
+    :func:`cloudfree.packed.compute_norm_stats`.
+    """
+    if compression not in COMPRESSIONS:
+        raise ConfigError(f"pack.compression {compression!r}: expected one of {COMPRESSIONS}")
+    region = str(manifest["region"].iloc[0])
+    source = str(manifest["source"].iloc[0])
+    if bands is None:
+        first_row = manifest.sort_values(["tile", "date"]).iloc[0]
+        bands = image_bands(
+            first_row["image"], f"tile {first_row['tile']}, date {first_row['date']}"
+        )
+    stats = (
+        read_date_stats(date_stats) if isinstance(date_stats, (str, os.PathLike)) else date_stats
+    )
+    classes = _class_lookup(stats) if stats is not None else None
+    where = stats.attrs.get("path", "date_stats") if stats is not None else ""
+    splits = manifest.groupby("tile")["split"].first()
+    targets = sorted(str(t) for t, sp in splits.items() if sp != "train")
+
+    def tiles() -> Iterator[TileSeries]:
+        # Each tile keeps its own dates: SEN12MS-CR-TS ROIs of one region were acquired on
+        # different days (the tiles of one grid, synthetic/folder/STAC, share theirs).
+        first: tuple[str, np.dtype] | None = None
+        for name, rows in manifest.groupby("tile", sort=True):
+            rows = rows.sort_values("date")
+            tile = _load_tile(str(name), rows, bands)
+            if first is None:
+                first = (str(name), tile.s2.dtype)
+            elif tile.s2.dtype != first[1]:
+                raise InputDataError(
+                    f"tile {name}: {tile.s2.dtype} pixels, tile {first[0]} has {first[1]}"
+                )
+            if classes is not None:
+                tile.date_class = _classes_of(classes, tile, where)
+            else:
+                tile.date_class = classify_dates(tile, clear_min=clear_min, usable_min=usable_min)
+            yield tile
+
+    def gaps(masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        found = evaluation_gaps(masks, targets, seed=eval_seed, date_fraction=eval_date_fraction)
+        # Pixels a train tile covers too (overlapping tiles) are never scored: the model saw
+        # their clear series in training.
+        shared = train_overlap(manifest, {n: m.shape[1:] for n, m in masks.items()})
+        for name, gap in found.items():
+            if name in shared:
+                gap &= ~shared[name][None]
+        return found
+
+    if stats is not None:
+        how = f"cloud statistics {where}"
+    else:
+        how = (
+            f"cloud masks: clear if >= {clear_min} of the valid pixels are clear, "
+            f"unusable if < {usable_min}"
+        )
+    return write_packed(
+        dest,
+        tiles(),
+        region=region,
+        source=source,
+        bands=bands,
+        compression=compression,
+        compression_level=compression_level,
+        date_class_source=how,
+        gaps=gaps,
+    )

@@ -1,0 +1,339 @@
+"""Pack a region's GeoTIFF series into one chunked, compressed HDF5 file.
+
+Layout (``FORMAT_VERSION`` 3)::
+
+    /                    attrs: format_version, region, source, bands, scale, nodata,
+                                 mask_nodata, mask_classes (JSON), date_classes (JSON),
+                                 date_class_source, compression,
+                                 norm_split, norm_count, norm_sum, norm_sumsq (float64, per
+                                 band, over the clear pixels of the norm_split tiles),
+                                 norm_mean, norm_std
+    /tiles/<tile>/       attrs: split, crs (WKT), transform (GDAL order, 6 floats),
+                                 width, height, nodata
+        s2     (T, C, H, W) int      the source's integer type (uint16 reflectance x scale,
+                                     0 = nodata); one chunk per date
+        mask   (T, H, W)    uint8    cloud classes (cloudfree.bands), 255 = nodata
+        probability (T, H, W) float32  cloud probability, only when the manifest has one
+                                     for every date (no stand-in is derived from the mask)
+        s1     (T, 2, H, W) float32  Sentinel-1 VV/VH, only when the manifest has it
+        dates  (T,)         str      ISO dates, ascending
+        doy    (T,)         int16    day of year
+        valid_fraction (T,) float32  share of pixels with data
+        date_class (T,)     uint8    0 clear, 1 impaired, 2 unusable (see DATE_CLASSES)
+        clear_dates, impaired_dates  str lists (unusable dates stay in the stack, flagged)
+        sources/<kind> (T,) str      source file of each date (image, mask, probability, s1)
+        gap    (T, H, W)    bool     evaluation gaps (val/test tiles only): pixels hidden
+                                     from the model whose truth is known
+
+Pixel datasets are compressed with Blosc-LZ4 and byte shuffle (``hdf5plugin``; any h5py with
+``import hdf5plugin`` reads them), gzip or lzf, in date-wise chunks so a reader can fetch a
+subset of dates.  ``read_tile`` returns a :class:`TileSeries`; everything downstream reads
+through it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401  (registers the Blosc filter the pixel datasets use)
+import numpy as np
+import pandas as pd
+from affine import Affine
+from rasterio.crs import CRS
+
+from cloudfree.bands import (
+    CLEAR,
+    MASK_NODATA,
+    NODATA,
+    REFLECTANCE_SCALE,
+    clear_pixels,
+)
+from cloudfree.errors import ConfigError, InputDataError
+
+Paths = Sequence[str | os.PathLike[str]]
+
+
+@dataclass(frozen=True)
+class TileRef:
+    """Where a tile lives and its shape."""
+
+    file: int  # index into the dataset's paths
+    tile: str
+    split: str
+    dates: int
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class PackedMeta:
+    """Metadata shared by a set of packed files."""
+
+    bands: list[str]
+    scale: float
+    regions: list[str]
+    tiles: list[TileRef]
+
+
+def read_meta(paths: Paths) -> PackedMeta:
+    """Bands, scale, regions and tiles of packed files (which must share bands and scale)."""
+    if not paths:
+        raise ConfigError("no packed files given")
+    bands: list[str] | None = None
+    scale: float | None = None
+    regions: list[str] = []
+    tiles: list[TileRef] = []
+    for i, path in enumerate(paths):
+        with open_packed(path) as h5:
+            fbands = [b.decode() if isinstance(b, bytes) else str(b) for b in h5.attrs["bands"]]
+            fscale = float(h5.attrs.get("scale", REFLECTANCE_SCALE))
+            if bands is None:
+                bands, scale = fbands, fscale
+            elif fbands != bands or fscale != scale:
+                raise InputDataError(
+                    f"{path}: bands {fbands} / scale {fscale} differ from {paths[0]}'s "
+                    f"{bands} / {scale}"
+                )
+            regions.append(str(h5.attrs.get("region", os.path.basename(str(path)))))
+            for name in tile_names(h5):
+                g = h5["tiles"][name]
+                t, _, hh, ww = g["s2"].shape
+                tiles.append(TileRef(i, name, str(g.attrs["split"]), t, hh, ww))
+    assert bands is not None and scale is not None
+    return PackedMeta(bands, scale, regions, tiles)
+
+
+def compute_norm_stats(paths: Paths, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and std of reflectance (DN / scale) over the clear pixels of a split.
+
+    Uses the sums stored at packing time when every file has them for ``split`` (pooled over
+    the files, so several regions normalise as one); otherwise reads the pixels.
+    """
+    meta = read_meta(paths)
+    stored = []
+    for path in paths:
+        with open_packed(path) as h5:
+            stored.append(stored_norm(h5, split))
+    if all(s is not None for s in stored):
+        n = sum(s[0] for s in stored)  # type: ignore[index]
+        s1 = np.sum([s[1] for s in stored], axis=0)  # type: ignore[index]
+        s2sum = np.sum([s[2] for s in stored], axis=0)  # type: ignore[index]
+    else:
+        n, s1, s2sum = _read_norm_sums(paths, split, len(meta.bands), meta.scale)
+    if n == 0:
+        raise InputDataError(f"no clear pixels in the {split!r} tiles of {list(map(str, paths))}")
+    return norm_from_sums(n, s1, s2sum)
+
+
+def _read_norm_sums(
+    paths: Paths, split: str, c: int, scale: float
+) -> tuple[int, np.ndarray, np.ndarray]:
+    n = 0
+    s1 = np.zeros(c, dtype=np.float64)
+    s2sum = np.zeros(c, dtype=np.float64)
+    for path in paths:
+        with open_packed(path) as h5:
+            for name in tile_names(h5, split):
+                g = h5["tiles"][name]
+                for t in range(g["s2"].shape[0]):
+                    img = g["s2"][t]  # (C, H, W)
+                    clear = clear_pixels(img[None], g["mask"][t][None])[0]
+                    vals = img[:, clear].astype(np.float64) / scale  # (C, N)
+                    n += vals.shape[1]
+                    s1 += vals.sum(axis=1)
+                    s2sum += (vals**2).sum(axis=1)
+    return n, s1, s2sum
+
+
+FORMAT_VERSION = 3  # 3: evaluation gaps leave out pixels shared with train tiles
+
+
+DATE_CLASSES = {"clear": 0, "impaired": 1, "unusable": 2}
+
+
+@dataclass
+class TileSeries:
+    """One tile's time series with its geo metadata."""
+
+    tile: str
+    split: str
+    s2: np.ndarray  # (T, C, H, W) integer
+    mask: np.ndarray  # (T, H, W) uint8
+    dates: list[str]
+    doy: np.ndarray  # (T,) int16
+    crs: CRS
+    transform: Affine
+    gap: np.ndarray | None = None  # (T, H, W) bool
+    probability: np.ndarray | None = None  # (T, H, W) float32
+    s1: np.ndarray | None = None  # (T, 2, H, W) float32
+    date_class: np.ndarray | None = None  # (T,) uint8 codes of DATE_CLASSES
+    sources: dict[str, list[str]] = field(default_factory=dict)
+    nodata: int = NODATA
+
+    @property
+    def days(self) -> np.ndarray:
+        """(T,) int days since the first date (for interpolation across year ends)."""
+        d = pd.DatetimeIndex(pd.to_datetime(self.dates))
+        return ((d - d[0]).days).to_numpy().astype(np.int64)
+
+    @property
+    def valid(self) -> np.ndarray:
+        """(T, H, W) True where the image has data."""
+        return (self.s2 != self.nodata).any(axis=1) & (self.mask != MASK_NODATA)
+
+    @property
+    def clear(self) -> np.ndarray:
+        """(T, H, W) True where the pixel is observed and cloud- and shadow-free."""
+        return self.valid & (self.mask == CLEAR)
+
+    @property
+    def valid_fraction(self) -> np.ndarray:
+        """(T,) share of pixels with data."""
+        return self.valid.mean(axis=(1, 2)).astype(np.float32)
+
+    def dates_of(self, cls: str) -> list[str]:
+        """Dates of one class (``clear``, ``impaired``, ``unusable``)."""
+        if self.date_class is None:
+            return []
+        code = DATE_CLASSES[cls]
+        return [d for d, c in zip(self.dates, self.date_class, strict=True) if c == code]
+
+    def reflectance(self) -> np.ndarray:
+        """(T, C, H, W) float32 reflectance in [0, 1]-ish; nodata pixels are NaN."""
+        out = self.s2.astype(np.float32) / REFLECTANCE_SCALE
+        out[np.broadcast_to(~self.valid[:, None], out.shape)] = np.nan
+        return out
+
+
+def day_of_year(dates: list[str]) -> np.ndarray:
+    return pd.DatetimeIndex(pd.to_datetime(dates)).day_of_year.to_numpy().astype(np.int16)
+
+
+def norm_from_sums(n: int, s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = s1 / max(n, 1)
+    std = np.sqrt(np.maximum(s2 / max(n, 1) - mean**2, 0.0))
+    return mean, np.maximum(std, 1e-4)
+
+
+def _decode(values: np.ndarray) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def read_tile(h5: h5py.File, tile: str) -> TileSeries:
+    """Read one tile of an open packed file."""
+    try:
+        g = h5["tiles"][tile]
+    except KeyError:
+        raise InputDataError(f"{h5.filename}: no tile {tile!r}") from None
+    try:
+        return TileSeries(
+            tile=tile,
+            split=str(g.attrs["split"]),
+            s2=g["s2"][()],
+            mask=g["mask"][()],
+            dates=_decode(g["dates"][()]),
+            doy=g["doy"][()],
+            crs=CRS.from_wkt(g.attrs["crs"]),
+            transform=Affine.from_gdal(*g.attrs["transform"]),
+            gap=g["gap"][()] if "gap" in g else None,
+            probability=g["probability"][()] if "probability" in g else None,
+            s1=g["s1"][()] if "s1" in g else None,
+            date_class=g["date_class"][()],
+            sources={k: _decode(v[()]) for k, v in g["sources"].items()},
+            nodata=int(g.attrs["nodata"]),
+        )
+    except (OSError, KeyError) as exc:
+        raise InputDataError(
+            f"{h5.filename}: tile {tile} is unreadable or incomplete: {exc}"
+        ) from exc
+
+
+def tile_names(h5: h5py.File, split: str | None = None) -> list[str]:
+    """Tiles of a packed file, optionally only those of one split."""
+    names = sorted(h5["tiles"])
+    if split is None:
+        return names
+    return [n for n in names if h5["tiles"][n].attrs["split"] == split]
+
+
+def open_packed(path: str | os.PathLike[str]) -> h5py.File:
+    """Open a packed file for reading, checking that it is one and its format version."""
+    if not Path(path).is_file():
+        raise InputDataError(f"packed file {path} does not exist")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputDataError(
+            f"cannot open packed file {path} (truncated, or not HDF5): {exc}; pack it again"
+        ) from exc
+    version = h5.attrs.get("format_version")
+    if version is None or "tiles" not in h5:
+        h5.close()
+        raise InputDataError(
+            f"{path} is an HDF5 file but not a cloudfree packed file (no format_version "
+            "attribute or /tiles group)"
+        )
+    if int(version) != FORMAT_VERSION:
+        h5.close()
+        age = "older" if int(version) < FORMAT_VERSION else "newer"
+        raise InputDataError(
+            f"{path}: format_version {int(version)} is {age} than this cloudfree's "
+            f"{FORMAT_VERSION}; pack it again (rule pack_hdf5 or cloudfree-pack)"
+        )
+    return h5
+
+
+def iter_tiles(path: str | os.PathLike[str], split: str | None = None) -> Iterator[TileSeries]:
+    with open_packed(path) as h5:
+        for name in tile_names(h5, split):
+            yield read_tile(h5, name)
+
+
+def stored_norm(h5: h5py.File, split: str = "train") -> tuple[int, np.ndarray, np.ndarray] | None:
+    """The normalisation sums stored at packing time for ``split``, or None."""
+    a = h5.attrs
+    if a.get("norm_split") != split or "norm_sum" not in a:
+        return None
+    return int(a["norm_count"]), np.asarray(a["norm_sum"]), np.asarray(a["norm_sumsq"])
+
+
+REQUIRED = ("s2", "mask", "dates", "doy", "valid_fraction", "date_class", "sources")
+
+
+def validate_layout(path: str | os.PathLike[str], where: str | None = None) -> None:
+    """Check that every tile has its datasets with consistent shapes (reads every chunk)."""
+    where = where or str(path)
+    with open_packed(path) as h5:
+        bands = len(h5.attrs["bands"])
+        for name in tile_names(h5):
+            g = h5["tiles"][name]
+            missing = [k for k in REQUIRED if k not in g]
+            if missing:
+                raise InputDataError(f"{where}: tile {name} lacks {missing}")
+            t, c, hh, ww = g["s2"].shape
+            expect = {"mask": (t, hh, ww), "gap": (t, hh, ww), "probability": (t, hh, ww)}
+            expect.update(s1=(t, 2, hh, ww), dates=(t,), doy=(t,), date_class=(t,))
+            for key, shape in expect.items():
+                if key in g and g[key].shape != shape:
+                    raise InputDataError(
+                        f"{where}: tile {name} {key} has shape {g[key].shape}, expected {shape}"
+                    )
+            if c != bands:
+                raise InputDataError(f"{where}: tile {name} has {c} bands, the file {bands}")
+            try:
+                for i in range(t):  # decompress every chunk: a damaged file fails here
+                    g["s2"][i]
+            except OSError as exc:
+                raise InputDataError(f"{where}: tile {name} date {i} unreadable: {exc}") from exc
+
+
+def packed_bands(packed: h5py.File | str | os.PathLike[str]) -> tuple[str, ...]:
+    """Band names of a packed file (an open file or its path)."""
+    if not isinstance(packed, h5py.File):
+        with open_packed(packed) as h5:
+            return packed_bands(h5)
+    return tuple(b.decode() if isinstance(b, bytes) else str(b) for b in packed.attrs["bands"])

@@ -1,0 +1,9 @@
+"""Stage ``download_tiles``: a region's tiles and its manifest, from one of the sources.
+
+Reads a region's config section; writes per tile and date a GeoTIFF of the bands and a cloud
+mask under ``resources/tiles/<region>/`` and the manifest ``results/tiles/<region>.csv``
+(:mod:`cloudfree.manifest`).  Entry point: :func:`cloudfree.tiles.region.download_tiles`.
+Sources: :mod:`~cloudfree.tiles.synthetic`, :mod:`~cloudfree.tiles.sen12mscrts`,
+:mod:`~cloudfree.tiles.folder`, :mod:`~cloudfree.tiles.stac`, over the shared
+:mod:`~cloudfree.tiles.grid`.
+"""

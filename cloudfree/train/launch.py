@@ -1,0 +1,140 @@
+"""Command-line entry point of training, and the launcher that picks one or many processes.
+
+    python -m cloudfree.train.launch --h5 results/hdf5/africa.h5 --model m.pt --history h.csv \
+        --params '{"steps": 300}'
+
+:func:`launch` runs :func:`cloudfree.train.loop.train_model` in the calling process when one
+process is asked for, and otherwise starts ``torchrun --standalone --nproc_per_node=N``
+(``python -m torch.distributed.run``) on this module: one process per GPU inside one job
+(one Slurm allocation), DistributedDataParallel between them.  SIGTERM, SIGUSR1 and SIGINT
+received by the launcher are passed on to torchrun, which passes them to the workers, which
+write a checkpoint and stop (see :mod:`cloudfree.train`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cloudfree.errors import CloudfreeError
+from cloudfree.train.control import TrainingInterrupted
+from cloudfree.train.loop import train_model
+
+log = logging.getLogger("cloudfree.train")
+
+FORWARDED = ("SIGTERM", "SIGUSR1", "SIGINT")
+
+
+def processes_for(gpus: int, device: str = "auto") -> int:
+    """Training processes for a job with ``gpus`` GPUs: one per usable GPU, else one."""
+    if gpus <= 1 or device == "cpu" or not torch.cuda.is_available():
+        return 1
+    visible = torch.cuda.device_count()
+    if visible < gpus:
+        log.warning("%d GPUs requested but %d visible: using %d", gpus, visible, visible)
+    return max(1, min(gpus, visible))
+
+
+def launch(
+    packed_paths: Sequence[str | os.PathLike[str]],
+    model_out: str | os.PathLike[str],
+    history_out: str | os.PathLike[str],
+    params: Mapping[str, Any],
+    threads: int = 1,
+    processes: int = 1,
+) -> dict[str, Any]:
+    """Train in this process (``processes`` <= 1) or in ``processes`` torchrun workers.
+
+    Returns rank 0's summary.  Raises CloudfreeError when the workers fail (their messages
+    are in this process's stderr, i.e. the rule's log).
+    """
+    if processes <= 1:
+        return train_model(packed_paths, model_out, history_out, params, threads=threads)
+    with tempfile.TemporaryDirectory(prefix="cloudfree-train-") as tmp:
+        summary_path = Path(tmp) / "summary.json"
+        cmd = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={processes}", "-m", "cloudfree.train.launch",
+            "--h5", *map(str, packed_paths), "--model", str(model_out),
+            "--history", str(history_out), "--params", json.dumps(dict(params)),
+            "--threads", str(max(1, threads // processes)), "--summary", str(summary_path),
+        ]  # fmt: skip
+        log.info("launching %d training processes: %s", processes, " ".join(cmd[:6]))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+            str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+        rc = _run_forwarding_signals(cmd, env)
+        if rc != 0:
+            raise CloudfreeError(
+                f"distributed training ({processes} processes) failed with exit code {rc}; "
+                "see the workers' messages above"
+            )
+        return json.loads(summary_path.read_text())
+
+
+def _run_forwarding_signals(cmd: list[str], env: Mapping[str, str]) -> int:
+    proc = subprocess.Popen(cmd, env=dict(env))
+    old = {}
+
+    def forward(signum: int, frame: object) -> None:
+        del frame
+        proc.send_signal(signum)
+
+    for name in FORWARDED:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            old[sig] = signal.signal(sig, forward)
+    try:
+        return proc.wait()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train a cloudfree reconstruction model.")
+    parser.add_argument("--h5", nargs="+", required=True, help="packed HDF5 files")
+    parser.add_argument("--model", required=True, help="model file to write")
+    parser.add_argument("--history", required=True, help="history CSV to write")
+    parser.add_argument("--params", default="{}", help="train section as JSON")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--processes", type=int, default=1, help="torchrun processes")
+    parser.add_argument("--summary", help="write rank 0's summary here (JSON)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s [rank {os.environ.get('RANK', '0')}] %(name)s: "
+        "%(message)s",
+    )
+    params = json.loads(args.params)
+    try:
+        if "RANK" in os.environ or args.processes <= 1:
+            summary = train_model(args.h5, args.model, args.history, params, args.threads)
+        else:
+            summary = launch(
+                args.h5, args.model, args.history, params, args.threads, args.processes
+            )
+    except TrainingInterrupted as exc:
+        log.error("%s", exc)
+        return 75  # EX_TEMPFAIL: run again to resume
+    except CloudfreeError as exc:
+        log.error("%s", exc)
+        return 1
+    if args.summary and summary.get("rank", 0) == 0:
+        Path(args.summary).write_text(json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

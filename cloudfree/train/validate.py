@@ -1,0 +1,42 @@
+"""Validation scores on the val tiles' fixed evaluation gaps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from cloudfree.infer.predictor import run_model
+from cloudfree.train.dataset import EvalTiles
+
+
+def evaluate(
+    model: nn.Module,
+    tiles: EvalTiles,
+    std: np.ndarray,
+    amp_dtype: torch.dtype | None = None,
+) -> dict[str, float]:
+    """Masked-pixel MAE and PSNR (reflectance units, data range 1) over the tiles' gaps."""
+    was_training = model.training
+    model.eval()
+    abs_sum = sq_sum = 0.0
+    count = 0
+    s = torch.as_tensor(std, dtype=torch.float32)[:, None, None]
+    for item in tiles:
+        hidden = item["hidden"]
+        if not hidden.any():
+            continue
+        pred = run_model(model, item["x"], item["avail"], item["doy"], amp_dtype=amp_dtype)
+        err = (pred - item["target"]) * s  # normalised -> reflectance difference
+        sel = err.permute(1, 0, 2, 3)[:, hidden]  # (C, N)
+        abs_sum += float(sel.abs().sum(dtype=torch.float64))
+        sq_sum += float((sel.double() ** 2).sum())
+        count += sel.numel()
+    model.train(was_training)
+    if count == 0:
+        return {"mae": math.nan, "psnr": math.nan, "count": 0}
+    mse = sq_sum / count
+    psnr = 10.0 * math.log10(1.0 / mse) if mse > 0 else math.inf
+    return {"mae": abs_sum / count, "psnr": psnr, "count": count}
