@@ -7,9 +7,10 @@ contains modified Copernicus Sentinel data; from the s2cloudless 1.2.2 test inpu
 ``--dates`` times, as a (dates, 856, 512, 13) reflectance array.  Both run in this process,
 the same calls on each (probability maps, then masks, which compute the probabilities again):
 
-- reference: ``S2PixelCloudDetector(threshold=0.4, average_over=4, dilation_size=2,
-  all_bands=True)`` ``get_cloud_probability_maps`` + ``get_cloud_masks`` (LightGBM);
-- stage: :func:`cloudfree.clouds.detector.make_detector` with the default settings (the model
+- reference: ``S2PixelCloudDetector(threshold, average_over, dilation_size, all_bands=True)``
+  ``get_cloud_probability_maps`` + ``get_cloud_masks`` (LightGBM), with the schema's
+  ``clouds.detector`` settings (those SEN12MS-CR-TS used);
+- stage: :func:`cloudfree.clouds.detector.make_detector` with the same settings (the model
   compiled by lleaves, cache loaded; the one-time compile is timed separately).
 
 Prints and writes benchmarks/results/cloud_detector.json: best-of-``--repeat`` wall times,
@@ -34,7 +35,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cloudfree.clouds.detector import DEFAULTS, cache_dir, make_detector
+from cloudfree.bands import REFLECTANCE_SCALE
+from cloudfree.clouds.detector import cache_dir, make_detector, model_file
+from cloudfree.config import section
 from cloudfree.io import read_raster
 
 SCENE = REPO / "tests/data/s2-l1c-betsiboka/S2L1C_13band_betsiboka.tif"
@@ -54,8 +57,6 @@ def single_thread_cpu_ratio(stack: np.ndarray, stage, n: int = 100_000) -> float
     (insensitive to other load on the machine)."""
     from lightgbm import Booster
     from s2cloudless.utils import MODEL_BAND_IDS
-
-    from cloudfree.clouds.detector import model_file
 
     x = np.ascontiguousarray(stack[..., MODEL_BAND_IDS].reshape(-1, 10)[:n], dtype=np.float64)
     booster = Booster(model_file=str(model_file()))
@@ -79,18 +80,21 @@ def main() -> int:
     from s2cloudless import S2PixelCloudDetector
 
     image, _ = read_raster(SCENE)
-    one = np.moveaxis(image, 0, -1).astype(np.float32) / np.float32(10000)
+    one = np.moveaxis(image, 0, -1).astype(np.float32) / np.float32(REFLECTANCE_SCALE)
     stack = np.stack([one] * args.dates)
     mpx = stack.shape[0] * stack.shape[1] * stack.shape[2] / 1e6
 
-    settings = dict(DEFAULTS)
+    settings = section("clouds")["detector"]
     if args.fresh_cache:
         settings["cache_dir"] = tempfile.mkdtemp(prefix="cloudfree-cache-")
     t0 = time.perf_counter()
     stage = make_detector(settings)
     setup = time.perf_counter() - t0  # compile (fresh cache) or load of the cached object
 
-    reference = S2PixelCloudDetector(threshold=0.4, average_over=4, dilation_size=2, all_bands=True)
+    reference = S2PixelCloudDetector(
+        threshold=settings["threshold"], average_over=settings["average_over"],
+        dilation_size=settings["dilation_size"], all_bands=True,
+    )  # fmt: skip
 
     def run(det):
         prob = det.get_cloud_probability_maps(stack)

@@ -34,10 +34,12 @@ import json, resource, sys, time, tracemalloc
 sys.path.insert(0, {repo!r})
 import pandas as pd
 from cloudfree.clouds.region import region_statistics
+from cloudfree.config import section
 manifest = pd.read_csv({manifest!r}, dtype={{"tile": str, "date": str}})
+selection = section("clouds")["selection"]
 tracemalloc.start()
 t0 = time.perf_counter()
-stats = region_statistics(manifest)
+stats = region_statistics(manifest, selection)
 seconds = time.perf_counter() - t0
 peak = tracemalloc.get_traced_memory()[1]
 print(json.dumps({{"traced_peak_mb": peak / 2**20, "seconds": seconds,

@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from process_memory import peak_rss_mb as peak_rss_mb_of
 
+from cloudfree.config import source_settings
 from cloudfree.tiles.folder import folder_tiles
 
 
@@ -59,10 +60,11 @@ def make_series(root: Path, size: int, dates: int) -> None:
 
 
 def config(root: Path, tile: int) -> dict:
-    return {
+    """The resolved ``folder`` section of the series in ``root``."""
+    return source_settings("folder", {
         "images": str(root / "S2_*.tif"), "masks": str(root / "CLD_*.tif"),
         "date_regex": r"_(\d{8})", "tile_size": tile, "overlap": 0, "min_valid": 0.0,
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 def peak_rss_mb(root: Path, size: int, tile: int) -> float:
@@ -71,7 +73,7 @@ def peak_rss_mb(root: Path, size: int, tile: int) -> float:
     series.mkdir()
     make_series(series, size, 2)
     return peak_rss_mb_of(
-        "from pathlib import Path; from cloudfree.sources.folder import folder_tiles;"
+        "from pathlib import Path; from cloudfree.tiles.folder import folder_tiles;"
         f"folder_tiles('bench', {config(series, tile)!r}, Path({str(series / 'out')!r}))"
     )
 

@@ -3,7 +3,7 @@
 Builds the default network of the config schema (``train.model`` defaults: utilise,
 widths [16, 32, 64], 4 heads) with UNTRAINED weights (throughput does not depend on them),
 saves it as a model file and reconstructs synthetic 13-band series through
-``cloudfree.predict`` (normalisation, sliding windows with blending, de-normalisation):
+``cloudfree.infer.predictor`` (normalisation, sliding windows with blending, de-normalisation):
 
 - ``tile``: default-workflow tiles, 64 x 64 px, 12 dates (one window);
 - ``large``: a 512 x 512 px raster, 12 dates, 256 px windows overlapping by 32 px;
@@ -28,38 +28,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cloudfree.bands import S2_L1C_BANDS
+from cloudfree.config import section
 from cloudfree.infer.predictor import load_model
-from cloudfree.modelfile import MODEL_FORMAT_VERSION
+from cloudfree.modelfile import save_model_file
 from cloudfree.models.registry import build_model, count_parameters
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+INFER = section("infer", {"device": "cpu"})  # the schema's sliding windows
 
 
 def default_model_kwargs() -> dict:
-    schema = yaml.safe_load(SCHEMA.read_text())
-    props = schema["properties"]["train"]["properties"]["model"]["properties"]
-    return {"widths": props["widths"]["default"], "heads": props["heads"]["default"]}
+    model = section("train")["model"]
+    return {"widths": model["widths"], "heads": model["heads"]}
 
 
 def write_model(path: Path) -> int:
     kwargs = {"in_channels": len(S2_L1C_BANDS), **default_model_kwargs()}
     torch.manual_seed(0)
     model = build_model("utilise", **kwargs)
-    torch.save(
-        {
-            "format_version": MODEL_FORMAT_VERSION,
-            "model": {"name": "utilise", "kwargs": kwargs},
-            "state_dict": model.state_dict(),
-            "norm": {"mean": [0.15] * 13, "std": [0.08] * 13},
-            "bands": list(S2_L1C_BANDS),
-            "params": {"untrained": True},
-        },
-        path,
-    )
+    save_model_file(
+        path, name="utilise", kwargs=kwargs, state_dict=model.state_dict(), mean=[0.15] * 13,
+        std=[0.08] * 13, bands=S2_L1C_BANDS, regions=[], params={"untrained": True},
+    )  # fmt: skip
     return count_parameters(model)
 
 
@@ -92,7 +84,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.pt"
         n_params = write_model(path)
-        pred = load_model(path, device="cpu", window=256, overlap=32, batch_size=4)
+        pred = load_model(
+            path, INFER["device"], window=INFER["window"], overlap=INFER["overlap"],
+            batch_size=INFER["batch_size"], amp=INFER["amp"],
+        )  # fmt: skip
         for name, size, dates, products in (
             ("tile", 64, 12, False),
             ("large", 512, 12, False),
@@ -118,7 +113,8 @@ def main() -> None:
     result = {
         "model": {"name": "utilise", **default_model_kwargs(), "parameters": n_params,
                   "weights": "untrained (throughput only)"},
-        "device": "cpu", "threads": args.threads, "window": 256, "overlap": 32, "batch_size": 4,
+        "device": INFER["device"], "threads": args.threads, "window": INFER["window"],
+        "overlap": INFER["overlap"], "batch_size": INFER["batch_size"],
         "cases": cases, "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(), "torch": torch.__version__,
     }  # fmt: skip

@@ -8,7 +8,7 @@ Packs a region like the embedded default (3 x 3 tiles of 64 px, 12 dates), then 
   with 0, 1 and 2 worker processes, and samples/s per worker;
 - the same for U-TILISE-style sampling (clear and impaired dates, gaps on half the dates,
   dilation 1);
-- training steps/s of the default model (``cloudfree.models``, the ``train`` defaults):
+- training steps/s of the default model (``cloudfree.models.network``, the ``train`` defaults):
   forward, masked L1 loss, backward and AdamW step on a batch, with 1 and 2 torch threads
   (the train rule has 2; the faster of the two is compared);
 - what :func:`cloudfree.train.loader.calibrate_loader` picks.
@@ -34,20 +34,23 @@ from torch.utils.data import DataLoader
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cloudfree.config import section, source_settings
 from cloudfree.models.registry import build_model
 from cloudfree.pack.writer import pack_region
 from cloudfree.packed import compute_norm_stats
-from cloudfree.tiles.synthetic import SyntheticSpec, generate_region
+from cloudfree.tiles.synthetic.region import generate_region
+from cloudfree.tiles.synthetic.spec import SyntheticSpec
 from cloudfree.train.dataset import TrainDataset
 from cloudfree.train.loader import LoaderSettings, calibrate_loader, loader_rate
-from cloudfree.train.params import DEFAULT_PARAMS
 from cloudfree.train.step import masked_l1
+
+TRAIN = section("train")  # the schema's defaults
 
 
 def step_rate(dataset: TrainDataset, batch_size: int, steps: int, threads: int) -> float:
     """Training steps/s of the default model (batches prepared beforehand)."""
     torch.set_num_threads(threads)
-    spec = dict(DEFAULT_PARAMS["model"])
+    spec = dict(TRAIN["model"])
     name = spec.pop("name")
     model = build_model(name, in_channels=len(dataset.meta.bands), **spec)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -57,7 +60,10 @@ def step_rate(dataset: TrainDataset, batch_size: int, steps: int, threads: int) 
         start = time.perf_counter()
         pred = model(batch["x"], batch["avail"], batch["doy"])
         observed = batch["known"] & (batch["avail"] > 0)
-        loss = masked_l1(pred, batch["target"], batch["hidden"], observed, 1.0, 0.5)
+        loss = masked_l1(
+            pred, batch["target"], batch["hidden"], observed, TRAIN["masked_weight"],
+            TRAIN["observed_weight"],
+        )  # fmt: skip
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -71,25 +77,20 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/loader.json")
     args = parser.parse_args()
-    batch, crop = DEFAULT_PARAMS["batch_size"], DEFAULT_PARAMS["crop"]
+    batch, crop = TRAIN["batch_size"], TRAIN["crop"]
+    plain = {"seed": TRAIN["seed"], **TRAIN["sampling"]}
     with tempfile.TemporaryDirectory(prefix="cloudfree-loader-") as tmp:
-        manifest = generate_region("bench", SyntheticSpec(seed=11), Path(tmp) / "tiles")
-        path = pack_region(manifest, Path(tmp) / "bench.h5")
+        spec = SyntheticSpec.from_dict(source_settings("synthetic", {"seed": 11}))
+        manifest = generate_region("bench", spec, Path(tmp) / "tiles")
+        pack, evaluation = section("pack"), section("evaluation")
+        path = pack_region(manifest, Path(tmp) / "bench.h5", pack=pack, evaluation=evaluation)
         norm = compute_norm_stats([path])
         n = batch * (args.batches + 8)
+        sampled = {**plain, "seq_len": 8, "min_len": 4, "date_classes": ["clear", "impaired"],
+                   "masked_fraction": 0.5, "dilation": 1}  # fmt: skip
         datasets = {
-            "default": TrainDataset([path], norm, crop=crop, samples_per_epoch=n),
-            "utilise": TrainDataset(
-                [path],
-                norm,
-                crop=crop,
-                samples_per_epoch=n,
-                seq_len=8,
-                min_len=4,
-                date_classes=["clear", "impaired"],
-                masked_fraction=0.5,
-                dilation=1,
-            ),
+            "default": TrainDataset([path], norm, crop=crop, samples_per_epoch=n, **plain),
+            "utilise": TrainDataset([path], norm, crop=crop, samples_per_epoch=n, **sampled),
         }
         loaders: dict[str, dict[str, float]] = {}
         for name, ds in datasets.items():

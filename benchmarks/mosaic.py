@@ -3,7 +3,7 @@
 On the same overlapping tiles (13-band uint16, deflate, one CRS, aligned grids), four
 writers of the same `max` mosaic, each checked to give the same pixels:
 
-- cloudfree ``format: gtiff``: cloudfree.mosaic.core.mosaic_date(rule="max", fmt="gtiff"), the
+- cloudfree ``format: gtiff``: cloudfree.mosaic.region.mosaic_date(rule="max", fmt="gtiff"), the
   mosaic plus count, source, date and quality layers as tiled compressed GeoTIFFs without
   overviews, window by window in one pass;
 - baseline "plain": rasterio.merge.merge(method="max") writing only the merged raster as the
@@ -12,7 +12,7 @@ writers of the same `max` mosaic, each checked to give the same pixels:
   GeoTIFFs with overviews;
 - baseline "cog": the same rasterio.merge.merge(method="max"), its merged array then written
   exactly as cloudfree writes its mosaic (uncompressed tiled temporary file, average
-  overviews, copy to a COG with cloudfree's own ``_to_cog``), still without side layers.
+  overviews, copy to a COG with cloudfree's own ``to_cog``), still without side layers.
 
 The gtiff/plain and cog/cog ratios isolate the cost of cloudfree's window-by-window merge
 and its four side layers; rasterio's cog/plain ratio is the cost of the COG format itself.
@@ -47,8 +47,10 @@ from rasterio.merge import merge
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from process_memory import peak_rss_mb as peak_rss_mb_of
 
+from cloudfree.config import section
 from cloudfree.io import geotiff_profile, write_raster
-from cloudfree.mosaic.core import _overview_factors, _to_cog, mosaic_date
+from cloudfree.mosaic.region import mosaic_date
+from cloudfree.mosaic.write import overview_factors, to_cog
 
 BANDS = 13
 # (deflate level, compression threads), the same for both; None = GDAL's default level 6.
@@ -85,13 +87,20 @@ def make_tiles(root: Path, nx: int, ny: int, size: int, overlap: int, seed: int 
     return paths
 
 
+def date_settings(**values: object) -> dict[str, object]:
+    """mosaic_date's settings: the config's ``mosaic`` section (schema defaults) under
+    ``values``."""
+    s = section("mosaic", values)
+    keys = ("rule", "crs", "resolution", "resampling", "compress", "block")
+    return {k: s[k] for k in keys} | {"level": s["compress_level"], "fmt": s["format"]}
+
+
 def run_cloudfree(
     paths: list[Path], dest: Path, level: int | None, threads: str, fmt: str = "cog"
 ) -> tuple[float, int]:
+    settings = date_settings(rule="max", resampling="nearest", compress_level=level, format=fmt)
     t0 = time.perf_counter()
-    mosaic_date(
-        paths, dest, rule="max", resampling="nearest", level=level, num_threads=threads, fmt=fmt
-    )
+    mosaic_date(paths, dest, **settings, num_threads=threads)
     seconds = time.perf_counter() - t0
     with rasterio.open(dest) as src:
         return seconds, src.width * src.height
@@ -127,8 +136,8 @@ def run_rasterio_cog(
         blockysize=256, compress="none", interleave="band",
     ) as dst:  # fmt: skip
         dst.write(data)
-        dst.build_overviews(_overview_factors(w, h), Resampling.average)
-    _to_cog(tmp, dest, "deflate", threads, level)
+        dst.build_overviews(overview_factors(w, h), Resampling.average)
+    to_cog(tmp, dest, "deflate", threads, level)
     seconds = time.perf_counter() - t0
     tmp.unlink()
     return seconds, w * h
@@ -136,10 +145,11 @@ def run_rasterio_cog(
 
 def peak_rss_mb(paths_file: Path, dest: Path, fmt: str) -> float:
     """Max RSS (MB) of a fresh process that builds the mosaic of the listed tiles."""
+    settings = date_settings(rule="max", resampling="nearest", format=fmt)
     return peak_rss_mb_of(
-        "import json; from pathlib import Path; from cloudfree.mosaic import mosaic_date;"
+        "import json; from pathlib import Path; from cloudfree.mosaic.region import mosaic_date;"
         f"paths = [Path(p) for p in json.loads(Path({str(paths_file)!r}).read_text())];"
-        f"mosaic_date(paths, Path({str(dest)!r}), rule='max', resampling='nearest', fmt={fmt!r})"
+        f"mosaic_date(paths, Path({str(dest)!r}), **json.loads({json.dumps(settings)!r}))"
     )
 
 

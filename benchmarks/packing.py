@@ -38,19 +38,22 @@ from rasterio.windows import Window
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cloudfree.bands import S2_L1C_BANDS
+from cloudfree.config import section, source_settings
 from cloudfree.pack.load import load_series
 from cloudfree.pack.writer import pack_region, write_packed
-from cloudfree.packed import iter_tiles
-from cloudfree.tiles.synthetic import SyntheticSpec, generate_region
+from cloudfree.packed import iter_tiles, packed_bands
+from cloudfree.tiles.synthetic.region import generate_region
+from cloudfree.tiles.synthetic.spec import SyntheticSpec
 
-SETTINGS = {  # name -> pack_region keywords
+SETTINGS = {  # name -> pack section keys (the rest: the schema defaults)
     "blosc_lz4hc": {"compression": "blosc_lz4hc", "compression_level": 4},
     "blosc_lz4": {"compression": "blosc_lz4", "compression_level": 4},
     "gzip4_datewise": {"compression": "gzip", "compression_level": 4},
     "lzf_datewise": {"compression": "lzf", "compression_level": 0},
 }
 CONVERTER = "gzip9_auto_chunks"
-BEST = "blosc_lz4hc"  # the default of pack_region and of pack.compression
+BEST = "blosc_lz4hc"  # the schema's default pack.compression
 
 
 def write_converter(path: Path, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
@@ -124,31 +127,41 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="cloudfree-bench-") as tmp:
         work = Path(tmp)
-        spec = SyntheticSpec(
-            seed=5, tiles_x=args.tiles_x, tiles_y=args.tiles_y, tile_size=args.size,
-            overlap=0, n_dates=args.dates, cloudiness=0.4,
-        )  # fmt: skip
+        synthetic = {
+            "seed": 5, "tiles_x": args.tiles_x, "tiles_y": args.tiles_y, "tile_size": args.size,
+            "overlap": 0, "n_dates": args.dates, "cloudiness": 0.4,
+        }  # fmt: skip
+        spec = SyntheticSpec.from_dict(source_settings("synthetic", synthetic))
         manifest = generate_region("bench", spec, work / "tiles")
         tiffs = [Path(p) for p in manifest["image"]] + [Path(p) for p in manifest["mask"]]
         tiles = sorted(manifest["tile"].unique())
 
         start = time.perf_counter()
-        series = {t: load_series(rows.sort_values("date")) for t, rows in manifest.groupby("tile")}
+        series = {
+            t: load_series(rows.sort_values("date"), S2_L1C_BANDS)
+            for t, rows in manifest.groupby("tile")
+        }
         decode_s = time.perf_counter() - start
         raw = sum(s2.nbytes + mask.nbytes for s2, mask in series.values())
 
         results: dict[str, dict[str, Any]] = {}
-        for name, kw in SETTINGS.items():
+        evaluation = section("evaluation")
+        packs = {name: section("pack", kw) for name, kw in SETTINGS.items()}
+        for name, pack in packs.items():
             dest = work / f"{name}.h5"
             start = time.perf_counter()
-            pack_region(manifest, dest, **kw)
+            pack_region(manifest, dest, pack=pack, evaluation=evaluation)
             pack_s = time.perf_counter() - start
             results[name] = {"pack_seconds": pack_s, "pack_mb_s": raw / 1e6 / pack_s}
         # Write speed alone: the already decoded arrays into the layout, per setting.
-        for name, kw in SETTINGS.items():
+        for name, pack in packs.items():
             loaded = list(iter_tiles(work / f"{name}.h5"))
+            bands = packed_bands(work / f"{name}.h5")
             start = time.perf_counter()
-            write_packed(work / f"w_{name}.h5", loaded, region="bench", source="synthetic", **kw)
+            write_packed(
+                work / f"w_{name}.h5", loaded, region="bench", source="synthetic", bands=bands,
+                pack=pack,
+            )  # fmt: skip
             results[name]["write_mb_s"] = raw / 1e6 / (time.perf_counter() - start)
         start = time.perf_counter()
         write_converter(work / f"{CONVERTER}.h5", series)

@@ -26,30 +26,32 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cloudfree.config import section
+from cloudfree.models.registry import build_model, count_parameters
+from cloudfree.train.step import backward_step, build_optimizer, forward_loss
+
+TRAIN = section("train")  # the schema's defaults
 CASES = {
-    "default": {"bands": 13, "size": 32, "dates": 12, "batch": 4},
+    "default": {"bands": 13, "size": TRAIN["crop"], "dates": 12, "batch": TRAIN["batch_size"]},
     "sen12mscrts": {"bands": 13, "size": 256, "dates": 10, "batch": 1},
 }
 
 
 def run_case(name: str, steps: int, threads: int) -> dict:
     """Time ``steps`` training steps of one case in this process."""
-    import torch
-
-    from cloudfree.models.registry import build_model, count_parameters
-    from cloudfree.train.params import DEFAULT_PARAMS
-    from cloudfree.train.step import _optimizer, backward_step, forward_loss
-
     case = CASES[name]
+    params = TRAIN
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     b, t, c, s = case["batch"], case["dates"], case["bands"], case["size"]
-    spec = {k: v for k, v in DEFAULT_PARAMS["model"].items() if k != "name"}
+    spec = {k: v for k, v in params["model"].items() if k != "name"}
     model = build_model("utilise", in_channels=c, **spec)
-    optimizer = _optimizer(model, 1e-3, 0.01)
+    optimizer = build_optimizer(model, params["lr"], params["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     known = torch.rand(b, t, s, s) > 0.3
@@ -59,13 +61,13 @@ def run_case(name: str, steps: int, threads: int) -> dict:
     batch = {
         "x": target * avail[:, :, None], "avail": avail, "target": target, "known": known,
         "hidden": hidden, "doy": torch.sort(torch.randint(1, 366, (b, t)), dim=1).values,
+        "pad": torch.zeros(b, t, dtype=torch.bool),
     }  # fmt: skip
-    params = {**DEFAULT_PARAMS}
     device = torch.device("cpu")
 
     def step() -> None:
         loss = forward_loss(model, batch, params, device, None)
-        backward_step(loss, model, optimizer, scaler, scheduler, 1.0)
+        backward_step(loss, model, optimizer, scaler, scheduler, params["grad_clip"])
 
     step()  # warm-up (allocator, first-call costs)
     times = []
@@ -112,8 +114,6 @@ def main() -> int:
             f"fastest step), {r['seconds_per_step']:.3f} s/step, "
             f"peak RSS {r['peak_rss_mb']:.0f} MB"
         )
-    import torch
-
     record = {
         "command": f"python benchmarks/train_step.py --steps {args.steps} --threads {args.threads}",
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "

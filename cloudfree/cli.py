@@ -3,6 +3,10 @@
 cloudfree-pack sen12mscrts <root> <split> <region> <dest.h5>   (the dataset converter's
                                                                  arguments)
 cloudfree-pack manifest <manifest.csv> <dest.h5>
+
+Reads the dataset folder or a manifest; writes the packed file (and, for SEN12MS-CR-TS, the
+detected cloud masks in a temporary folder).  Settings the command line does not give come
+from the config schema's defaults (``pack``, ``evaluation``, ``clouds``).
 """
 
 from __future__ import annotations
@@ -11,27 +15,42 @@ import argparse
 import logging
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from cloudfree.config import schema, section, source_settings
 from cloudfree.errors import CloudfreeError
 from cloudfree.manifest import read_manifest
-from cloudfree.pack.writer import COMPRESSIONS
+from cloudfree.pack.writer import pack_region
+from cloudfree.tiles.region import download_tiles
 
 log = logging.getLogger("cloudfree.cli")
 
 
 def _parser() -> argparse.ArgumentParser:
+    keys = schema()["properties"]["pack"]["properties"]
+    dataset = schema()["$defs"]["sen12mscrts"]["properties"]
+    splits = dataset["splits"]["items"]["enum"]
+    regions = [r for r in dataset["region"]["enum"] if r is not None]
     p = argparse.ArgumentParser(prog="cloudfree-pack", description=__doc__.split("\n")[0])
     p.add_argument(
-        "--compression", default=COMPRESSIONS[0], choices=COMPRESSIONS, help="HDF5 filter"
+        "--compression",
+        default=keys["compression"]["default"],
+        choices=keys["compression"]["enum"],
+        help="HDF5 filter of the pixel datasets (pack.compression; default %(default)s)",
     )
-    p.add_argument("--compression-level", type=int, default=4, help="gzip level (0-9)")
+    p.add_argument(
+        "--compression-level",
+        type=int,
+        default=keys["compression_level"]["default"],
+        help="Blosc or gzip level (pack.compression_level; default %(default)s)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sen12mscrts", help="one region and split of SEN12MS-CR-TS on disk")
     s.add_argument("root", type=Path, help="folder holding ROIs1158, ROIs1868, ROIs1970, ROIs2017")
-    s.add_argument("split", choices=["all", "train", "val", "test"])
-    s.add_argument("region", help="africa, america, asiaEast, asiaWest, europa or all")
+    s.add_argument("split", choices=["all", *splits])
+    s.add_argument("region", choices=regions, help="dataset region whose ROI lists are used")
     s.add_argument("dest", type=Path, help="HDF5 file to write")
     s.add_argument("--s1", action="store_true", help="list the S1 files in the manifest too")
     s.add_argument("--crop", type=int, default=None, help="cut patches into tiles of N px")
@@ -48,47 +67,44 @@ def pack_sen12mscrts(
     region: str,
     dest: Path,
     *,
-    s1: bool = False,
-    crop: int | None = None,
-    max_patches: int | None = None,
-    compression: str = COMPRESSIONS[0],
-    compression_level: int = 4,
+    s1: bool,
+    crop: int | None,
+    max_patches: int | None,
+    pack: Mapping[str, Any],
 ) -> Path:
-    """Detect clouds on a SEN12MS-CR-TS region/split and pack it into ``dest``."""
-    from cloudfree.pack.writer import pack_region
-    from cloudfree.tiles.region import download_tiles
-
-    cfg = {
-        "source": "sen12mscrts",
-        "sen12mscrts": {
-            "root": str(root), "region": region, "s1": s1, "crop": crop,
-            "max_patches": max_patches,
-            "splits": ["train", "val", "test"] if split == "all" else [split],
-        },
-    }  # fmt: skip
+    """Detect clouds on a SEN12MS-CR-TS region/split and pack it into ``dest`` (``pack``: the
+    resolved ``pack`` section)."""
+    spec: dict[str, Any] = {"root": str(root), "region": region, "s1": s1}
+    spec.update({k: v for k, v in (("crop", crop), ("max_patches", max_patches)) if v is not None})
+    if split != "all":  # all: the schema's default, every split
+        spec["splits"] = [split]
+    cfg = {"source": "sen12mscrts", "sen12mscrts": source_settings("sen12mscrts", spec)}
     with tempfile.TemporaryDirectory(prefix="cloudfree-pack-") as tmp:
-        manifest = download_tiles(region, cfg, Path(tmp) / "tiles", Path(tmp) / "manifest.csv")
-        return pack_region(
-            manifest, dest, compression=compression, compression_level=compression_level
-        )
+        manifest = download_tiles(
+            region, cfg, Path(tmp) / "tiles", Path(tmp) / "manifest.csv",
+            clouds_cfg=section("clouds"),
+        )  # fmt: skip
+        return pack_region(manifest, dest, pack=pack, evaluation=section("evaluation"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        # validated against the schema (the level's range) like the workflow's config
+        pack = section(
+            "pack",
+            {"compression": args.compression, "compression_level": args.compression_level},
+        )
         if args.command == "sen12mscrts":
             out = pack_sen12mscrts(
                 args.root, args.split, args.region, args.dest, s1=args.s1, crop=args.crop,
-                max_patches=args.max_patches, compression=args.compression,
-                compression_level=args.compression_level,
+                max_patches=args.max_patches, pack=pack,
             )  # fmt: skip
         else:
-            from cloudfree.pack.writer import pack_region
-
             out = pack_region(
-                read_manifest(args.manifest), args.dest, compression=args.compression,
-                compression_level=args.compression_level,
+                read_manifest(args.manifest), args.dest, pack=pack,
+                evaluation=section("evaluation"),
             )  # fmt: skip
     except CloudfreeError as exc:
         print(f"cloudfree-pack: error: {exc}", file=sys.stderr)

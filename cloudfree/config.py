@@ -10,6 +10,7 @@ with the same validator.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -35,16 +36,40 @@ def schema() -> dict[str, Any]:
 def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """A whole config as the workflow sees it: validated against the schema, every default
     filled in, cross-key checks done (:func:`check_config`).  Raises ConfigError."""
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
+    key = json.dumps(config, sort_keys=True, default=repr)
+    return copy.deepcopy(_resolved(key, copy.deepcopy(dict(config))))
 
-    cfg = copy.deepcopy(dict(config))
-    try:
-        validate(cfg, str(SCHEMA), set_default=True)
-    except WorkflowError as exc:
-        raise ConfigError(f"invalid config: {exc}") from None
-    check_config(cfg)
-    return cfg
+
+_RESOLVED: dict[str, dict[str, Any]] = {}
+
+
+def schema_error(config: Mapping[str, Any]) -> str:
+    """The first thing wrong with a config, as ``<dotted key>: <what is wrong>``."""
+    import jsonschema  # a dependency of snakemake; only needed when a config is wrong
+
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema()).iter_errors(config)
+    )
+    if error is None:
+        return "invalid config (see the schema in workflow/schemas/config.schema.yaml)"
+    key = ".".join(str(p) for p in error.absolute_path) or "config"
+    return f"{key}: {error.message} (see docs/config.md)"
+
+
+def _resolved(key: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Validation is slow (the schema is read and compiled each time): each distinct config
+    is resolved once per process."""
+    if key not in _RESOLVED:
+        from snakemake.exceptions import WorkflowError  # snakemake's import is slow: on use
+        from snakemake.utils import validate
+
+        try:
+            validate(cfg, str(SCHEMA), set_default=True)
+        except WorkflowError:
+            raise ConfigError(schema_error(cfg)) from None
+        check_config(cfg)
+        _RESOLVED[key] = cfg
+    return _RESOLVED[key]
 
 
 def section(name: str, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -62,6 +87,7 @@ def source_settings(source: str, values: Mapping[str, Any] | None = None) -> dic
     the schema's defaults filled in under ``values``."""
     region = {"source": source, source: copy.deepcopy(dict(values or {}))}
     return resolve_config({"regions": {"r": region}})["regions"]["r"][source]
+
 
 # How a job runs, not what it makes: these keys reach their rule outside ``params:``, so a
 # change reruns nothing (training samples depend only on the step, never on the workers;

@@ -1,4 +1,4 @@
-"""Device selection and mixed precision, for training and inference alike."""
+"""Device selection and mixed precision, for training and inference alike (no file I/O)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from cloudfree.errors import ConfigError
 
 
-def autocast_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
+def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     """Mixed-precision dtype: bf16 on CUDA GPUs that support it natively (Ampere on), else
     fp16 (with a gradient scaler in training); None off CUDA.  Emulated bf16 (V100, T4) is
     slower than fp16 there, so it does not count."""
@@ -29,7 +29,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 def require_cuda_for_gpus(gpus: int, device: str, key: str) -> None:
     """A job given GPUs with ``device: auto`` must see one: otherwise torch is a CPU build (or
     the driver is missing) and the job would quietly run on the CPU for hours."""
-    if gpus > 0 and str(device).lower() == "auto" and not torch.cuda.is_available():
+    if gpus > 0 and device == "auto" and not torch.cuda.is_available():
         raise ConfigError(
             f"this job was given {gpus} GPU(s) (resource gpu) but torch {torch.__version__} "
             f"sees no CUDA device (CUDA build: {torch.version.cuda or 'none'}): install a CUDA "
@@ -38,25 +38,42 @@ def require_cuda_for_gpus(gpus: int, device: str, key: str) -> None:
         )
 
 
-def select_device(pref: str = "auto") -> torch.device:
-    """``auto``: CUDA if available, else Apple MPS, else CPU; or exactly ``cpu``/``cuda[:n]``."""
-    pref = str(pref).strip().lower()
+def select_device(pref: str, key: str) -> torch.device:
+    """The device a ``train.device`` / ``infer.device`` value names (``key``, for errors).
+
+    ``auto``: CUDA if available, else Apple MPS, else the CPU; ``cpu``, ``mps``, ``cuda`` and
+    ``cuda:N`` exactly as given, or a ConfigError naming ``key`` when that device is missing.
+    """
     if pref == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     if pref == "cpu":
         return torch.device("cpu")
+    if pref == "mps":
+        if not _mps_available():
+            raise ConfigError(f"{key}: 'mps' requested but MPS is not available; set {key}: auto")
+        return torch.device("mps")
     if pref == "cuda" or pref.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {pref!r} requested but CUDA is not available")
-        return torch.device(pref)
-    if pref == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ConfigError("device 'mps' requested but MPS is not available")
-        return torch.device("mps")
-    raise ConfigError(f"device {pref!r}: expected auto, cpu, cuda or cuda:N")
+            raise ConfigError(
+                f"{key}: {pref!r} requested but CUDA is not available (torch "
+                f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); set {key}: "
+                "auto or cpu"
+            )
+        device = torch.device(pref)
+        visible = torch.cuda.device_count()
+        if device.index is not None and device.index >= visible:
+            raise ConfigError(
+                f"{key}: {pref!r} requested but {visible} CUDA device(s) are visible "
+                f"(cuda:0..cuda:{visible - 1})"
+            )
+        return device
+    raise ConfigError(f"{key}: device {pref!r}: expected auto, cpu, mps, cuda or cuda:N")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()

@@ -16,6 +16,8 @@ Optional columns (written when a source fills them, empty otherwise):
 
 A source may leave ``mask`` empty (no cloud masks shipped); the tile stage fills it with the
 cloud detector before the manifest is written, so a written manifest always has masks.
+:func:`manifest_row` makes a row, :func:`write_manifest` / :func:`read_manifest` write and
+read the CSV (``results/tiles/<region>.csv``).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any, Protocol
 
 import pandas as pd
+from rasterio.crs import CRS
 
 from cloudfree.errors import InputDataError
 from cloudfree.io import atomic_path
@@ -38,6 +42,46 @@ PATH_COLUMNS: tuple[str, ...] = ("image", "mask", "probability", "s1")
 SPLITS = ("train", "val", "test")
 TILE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class Footprint(Protocol):
+    """Where a tile lies: its CRS, bounds (left, bottom, right, top) and size in pixels
+    (a :class:`cloudfree.tiles.grid.Grid`)."""
+
+    @property
+    def crs(self) -> CRS: ...
+    @property
+    def bounds(self) -> tuple[float, float, float, float]: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+
+
+def manifest_row(
+    region: str, source: str, tile: str, iso: str, split: str, where: Footprint, **paths: str
+) -> dict[str, Any]:
+    """One manifest row for a tile and date lying at ``where``; ``paths`` fills the path
+    columns (``image``, ``mask``, ``probability``, ``s1``), the others stay empty."""
+    left, bottom, right, top = where.bounds
+    return {
+        "region": region,
+        "source": source,
+        "tile": tile,
+        "date": iso,
+        "split": split,
+        "image": paths.get("image", ""),
+        "mask": paths.get("mask", ""),
+        "probability": paths.get("probability", ""),
+        "s1": paths.get("s1", ""),
+        "crs": where.crs.to_string(),
+        "left": left,
+        "bottom": bottom,
+        "right": right,
+        "top": top,
+        "width": where.width,
+        "height": where.height,
+    }
 
 
 def _empty(values: pd.Series) -> pd.Series:

@@ -1,25 +1,35 @@
-"""Load a trained model file and reconstruct whole tiles with it.
+"""The model file: what training writes and inference reads back.
 
-A model file (written by :func:`cloudfree.train.loop.train_model`) is a ``torch.save`` of plain
-tensors, lists, dicts and scalars, so it loads with ``torch.load(..., weights_only=True)``::
+A model file is a ``torch.save`` of plain tensors, lists, dicts and scalars, so it loads with
+``torch.load(..., weights_only=True)`` (nothing in it can run code)::
 
     {"format_version": 1, "model": {"name", "kwargs"}, "state_dict", "norm": {"mean", "std"},
-     "bands", "params", "regions", "best_step", "val_mae_masked"}
+     "bands", "params", "regions", "best_step", "val_mae_masked", ...}
+
+``model`` names a registered model (:mod:`cloudfree.models.registry`) and the keyword arguments
+that build it; ``norm`` holds the per-band reflectance mean and std the inputs are normalised
+with; ``bands`` the band names it was trained on; ``params`` the train section.  Training adds
+``best_step``, ``val_mae_masked``, ``steps_done`` and, for trained networks, ``stopped_early``
+and ``world_size``.  :func:`save_model_file` writes one atomically; :func:`read_model_file`
+reads and checks it and builds the module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from cloudfree.packed import PackedMeta
+from cloudfree.errors import CloudfreeError, ModelFileError
+from cloudfree.io import atomic_path
+from cloudfree.models.registry import build_model
 
 MODEL_FORMAT_VERSION = 1
-
-
 REQUIRED_KEYS = ("format_version", "model", "state_dict", "norm", "bands")
 
 
@@ -34,23 +44,76 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-def _model_blob(
+def save_model_file(
+    path: str | os.PathLike[str],
+    *,
     name: str,
     kwargs: Mapping[str, Any],
-    state: Mapping[str, torch.Tensor],
-    mean: np.ndarray,
-    std: np.ndarray,
-    meta: PackedMeta,
-    p: Mapping[str, Any],
+    state_dict: Mapping[str, torch.Tensor],
+    mean: Sequence[float],
+    std: Sequence[float],
+    bands: Sequence[str],
+    regions: Sequence[str],
+    params: Mapping[str, Any],
     **extra: Any,
-) -> dict[str, Any]:
-    return {
+) -> Path:
+    """Write a model file atomically; ``extra`` keys (``best_step``, ...) are stored as given."""
+    blob = {
         "format_version": MODEL_FORMAT_VERSION,
-        "model": {"name": name, "kwargs": dict(kwargs)},
-        "state_dict": dict(state),
+        "model": {"name": name, "kwargs": _to_plain(kwargs)},
+        "state_dict": dict(state_dict),
         "norm": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
-        "bands": list(meta.bands),
-        "params": _to_plain(p),
-        "regions": list(meta.regions),
+        "bands": list(bands),
+        "params": _to_plain(params),
+        "regions": list(regions),
         **extra,
     }
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
+    return Path(path)
+
+
+def read_model_file(
+    path: str | os.PathLike[str], bands: Sequence[str] | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The module a model file describes (its weights loaded, on the CPU) and the file's other
+    keys (everything but ``state_dict``).
+
+    Raises ModelFileError naming the file when it is missing, unreadable, of another
+    ``format_version``, lacks keys, or (with ``bands``, the data's band names) was trained
+    on other bands.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise ModelFileError(f"cannot read model file {path}: {exc}") from exc
+    if not isinstance(blob, dict):
+        raise ModelFileError(f"model file {path}: expected a dict, got {type(blob).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in blob]
+    if missing:
+        raise ModelFileError(f"model file {path}: missing keys {missing}")
+    if blob["format_version"] != MODEL_FORMAT_VERSION:
+        raise ModelFileError(
+            f"model file {path}: format_version {blob['format_version']!r}, "
+            f"expected {MODEL_FORMAT_VERSION}"
+        )
+    if bands is not None and list(blob["bands"]) != list(bands):
+        raise ModelFileError(
+            f"model file {path} was trained on bands {list(blob['bands'])}, but the data has "
+            f"bands {list(bands)}; retrain on these bands or use a matching model"
+        )
+    try:
+        spec, norm = blob["model"], blob["norm"]
+        model = build_model(spec["name"], **spec["kwargs"])
+        model.load_state_dict(blob["state_dict"])
+        mean, std = norm["mean"], norm["std"]
+    except (CloudfreeError, KeyError, TypeError, RuntimeError) as exc:
+        raise ModelFileError(f"model file {path}: {exc}") from exc
+    if len(mean) != len(blob["bands"]) or len(std) != len(blob["bands"]):
+        raise ModelFileError(
+            f"model file {path}: normalisation of {len(mean)} bands for bands {blob['bands']}"
+        )
+    return model, {k: v for k, v in blob.items() if k != "state_dict"}

@@ -1,4 +1,7 @@
-"""Pack a region's GeoTIFF series into one chunked, compressed HDF5 file.
+"""The packed HDF5 format of a region's series, and its reader.
+
+One file per region, written by :mod:`cloudfree.pack.writer`; read by training, inference
+and the metrics through :func:`read_tile` (a :class:`TileSeries`) and :func:`read_meta`.
 
 Layout (``FORMAT_VERSION`` 3)::
 
@@ -10,8 +13,9 @@ Layout (``FORMAT_VERSION`` 3)::
                                  norm_mean, norm_std
     /tiles/<tile>/       attrs: split, crs (WKT), transform (GDAL order, 6 floats),
                                  width, height, nodata
-        s2     (T, C, H, W) int      the source's integer type (uint16 reflectance x scale,
-                                     0 = nodata); one chunk per date
+        s2     (T, C, H, W) int      the source's integer type (uint16 reflectance x scale;
+                                     the tile's nodata attribute, 0 unless the source says
+                                     otherwise, marks nodata); one chunk per date
         mask   (T, H, W)    uint8    cloud classes (cloudfree.bands), 255 = nodata
         probability (T, H, W) float32  cloud probability, only when the manifest has one
                                      for every date (no stand-in is derived from the mask)
@@ -25,16 +29,18 @@ Layout (``FORMAT_VERSION`` 3)::
         gap    (T, H, W)    bool     evaluation gaps (val/test tiles only): pixels hidden
                                      from the model whose truth is known
 
-Pixel datasets are compressed with Blosc-LZ4 and byte shuffle (``hdf5plugin``; any h5py with
-``import hdf5plugin`` reads them), gzip or lzf, in date-wise chunks so a reader can fetch a
-subset of dates.  ``read_tile`` returns a :class:`TileSeries`; everything downstream reads
-through it.
+A pixel is clear where some band has data and the mask says clear
+(:func:`cloudfree.bands.clear_pixels`); the ``norm_*`` sums are those of :func:`norm_sums`
+over the ``norm_split`` tiles, in tile-name order.  Pixel datasets are compressed with
+Blosc-LZ4 and byte shuffle (``hdf5plugin``; any h5py with ``import hdf5plugin`` reads them),
+gzip or lzf, in date-wise chunks (at most ``512 x 512`` pixels) so a reader can fetch a
+subset of dates.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,114 +51,17 @@ import pandas as pd
 from affine import Affine
 from rasterio.crs import CRS
 
-from cloudfree.bands import (
-    CLEAR,
-    MASK_NODATA,
-    NODATA,
-    REFLECTANCE_SCALE,
-    clear_pixels,
-)
+from cloudfree.bands import MASK_NODATA, NODATA, REFLECTANCE_SCALE, clear_pixels
 from cloudfree.errors import ConfigError, InputDataError
 
 Paths = Sequence[str | os.PathLike[str]]
 
-
-@dataclass(frozen=True)
-class TileRef:
-    """Where a tile lives and its shape."""
-
-    file: int  # index into the dataset's paths
-    tile: str
-    split: str
-    dates: int
-    height: int
-    width: int
-
-
-@dataclass(frozen=True)
-class PackedMeta:
-    """Metadata shared by a set of packed files."""
-
-    bands: list[str]
-    scale: float
-    regions: list[str]
-    tiles: list[TileRef]
-
-
-def read_meta(paths: Paths) -> PackedMeta:
-    """Bands, scale, regions and tiles of packed files (which must share bands and scale)."""
-    if not paths:
-        raise ConfigError("no packed files given")
-    bands: list[str] | None = None
-    scale: float | None = None
-    regions: list[str] = []
-    tiles: list[TileRef] = []
-    for i, path in enumerate(paths):
-        with open_packed(path) as h5:
-            fbands = [b.decode() if isinstance(b, bytes) else str(b) for b in h5.attrs["bands"]]
-            fscale = float(h5.attrs.get("scale", REFLECTANCE_SCALE))
-            if bands is None:
-                bands, scale = fbands, fscale
-            elif fbands != bands or fscale != scale:
-                raise InputDataError(
-                    f"{path}: bands {fbands} / scale {fscale} differ from {paths[0]}'s "
-                    f"{bands} / {scale}"
-                )
-            regions.append(str(h5.attrs.get("region", os.path.basename(str(path)))))
-            for name in tile_names(h5):
-                g = h5["tiles"][name]
-                t, _, hh, ww = g["s2"].shape
-                tiles.append(TileRef(i, name, str(g.attrs["split"]), t, hh, ww))
-    assert bands is not None and scale is not None
-    return PackedMeta(bands, scale, regions, tiles)
-
-
-def compute_norm_stats(paths: Paths, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """Per-band mean and std of reflectance (DN / scale) over the clear pixels of a split.
-
-    Uses the sums stored at packing time when every file has them for ``split`` (pooled over
-    the files, so several regions normalise as one); otherwise reads the pixels.
-    """
-    meta = read_meta(paths)
-    stored = []
-    for path in paths:
-        with open_packed(path) as h5:
-            stored.append(stored_norm(h5, split))
-    if all(s is not None for s in stored):
-        n = sum(s[0] for s in stored)  # type: ignore[index]
-        s1 = np.sum([s[1] for s in stored], axis=0)  # type: ignore[index]
-        s2sum = np.sum([s[2] for s in stored], axis=0)  # type: ignore[index]
-    else:
-        n, s1, s2sum = _read_norm_sums(paths, split, len(meta.bands), meta.scale)
-    if n == 0:
-        raise InputDataError(f"no clear pixels in the {split!r} tiles of {list(map(str, paths))}")
-    return norm_from_sums(n, s1, s2sum)
-
-
-def _read_norm_sums(
-    paths: Paths, split: str, c: int, scale: float
-) -> tuple[int, np.ndarray, np.ndarray]:
-    n = 0
-    s1 = np.zeros(c, dtype=np.float64)
-    s2sum = np.zeros(c, dtype=np.float64)
-    for path in paths:
-        with open_packed(path) as h5:
-            for name in tile_names(h5, split):
-                g = h5["tiles"][name]
-                for t in range(g["s2"].shape[0]):
-                    img = g["s2"][t]  # (C, H, W)
-                    clear = clear_pixels(img[None], g["mask"][t][None])[0]
-                    vals = img[:, clear].astype(np.float64) / scale  # (C, N)
-                    n += vals.shape[1]
-                    s1 += vals.sum(axis=1)
-                    s2sum += (vals**2).sum(axis=1)
-    return n, s1, s2sum
-
-
 FORMAT_VERSION = 3  # 3: evaluation gaps leave out pixels shared with train tiles
 
-
 DATE_CLASSES = {"clear": 0, "impaired": 1, "unusable": 2}
+
+# Datasets every tile has (the others are optional).
+REQUIRED = ("s2", "mask", "dates", "doy", "valid_fraction", "date_class", "sources")
 
 
 @dataclass
@@ -188,7 +97,7 @@ class TileSeries:
     @property
     def clear(self) -> np.ndarray:
         """(T, H, W) True where the pixel is observed and cloud- and shadow-free."""
-        return self.valid & (self.mask == CLEAR)
+        return clear_pixels(self.s2, self.mask, self.nodata)
 
     @property
     def valid_fraction(self) -> np.ndarray:
@@ -210,54 +119,13 @@ class TileSeries:
 
 
 def day_of_year(dates: list[str]) -> np.ndarray:
+    """(T,) int16 day of year of ISO dates."""
     return pd.DatetimeIndex(pd.to_datetime(dates)).day_of_year.to_numpy().astype(np.int16)
 
 
-def norm_from_sums(n: int, s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = s1 / max(n, 1)
-    std = np.sqrt(np.maximum(s2 / max(n, 1) - mean**2, 0.0))
-    return mean, np.maximum(std, 1e-4)
-
-
-def _decode(values: np.ndarray) -> list[str]:
+def decode_strings(values: Iterable[bytes | str]) -> list[str]:
+    """The str of each value of an HDF5 string dataset or attribute (h5py gives bytes)."""
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
-
-
-def read_tile(h5: h5py.File, tile: str) -> TileSeries:
-    """Read one tile of an open packed file."""
-    try:
-        g = h5["tiles"][tile]
-    except KeyError:
-        raise InputDataError(f"{h5.filename}: no tile {tile!r}") from None
-    try:
-        return TileSeries(
-            tile=tile,
-            split=str(g.attrs["split"]),
-            s2=g["s2"][()],
-            mask=g["mask"][()],
-            dates=_decode(g["dates"][()]),
-            doy=g["doy"][()],
-            crs=CRS.from_wkt(g.attrs["crs"]),
-            transform=Affine.from_gdal(*g.attrs["transform"]),
-            gap=g["gap"][()] if "gap" in g else None,
-            probability=g["probability"][()] if "probability" in g else None,
-            s1=g["s1"][()] if "s1" in g else None,
-            date_class=g["date_class"][()],
-            sources={k: _decode(v[()]) for k, v in g["sources"].items()},
-            nodata=int(g.attrs["nodata"]),
-        )
-    except (OSError, KeyError) as exc:
-        raise InputDataError(
-            f"{h5.filename}: tile {tile} is unreadable or incomplete: {exc}"
-        ) from exc
-
-
-def tile_names(h5: h5py.File, split: str | None = None) -> list[str]:
-    """Tiles of a packed file, optionally only those of one split."""
-    names = sorted(h5["tiles"])
-    if split is None:
-        return names
-    return [n for n in names if h5["tiles"][n].attrs["split"] == split]
 
 
 def open_packed(path: str | os.PathLike[str]) -> h5py.File:
@@ -287,13 +155,141 @@ def open_packed(path: str | os.PathLike[str]) -> h5py.File:
     return h5
 
 
+def tile_names(h5: h5py.File, split: str | None = None) -> list[str]:
+    """Tiles of a packed file, optionally only those of one split."""
+    names = sorted(h5["tiles"])
+    if split is None:
+        return names
+    return [n for n in names if h5["tiles"][n].attrs["split"] == split]
+
+
+def packed_bands(packed: h5py.File | str | os.PathLike[str]) -> tuple[str, ...]:
+    """Band names of a packed file (an open file or its path)."""
+    if not isinstance(packed, h5py.File):
+        with open_packed(packed) as h5:
+            return packed_bands(h5)
+    return tuple(decode_strings(packed.attrs["bands"]))
+
+
+def read_tile(h5: h5py.File, tile: str) -> TileSeries:
+    """Read one tile of an open packed file."""
+    try:
+        g = h5["tiles"][tile]
+    except KeyError:
+        raise InputDataError(f"{h5.filename}: no tile {tile!r}") from None
+    try:
+        return TileSeries(
+            tile=tile,
+            split=str(g.attrs["split"]),
+            s2=g["s2"][()],
+            mask=g["mask"][()],
+            dates=decode_strings(g["dates"][()]),
+            doy=g["doy"][()],
+            crs=CRS.from_wkt(g.attrs["crs"]),
+            transform=Affine.from_gdal(*g.attrs["transform"]),
+            gap=g["gap"][()] if "gap" in g else None,
+            probability=g["probability"][()] if "probability" in g else None,
+            s1=g["s1"][()] if "s1" in g else None,
+            date_class=g["date_class"][()],
+            sources={k: decode_strings(v[()]) for k, v in g["sources"].items()},
+            nodata=int(g.attrs["nodata"]),
+        )
+    except (OSError, KeyError) as exc:
+        raise InputDataError(
+            f"{h5.filename}: tile {tile} is unreadable or incomplete: {exc}"
+        ) from exc
+
+
 def iter_tiles(path: str | os.PathLike[str], split: str | None = None) -> Iterator[TileSeries]:
+    """Every tile of a packed file (or of one split), one at a time."""
     with open_packed(path) as h5:
         for name in tile_names(h5, split):
             yield read_tile(h5, name)
 
 
-def stored_norm(h5: h5py.File, split: str = "train") -> tuple[int, np.ndarray, np.ndarray] | None:
+@dataclass(frozen=True)
+class TileRef:
+    """Where a tile lives and its shape."""
+
+    file: int  # index into the dataset's paths
+    tile: str
+    split: str
+    dates: int
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class PackedMeta:
+    """Metadata shared by a set of packed files."""
+
+    bands: list[str]
+    scale: float
+    regions: list[str]
+    tiles: list[TileRef]
+
+
+def read_meta(paths: Paths) -> PackedMeta:
+    """Bands, scale, regions and tiles of packed files (which must share bands and scale)."""
+    if not paths:
+        raise ConfigError("no packed files given")
+    bands: list[str] | None = None
+    scale: float | None = None
+    regions: list[str] = []
+    tiles: list[TileRef] = []
+    for i, path in enumerate(paths):
+        with open_packed(path) as h5:
+            fbands = list(packed_bands(h5))
+            fscale = float(h5.attrs.get("scale", REFLECTANCE_SCALE))
+            if bands is None:
+                bands, scale = fbands, fscale
+            elif fbands != bands or fscale != scale:
+                raise InputDataError(
+                    f"{path}: bands {fbands} / scale {fscale} differ from {paths[0]}'s "
+                    f"{bands} / {scale}"
+                )
+            regions.append(str(h5.attrs.get("region", os.path.basename(str(path)))))
+            for name in tile_names(h5):
+                g = h5["tiles"][name]
+                t, _, hh, ww = g["s2"].shape
+                tiles.append(TileRef(i, name, str(g.attrs["split"]), t, hh, ww))
+    assert bands is not None and scale is not None
+    return PackedMeta(bands, scale, regions, tiles)
+
+
+NormSums = tuple[int, np.ndarray, np.ndarray]
+
+
+def norm_sums(
+    s2: np.ndarray | h5py.Dataset, mask: np.ndarray | h5py.Dataset, nodata: int, scale: float
+) -> NormSums:
+    """Pixel count, per-band sum and sum of squares of reflectance (DN / ``scale``) over the
+    clear pixels of one tile's (T, C, H, W) series, summed date by date.
+
+    Reads one date at a time, so ``s2`` and ``mask`` may be datasets of an open file.  The
+    writer stores these sums; :func:`compute_norm_stats` computes them the same way for files
+    that lack them, so both give the same numbers.
+    """
+    c = s2.shape[1]
+    n, s1, sq = 0, np.zeros(c), np.zeros(c)
+    for t in range(s2.shape[0]):
+        img = s2[t]  # (C, H, W)
+        clear = clear_pixels(img[None], mask[t][None], nodata)[0]
+        vals = img[:, clear].astype(np.float64) / scale  # (C, N)
+        n += vals.shape[1]
+        s1 += vals.sum(axis=1)
+        sq += (vals**2).sum(axis=1)
+    return n, s1, sq
+
+
+def norm_from_sums(n: int, s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (at least 1e-4) from the sums of :func:`norm_sums`."""
+    mean = s1 / max(n, 1)
+    std = np.sqrt(np.maximum(s2 / max(n, 1) - mean**2, 0.0))
+    return mean, np.maximum(std, 1e-4)
+
+
+def stored_norm(h5: h5py.File, split: str = "train") -> NormSums | None:
     """The normalisation sums stored at packing time for ``split``, or None."""
     a = h5.attrs
     if a.get("norm_split") != split or "norm_sum" not in a:
@@ -301,7 +297,37 @@ def stored_norm(h5: h5py.File, split: str = "train") -> tuple[int, np.ndarray, n
     return int(a["norm_count"]), np.asarray(a["norm_sum"]), np.asarray(a["norm_sumsq"])
 
 
-REQUIRED = ("s2", "mask", "dates", "doy", "valid_fraction", "date_class", "sources")
+def file_norm_sums(h5: h5py.File, split: str, scale: float) -> NormSums:
+    """The sums of :func:`norm_sums` over the tiles of ``split``: stored, or from the pixels."""
+    stored = stored_norm(h5, split)
+    if stored is not None:
+        return stored
+    c = len(h5.attrs["bands"])
+    n, s1, sq = 0, np.zeros(c), np.zeros(c)
+    for name in tile_names(h5, split):
+        g = h5["tiles"][name]
+        tn, ts1, tsq = norm_sums(g["s2"], g["mask"], int(g.attrs["nodata"]), scale)
+        n, s1, sq = n + tn, s1 + ts1, sq + tsq
+    return n, s1, sq
+
+
+def compute_norm_stats(paths: Paths, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and std of reflectance (DN / scale) over the clear pixels of a split.
+
+    Pooled over the files, so several regions normalise as one; each file gives the sums
+    stored at packing time when it has them for ``split``, else reads its pixels.
+    """
+    meta = read_meta(paths)
+    sums = []
+    for path in paths:
+        with open_packed(path) as h5:
+            sums.append(file_norm_sums(h5, split, meta.scale))
+    n = sum(s[0] for s in sums)
+    s1 = np.sum([s[1] for s in sums], axis=0)
+    sq = np.sum([s[2] for s in sums], axis=0)
+    if n == 0:
+        raise InputDataError(f"no clear pixels in the {split!r} tiles of {list(map(str, paths))}")
+    return norm_from_sums(n, s1, sq)
 
 
 def validate_layout(path: str | os.PathLike[str], where: str | None = None) -> None:
@@ -329,11 +355,3 @@ def validate_layout(path: str | os.PathLike[str], where: str | None = None) -> N
                     g["s2"][i]
             except OSError as exc:
                 raise InputDataError(f"{where}: tile {name} date {i} unreadable: {exc}") from exc
-
-
-def packed_bands(packed: h5py.File | str | os.PathLike[str]) -> tuple[str, ...]:
-    """Band names of a packed file (an open file or its path)."""
-    if not isinstance(packed, h5py.File):
-        with open_packed(packed) as h5:
-            return packed_bands(h5)
-    return tuple(b.decode() if isinstance(b, bytes) else str(b) for b in packed.attrs["bands"])

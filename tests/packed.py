@@ -1,4 +1,4 @@
-"""Small packed HDF5 files (the packing.py layout) made from arrays, without GeoTIFFs."""
+"""Small packed HDF5 files (the format of :mod:`cloudfree.packed`) made from arrays, no GeoTIFFs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rasterio.crs import CRS
 from scipy.ndimage import gaussian_filter
 
 from cloudfree.bands import S2_L1C_BANDS
+from cloudfree.config import section
 from cloudfree.pack.gaps import evaluation_gaps
 from cloudfree.pack.writer import write_packed as pack_write
 from cloudfree.packed import TileSeries
@@ -95,7 +96,8 @@ def write_packed(
     date_class: dict[str, np.ndarray] | None = None,
     bands: Sequence[str] = S2_L1C_BANDS,
 ) -> Path:
-    """Write ``{tile: (split, s2, mask, doy, gap or None)}`` with :func:`packing.write_packed`.
+    """Write ``{tile: (split, s2, mask, doy, gap or None)}`` with
+    :func:`cloudfree.pack.writer.write_packed`.
 
     ``date_class`` overrides the classes derived from the masks for some tiles.
     """
@@ -119,6 +121,5 @@ def write_packed(
                 sources={"image": [f"{name}_{d}.tif" for d in iso]},
             )
         )
-    return pack_write(
-        path, series, region=region, source="synthetic-test", compression=compression, bands=bands
-    )
+    pack = section("pack", {"compression": compression})
+    return pack_write(path, series, region=region, source="synthetic-test", bands=bands, pack=pack)

@@ -26,7 +26,7 @@ import rasterio
 from affine import Affine
 from rasterio.warp import transform_bounds
 
-from cloudfree.tiles.stac import EARTH_SEARCH_ASSETS
+from cloudfree.config import source_settings
 
 CRS = "EPSG:32737"
 ORIGIN = (500000.0, 8300000.0)
@@ -52,12 +52,15 @@ def make_scenes(root: Path, dates: list[str], covers: list[float], seed: int = 0
     """One L2A-like scene per date: 12 band COGs (10/20/60 m, DN) and an SCL COG at 20 m
     with a cloud (SCL 9) block in the upper-left corner and nodata (SCL 0) along the right."""
     rng = np.random.default_rng(seed)
+    # the band -> asset keys a region's stac section defaults to (Earth Search's)
+    required = {"url": "http://x", "bbox": [0, 0, 1, 1], "start": dates[0], "end": dates[-1]}
+    band_assets = source_settings("stac", {**required, "crs": CRS})["assets"]
     res = {"B01": 60, "B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B09": 60, "B11": 20, "B12": 20}
     items = []
     root.mkdir(parents=True, exist_ok=True)
     for day, cover in zip(dates, covers, strict=True):
         assets = {}
-        for band, key in EARTH_SEARCH_ASSETS.items():
+        for band, key in band_assets.items():
             r = res.get(band, 10)
             n = SCENE_PX * 10 // r
             data = rng.integers(1000, 5000, size=(n, n), dtype=np.uint16)

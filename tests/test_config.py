@@ -6,7 +6,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from cloudfree.config import check_config, experiment_of, experiment_regions
+from cloudfree.config import check_config, experiment_of, experiment_regions, schema, section
 from cloudfree.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,3 +130,117 @@ def test_region_names_that_collide_with_outputs_are_refused(name):
     config["regions"][name] = copy.deepcopy(config["regions"]["europa"])
     with pytest.raises(ConfigError, match=rf"regions\.{name}: the name collides"):
         check_config(config)
+
+
+# --- the schema is the one place defaults and allowed values are written -------------------
+
+
+def _enum(*path: str) -> list:
+    node = schema()
+    for key in path:
+        node = node[key]
+    return node["enum"] if "enum" in node else node["items"]["enum"]
+
+
+def test_what_the_code_accepts_is_what_the_schema_allows():
+    import hdf5plugin  # noqa: F401
+    from rasterio.enums import Resampling
+
+    from cloudfree.clouds.detector import make_detector
+    from cloudfree.models.baselines import BASELINES
+    from cloudfree.models.registry import MODELS
+    from cloudfree.mosaic.rules import RULES
+    from cloudfree.pack.writer import compression_filter
+
+    props = schema()["properties"]
+    train = props["train"]["properties"]
+    assert set(MODELS) == set(
+        _enum("properties", "train", "properties", "model", "properties", "name")
+    )
+    assert set(_enum("properties", "metrics", "properties", "baselines")) == set(BASELINES)
+    assert set(RULES) == set(_enum("properties", "mosaic", "properties", "rule"))
+    for key in ("embedding_rule", "change_rule"):
+        assert set(_enum("properties", "mosaic", "properties", key)) == set(RULES)
+    tiles = _enum("$defs", "folder", "properties", "resampling")
+    assert tiles == _enum("properties", "mosaic", "properties", "resampling")
+    assert all(name in Resampling.__members__ for name in tiles)
+    for name in _enum("properties", "pack", "properties", "compression"):
+        assert compression_filter(name, 4)
+    detector = section("clouds")["detector"]
+    for backend in _enum("properties", "clouds", "properties", "detector", "properties", "backend"):
+        if backend != "compiled":  # compiling takes a minute (tests/clouds/test_detector.py)
+            assert make_detector({**detector, "backend": backend}) is not None
+    assert train["device"]["pattern"] == props["infer"]["properties"]["device"]["pattern"]
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"])
+def test_every_device_the_schema_allows_is_understood(device, monkeypatch):
+    import torch
+
+    from cloudfree.device import select_device
+
+    section("train", {"device": device})  # allowed by the schema
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 16)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert select_device(device, "train.device").type in ("cuda", "cpu", "mps")
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:x", "CPU0", "tpu"])
+def test_devices_the_schema_refuses(device):
+    with pytest.raises(ConfigError, match=r"^train\.device: "):
+        section("train", {"device": device})
+
+
+# Parameters named like a config key whose Python default is not that key's setting.
+NOT_CONFIG = {
+    ("cloudfree.io", "geotiff_profile", "compress"),  # tile GeoTIFFs: no config key
+    ("cloudfree.bands", "band_index", "bands"),  # the L1C band order itself
+    ("cloudfree.metrics.summary", "bootstrap_ci", "seed"),  # seed of the resampling
+    ("cloudfree.metrics.summary", "summarise", "seed"),
+}
+
+
+def _schema_defaults() -> dict[str, list]:
+    found: dict[str, list] = {}
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, sub in node.get("properties", {}).items():
+                if isinstance(sub, dict) and "default" in sub:
+                    found.setdefault(key, []).append(sub["default"])
+            for sub in node.values():
+                walk(sub)
+        elif isinstance(node, list):
+            for sub in node:
+                walk(sub)
+
+    walk(schema())
+    return found
+
+
+def test_no_python_default_repeats_a_schema_default():
+    """A library parameter named like a config key has no default equal to that key's schema
+    default: the value comes from the config (the schema), never from a second copy."""
+    import ast
+
+    defaults = _schema_defaults()
+    repeated = []
+    for path in sorted((REPO / "cloudfree").rglob("*.py")):
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            a = node.args
+            pairs = list(zip(a.args[len(a.args) - len(a.defaults) :], a.defaults, strict=True))
+            pairs += [(k, d) for k, d in zip(a.kwonlyargs, a.kw_defaults, strict=True) if d]
+            for arg, default in pairs:
+                if arg.arg not in defaults or (module, node.name, arg.arg) in NOT_CONFIG:
+                    continue
+                try:
+                    value = ast.literal_eval(default)
+                except ValueError:
+                    continue
+                if any(value == d and value is not None for d in defaults[arg.arg]):
+                    repeated.append(f"{module}.{node.name}({arg.arg}={value!r})")
+    assert repeated == []

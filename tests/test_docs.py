@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from .workflow_run import REPO
 
@@ -21,3 +22,28 @@ def test_ci_runs_the_readme_commands():
     for label in ("install", "test"):
         command = re.search(rf"# README: {label}\n(.+)\n", ci).group(1).strip()
         assert f"\n{command}\n" in readme, f"README lacks the {label} command {command!r}"
+
+
+def test_every_test_the_docs_name_exists():
+    """README.md and docs/*.md point at tests as ``tests/x/test_y.py[::test_z]`` (or, in a
+    table, ``test_y.py::test_z`` and ``::test_z`` for the file just named): all exist."""
+    tests = REPO / "tests"
+    by_name = {}
+    for path in tests.rglob("test_*.py"):
+        by_name.setdefault(path.name, []).append(path)
+    missing = []
+    ref = re.compile(r"(tests/[\w/]+\.py|\btest_\w+\.py)?(::(test_\w+))?")
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        last: list[Path] = []
+        for m in ref.finditer(doc.read_text()):
+            path, name = m.group(1), m.group(3)
+            if not path and not name:
+                continue
+            if path:
+                last = [REPO / path] if path.startswith("tests/") else by_name.get(path, [])
+                if not last or not all(p.is_file() for p in last):
+                    missing.append(f"{doc.name}: {path}")
+                    continue
+            if name and not any(re.search(rf"^def {name}\b", p.read_text(), re.M) for p in last):
+                missing.append(f"{doc.name}: {path or ''}::{name}")
+    assert missing == []

@@ -1,14 +1,19 @@
 import pandas as pd
 import pytest
+from affine import Affine
+from rasterio.crs import CRS
 
 from cloudfree.errors import InputDataError
 from cloudfree.manifest import (
     COLUMNS,
     OPTIONAL_COLUMNS,
+    manifest_row,
+    normalize_manifest,
     read_manifest,
     validate_manifest,
     write_manifest,
 )
+from cloudfree.tiles.grid import Grid
 
 from .series import write_series
 
@@ -65,3 +70,17 @@ def test_missing_mask_is_refused_unless_allowed(tmp_path, manifest):
         write_manifest(no_mask, tmp_path / "m.csv")
     assert not (tmp_path / "m.csv").exists()
     assert len(validate_manifest(no_mask, require_masks=False)) == 4
+
+
+def test_a_row_fills_every_column_from_the_tile_footprint():
+    grid = Grid(CRS.from_epsg(32737), Affine(10.0, 0.0, 500480.0, 0.0, -10.0, 8299520.0), 64, 32)
+    row = manifest_row("r", "folder", "r1c2", "2021-03-02", "val", grid, image="a.tif", s1="s.tif")
+    assert set(row) == {*COLUMNS, *OPTIONAL_COLUMNS}
+    assert row == {
+        "region": "r", "source": "folder", "tile": "r1c2", "date": "2021-03-02", "split": "val",
+        "image": "a.tif", "mask": "", "probability": "", "s1": "s.tif", "crs": "EPSG:32737",
+        "left": 500480.0, "bottom": 8299200.0, "right": 501120.0, "top": 8299520.0,
+        "width": 64, "height": 32,
+    }  # fmt: skip
+    out = normalize_manifest(pd.DataFrame([{**row, "mask": "m.tif"}]))
+    assert list(out.columns) == [*COLUMNS, *OPTIONAL_COLUMNS] and out.at[0, "s1"] == "s.tif"

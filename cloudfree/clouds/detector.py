@@ -9,6 +9,10 @@ those of the published detector.  Compiling takes a few minutes once per machine
 object code is cached (``clouds.detector.cache_dir``, ``$CLOUDFREE_CACHE`` or
 ``~/.cache/cloudfree``) under a name holding the model's hash, the lleaves and llvmlite
 versions and the CPU, so a cache is never used for another model or CPU.
+
+Reads a manifest's L1C images; writes ``masks/<tile>/<date>_mask.tif`` and
+``_probability.tif`` in the tile folder.  Settings are the resolved ``clouds.detector``
+config section.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import tempfile
 import uuid
 from collections.abc import Mapping
 from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +55,8 @@ SCL_CLASSES: dict[int, int] = {
     10: THIN_CLOUD,  # thin cirrus
 }
 
-# SEN12MS-CR-TS (Ebel et al.) ran s2cloudless with these settings.
-DEFAULTS: dict[str, Any] = {
-    "threshold": 0.4,
-    "average_over": 4,
-    "dilation_size": 2,
-    "backend": "auto",
-    "cache_dir": None,
-}
-BACKENDS = ("auto", "compiled", "lightgbm")
+# The ``clouds.detector`` settings a mask file records in its tags (all but the cache folder).
+TAGGED_SETTINGS = ("threshold", "average_over", "dilation_size", "backend")
 # Without inlining, each tree is one function: LLVM compiles the 170 trees in about a minute
 # of CPU instead of far over ten, at a small cost in speed.
 COMPILE_OPTIONS: dict[str, Any] = {"finline": False}
@@ -83,29 +81,17 @@ def l2a_mask(scl: np.ndarray | None, *, source: str, tile: str, date: str = "") 
     return scl_to_mask(scl)
 
 
-def detector_settings(clouds_cfg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The ``clouds.detector`` config section with defaults filled in."""
-    section = dict((clouds_cfg or {}).get("detector", {}) or {})
-    unknown = sorted(set(section) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError(f"clouds.detector: unknown keys {unknown}")
-    settings = {**DEFAULTS, **section}
-    if settings["backend"] not in BACKENDS:
-        raise ConfigError(
-            f"clouds.detector.backend: {settings['backend']!r} is not one of {', '.join(BACKENDS)}"
-        )
-    return settings
-
-
 def model_file() -> Path:
     """The LightGBM model file shipped inside the s2cloudless package."""
-    import s2cloudless.cloud_detector as cd
+    import s2cloudless.cloud_detector as cd  # heavy (LightGBM): only where masks are detected
 
     return Path(cd.__file__).parent / "models" / cd.MODEL_FILENAME
 
 
-def cache_dir(settings: Mapping[str, Any] | None = None) -> Path:
-    configured = (settings or {}).get("cache_dir")
+def cache_dir(settings: Mapping[str, Any]) -> Path:
+    """Folder of the compiled model: ``cache_dir`` of the ``clouds.detector`` settings, else
+    ``$CLOUDFREE_CACHE``, else ``~/.cache/cloudfree``."""
+    configured = settings["cache_dir"]
     if configured:
         return Path(configured)
     env = os.environ.get("CLOUDFREE_CACHE")
@@ -113,9 +99,8 @@ def cache_dir(settings: Mapping[str, Any] | None = None) -> Path:
 
 
 def _cache_name() -> str:
-    from importlib.metadata import version
-
-    import llvmlite.binding as llvm
+    """File name of the compiled model: model hash, tool versions, options and CPU."""
+    import llvmlite.binding as llvm  # optional: only the compiled backend needs it
 
     digest = hashlib.sha256(model_file().read_bytes()).hexdigest()[:16]
     tools = f"lleaves{version('lleaves')}-llvmlite{version('llvmlite')}"
@@ -129,7 +114,7 @@ class CompiledForest:
     """The s2cloudless model compiled by lleaves, with the classifier API s2cloudless uses."""
 
     def __init__(self, directory: Path, n_jobs: int | None = None) -> None:
-        import lleaves
+        import lleaves  # optional: only the compiled backend needs it
 
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -163,11 +148,13 @@ class CompiledForest:
 
 @cache
 def compiled_forest(directory: str) -> CompiledForest:
+    """The compiled model of one cache folder, built (or loaded) once per process."""
     return CompiledForest(Path(directory))
 
 
-def _compiled_available() -> bool:
-    try:
+def compiled_available() -> bool:
+    """Whether the compiled backend can run here (lleaves with a usable llvmlite)."""
+    try:  # optional dependencies: the lightgbm backend works without them
         import lleaves  # noqa: F401
         import llvmlite.binding as llvm
 
@@ -177,7 +164,9 @@ def _compiled_available() -> bool:
 
 
 def make_detector(settings: Mapping[str, Any]) -> Any:
-    """An ``s2cloudless.S2PixelCloudDetector`` (13 bands in) on the configured backend."""
+    """An ``s2cloudless.S2PixelCloudDetector`` (13 bands in) on the backend of the resolved
+    ``clouds.detector`` settings."""
+    # heavy (LightGBM, seconds to import): only sources without masks need it
     from s2cloudless import S2PixelCloudDetector
     from s2cloudless.pixel_classifier import PixelClassifier
 
@@ -189,9 +178,9 @@ def make_detector(settings: Mapping[str, Any]) -> Any:
     )
     backend = settings["backend"]
     if backend == "auto":
-        backend = "compiled" if _compiled_available() else "lightgbm"
+        backend = "compiled" if compiled_available() else "lightgbm"
     if backend == "compiled":
-        if not _compiled_available():
+        if not compiled_available():
             raise ConfigError(
                 "clouds.detector.backend: 'compiled' needs lleaves with llvmlite < 0.45 "
                 "(pip install lleaves 'llvmlite<0.45')"
@@ -200,11 +189,9 @@ def make_detector(settings: Mapping[str, Any]) -> Any:
     return det
 
 
-def detect_clouds(
-    image: np.ndarray, settings: Mapping[str, Any] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cloud probability (float32) and binary cloud mask (uint8) of a (13, H, W) L1C DN image."""
-    settings = {**DEFAULTS, **(settings or {})}
+def detect_clouds(image: np.ndarray, settings: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Cloud probability (float32) and binary cloud mask (uint8) of a (13, H, W) L1C DN image,
+    under the resolved ``clouds.detector`` settings."""
     det = make_detector(settings)
     data = np.moveaxis(image, 0, -1)[np.newaxis].astype(np.float32) / np.float32(REFLECTANCE_SCALE)
     prob = det.get_cloud_probability_maps(data)
@@ -213,6 +200,7 @@ def detect_clouds(
 
 
 def _missing(value: Any) -> bool:
+    """An empty manifest cell: None, NaN or an empty string."""
     return value is None or (isinstance(value, float) and np.isnan(value)) or str(value) == ""
 
 
@@ -244,7 +232,7 @@ def detect_file(
         crs=profile["crs"], transform=profile["transform"], width=profile["width"],
         height=profile["height"], count=1, dtype="uint8", nodata=MASK_NODATA,
     )  # fmt: skip
-    tags = {"detector": "s2cloudless", **{k: settings[k] for k in DEFAULTS if k != "cache_dir"}}
+    tags = {"detector": "s2cloudless", **{k: settings[k] for k in TAGGED_SETTINGS}}
     write_raster(mask_path, mask, prof, tags=tags)
     write_raster(prob_path, prob, {**prof, "dtype": "float32", "nodata": np.nan}, tags=tags)
 
@@ -254,10 +242,11 @@ def masks_for_manifest(
 ) -> pd.DataFrame:
     """Run the detector on every row without a mask; fill ``mask`` and ``probability``.
 
+    ``clouds_cfg`` is the resolved ``clouds`` config section (its ``detector`` settings).
     Writes ``dest/masks/<tile>/<date>_mask.tif`` (uint8 classes of :mod:`cloudfree.bands`)
     and ``<date>_probability.tif`` (float32 0..1, NaN on nodata) on the image's grid.
     """
-    settings = detector_settings(clouds_cfg)
+    settings = clouds_cfg["detector"]
     manifest = manifest.copy()
     for col in ("mask", "probability"):
         if col not in manifest.columns:

@@ -1,4 +1,7 @@
-"""Figures of the cloud statistics: coverage heat map, cloudy run lengths, clear dates per tile."""
+"""Figures of the cloud statistics: coverage heat map, cloudy run lengths, clear dates per tile.
+
+Reads the tables of :func:`cloudfree.clouds.region.cloud_statistics`; writes one PNG each.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from cloudfree.plotting import _message, _regions, _save
+from cloudfree.plotting import panel_message, region_names, save_figure, with_region
 
 
 def coverage_heatmap(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
@@ -30,7 +33,7 @@ def coverage_heatmap(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=7)
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="cloud fraction")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def run_length_histogram(
@@ -44,7 +47,7 @@ def run_length_histogram(
         (axes[1], "date_runs", "per tile (dates not clear)"),
     ):
         if column not in runs or runs[column].sum() == 0:
-            _message(ax, "no cloudy runs")
+            panel_message(ax, "no cloudy runs")
             continue
         ax.bar(runs["run_length"], runs[column], color="steelblue")
         ax.set_xlabel("consecutive cloudy dates")
@@ -52,8 +55,8 @@ def run_length_histogram(
         ax.set_title(title, fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"Cloudy run lengths, {region or _regions(runs)}".rstrip(", "), fontsize=10)
-    _save(fig, path)
+    fig.suptitle(with_region("Cloudy run lengths", region or region_names(runs)), fontsize=10)
+    save_figure(fig, path)
 
 
 def clear_dates_distribution(tiles: pd.DataFrame, path: str | os.PathLike[str]) -> None:
@@ -70,10 +73,10 @@ def clear_dates_distribution(tiles: pd.DataFrame, path: str | os.PathLike[str]) 
     axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     gaps = tiles["longest_gap_days"].dropna()
     if gaps.empty:
-        _message(axes[1], "no dates")
+        panel_message(axes[1], "no dates")
     else:
         axes[1].hist(gaps, bins=min(20, max(1, gaps.nunique())), color="indianred")
         axes[1].set_xlabel("longest gap without a clear date (days)")
         axes[1].set_ylabel("tiles")
-    fig.suptitle(f"Clear dates, {_regions(tiles)}".rstrip(", "), fontsize=10)
-    _save(fig, path)
+    fig.suptitle(with_region("Clear dates", region_names(tiles)), fontsize=10)
+    save_figure(fig, path)

@@ -1,7 +1,8 @@
 """Cloud statistics and date selection of a region, from the tile manifest's cloud masks.
 
-The per-tile work is lazy and chunked (:mod:`cloudfree.cloudstats`); the date classes come
-from :mod:`cloudfree.dateselect`.  Tables written by :func:`cloud_statistics`:
+Reads the manifest's cloud masks (and probabilities) of every tile, lazily and in chunks
+(:mod:`cloudfree.clouds.stats`); the date classes come from :mod:`cloudfree.clouds.selection`
+under the resolved ``clouds.selection`` settings.  Tables written by :func:`cloud_statistics`:
 
 - ``{region}.csv``: per tile and date, the fractions of cloud (thick + thin), thick cloud,
   thin cloud, shadow and clear over the valid pixels, the valid fraction of all pixels, the
@@ -25,8 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cloudfree.bands import CLEAR, CLOUD, MASK_NODATA, SHADOW, THIN_CLOUD
-from cloudfree.clouds.selection import classify_dates, selection_settings, selection_table
+from cloudfree.clouds.selection import CLASSES, classify_dates, selection_table
 from cloudfree.clouds.stats import (
     CHUNK,
     add_hist,
@@ -40,33 +40,10 @@ from cloudfree.io import atomic_path
 from cloudfree.manifest import read_manifest
 
 
-def coverage(mask: np.ndarray) -> dict[str, float]:
-    """Fractions of one date's (H, W) mask; cloud/shadow fractions are over valid pixels."""
-    valid = mask != MASK_NODATA
-    n = int(valid.sum())
-    out = {"valid_fraction": n / mask.size}
-    for name, classes in (
-        ("cloud", (CLOUD, THIN_CLOUD)),
-        ("thick_cloud", (CLOUD,)),
-        ("thin_cloud", (THIN_CLOUD,)),
-        ("shadow", (SHADOW,)),
-        ("clear", (CLEAR,)),
-    ):
-        out[f"{name}_fraction"] = float(np.isin(mask[valid], classes).sum() / n) if n else np.nan
-    return out
-
-
-def cloudy_run_lengths(masks: np.ndarray) -> np.ndarray:
-    """Histogram of per-pixel runs of consecutive non-clear dates in a (T, H, W) series.
-
-    Returns ``counts`` of length T + 1 where ``counts[k]`` is the number of runs of exactly
-    k consecutive cloudy (cloud, thin cloud, shadow or nodata) dates; ``counts[0]`` is 0.
-    """
-    return run_length_histogram(masks != CLEAR, masks.shape[0])
-
-
 @dataclass
 class RegionStats:
+    """The tables of one region (see the module docstring)."""
+
     coverage: pd.DataFrame
     runs: pd.DataFrame
     tiles: pd.DataFrame
@@ -75,20 +52,20 @@ class RegionStats:
 
 
 def region_statistics(
-    manifest: pd.DataFrame, clouds_cfg: Mapping[str, Any] | None = None, chunk: int = CHUNK
+    manifest: pd.DataFrame, selection: Mapping[str, Any], chunk: int = CHUNK
 ) -> RegionStats:
-    """Statistics and date selection of one region's manifest, one tile at a time."""
-    settings = selection_settings(clouds_cfg)
+    """Statistics and date selection of one region's manifest, one tile at a time, under the
+    resolved ``clouds.selection`` settings."""
     region = str(manifest["region"].iloc[0])
     tables, tile_rows = [], []
     pixel_runs: np.ndarray | None = None
     date_runs: np.ndarray | None = None
     for tile, group in manifest.groupby("tile", sort=True):
         group = group.sort_values("date")
-        table, hist = tile_statistics(tile_dataset(group, chunk), settings["prob_threshold"])
+        table, hist = tile_statistics(tile_dataset(group, chunk), selection["prob_threshold"])
         table.insert(0, "tile", str(tile))
         table.insert(2, "split", group["split"].iloc[0])
-        table["class"] = classify_dates(table, settings).to_numpy()
+        table["class"] = classify_dates(table, selection).to_numpy()
         tables.append(table)
         pixel_runs = add_hist(pixel_runs, hist)
         clear = (table["class"] == "clear").to_numpy()
@@ -99,7 +76,7 @@ def region_statistics(
                 "tile": str(tile),
                 "split": group["split"].iloc[0],
                 "n_dates": len(table),
-                **{f"n_{c}": int(counts.get(c, 0)) for c in ("clear", "impaired", "unusable")},
+                **{f"n_{c}": int(counts.get(c, 0)) for c in CLASSES},
                 "longest_cloudy_run": longest_cloudy_run(clear),
                 "longest_gap_days": longest_gap_days(table["date"], clear),
                 "mean_cloud_fraction": float(table["cloud_fraction"].mean()),
@@ -121,7 +98,7 @@ def region_statistics(
     tiles = pd.DataFrame(tile_rows)
     tiles.insert(0, "region", region)
     summary = region_summary(region, cov, tiles, runs)
-    return RegionStats(cov, runs, tiles, summary, selection_table(cov, settings))
+    return RegionStats(cov, runs, tiles, summary, selection_table(cov, selection))
 
 
 def region_summary(
@@ -139,10 +116,7 @@ def region_summary(
                 "mean_cloud_fraction": cov["cloud_fraction"].mean(),
                 "mean_shadow_fraction": cov["shadow_fraction"].mean(),
                 "mean_valid_fraction": cov["valid_fraction"].mean(),
-                **{
-                    f"share_{c}": float(shares.get(c, 0.0))
-                    for c in ("clear", "impaired", "unusable")
-                },
+                **{f"share_{c}": float(shares.get(c, 0.0)) for c in CLASSES},
                 "median_clear_dates": tiles["n_clear"].median(),
                 "min_clear_dates": tiles["n_clear"].min(),
                 "max_longest_gap_days": tiles["longest_gap_days"].max(),
@@ -156,6 +130,7 @@ def region_summary(
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """One table as CSV (5 decimals), atomically."""
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.5f")
 
@@ -163,11 +138,12 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 def cloud_statistics(
     manifest_path: str | os.PathLike[str],
     outputs: Mapping[str, str | os.PathLike[str]],
-    clouds_cfg: Mapping[str, Any] | None = None,
+    selection: Mapping[str, Any],
 ) -> RegionStats:
-    """Compute the statistics of one region and write the tables named in ``outputs``
-    (keys among ``coverage``, ``runs``, ``tiles``, ``summary``, ``dates``), atomically."""
-    stats = region_statistics(read_manifest(manifest_path), clouds_cfg)
+    """Compute the statistics of one region (``selection``: the resolved ``clouds.selection``
+    section) and write the tables named in ``outputs`` (keys among ``coverage``, ``runs``,
+    ``tiles``, ``summary``, ``dates``), atomically."""
+    stats = region_statistics(read_manifest(manifest_path), selection)
     for key, path in outputs.items():
         write_table(getattr(stats, key), path)
     return stats

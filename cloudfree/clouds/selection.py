@@ -15,7 +15,11 @@ without a probability map, when the mask covers at least 5 %.  U-TILISE calls a 
 unavailable when all its pixels are nodata; here such a date, or one whose coverage reaches
 ``max_coverage``, is ``unusable``.  Coverages are fractions of the valid (not nodata) pixels;
 cloud shadow counts as cover when ``count_shadow`` is set (U-TILISE's s2cloudless masks have
-no shadow class).
+no shadow class).  The thresholds are the ``clouds.selection`` config section (the schema holds
+U-TILISE's as its defaults).
+
+Reads and writes the date-selection table ``results/cloudstats/{region}_dates.csv``
+(:func:`selection_table`, :func:`read_selection`).
 """
 
 from __future__ import annotations
@@ -27,42 +31,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.errors import InputDataError
+from cloudfree.packed import DATE_CLASSES
 
-CLASSES: tuple[str, ...] = ("clear", "impaired", "unusable")
+CLASSES: tuple[str, ...] = tuple(DATE_CLASSES)  # clear, impaired, unusable
 COLUMNS: tuple[str, ...] = ("tile", "date", "cloud", "shadow", "valid", "clear_fraction", "class")
-
-DEFAULT_SELECTION: dict[str, Any] = {
-    "rule": "u-tilise",
-    "count_shadow": True,
-    "max_coverage": 1.0,
-    "min_valid": 0.0,
-    # U-TILISE thresholds (fractions, not percent)
-    "mask_max": 0.40,
-    "prob_threshold": 0.01,
-    "prob_rules": [[0.01, 0.10], [0.04, 0.035]],
-    "mask_only_max": 0.05,
-}
-
-
-def selection_settings(clouds_cfg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The ``clouds.selection`` config section with defaults filled in."""
-    section = dict((clouds_cfg or {}).get("selection", {}) or {})
-    unknown = sorted(set(section) - set(DEFAULT_SELECTION))
-    if unknown:
-        raise ConfigError(f"clouds.selection: unknown keys {unknown}")
-    settings = {**DEFAULT_SELECTION, **section}
-    if settings["rule"] not in ("u-tilise", "threshold"):
-        raise ConfigError(
-            f"clouds.selection.rule: {settings['rule']!r} is not one of 'u-tilise', 'threshold'"
-        )
-    return settings
 
 
 def classify_dates(table: pd.DataFrame, settings: Mapping[str, Any]) -> pd.Series:
     """Class of every row of a coverage table (columns ``cloud_fraction``, ``shadow_fraction``,
     ``valid_fraction`` and optionally ``prob_fraction``: share of valid pixels whose cloud
-    probability exceeds ``prob_threshold``, NaN where no probability map exists)."""
+    probability exceeds ``prob_threshold``, NaN where no probability map exists) under the
+    resolved ``clouds.selection`` ``settings``."""
     cover = table["cloud_fraction"].fillna(1.0).to_numpy(dtype=float)
     if settings["count_shadow"]:
         cover = cover + table["shadow_fraction"].fillna(0.0).to_numpy(dtype=float)

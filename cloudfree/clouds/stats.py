@@ -6,6 +6,8 @@ tile's dates over ``chunk x chunk`` pixels, made only when a block is needed.  E
 reduced at once to per-date class counts and a histogram of its cloudy runs, so peak memory
 is a couple of ``(dates, chunk, chunk)`` blocks: it does not grow with the tile size beyond
 one block nor with the number of tiles (``benchmarks/cloud_stats_memory.py``).
+
+Reads the mask (and probability) GeoTIFFs a manifest lists; writes nothing.
 """
 
 from __future__ import annotations
@@ -113,9 +115,7 @@ def block_statistics(
     return table, run_length_histogram(mask != CLEAR, mask.shape[0])
 
 
-def tile_statistics(
-    ds: xr.Dataset, prob_threshold: float = 0.01
-) -> tuple[pd.DataFrame, np.ndarray]:
+def tile_statistics(ds: xr.Dataset, prob_threshold: float) -> tuple[pd.DataFrame, np.ndarray]:
     """Per-date fractions of one tile and the histogram of its per-pixel cloudy runs.
 
     Fractions are of the valid pixels (``valid_fraction`` of all pixels); ``prob_fraction``
@@ -166,6 +166,7 @@ def longest_cloudy_run(clear: Sequence[bool]) -> int:
 
 
 def add_hist(a: np.ndarray | None, b: np.ndarray) -> np.ndarray:
+    """Sum of two run-length histograms of different lengths (``a`` None: a copy of ``b``)."""
     if a is None:
         return b.copy()
     n = max(len(a), len(b))

@@ -89,7 +89,7 @@ def blend(
     *,
     window: int,
     overlap: int,
-    batch_size: int = 4,
+    batch_size: int,
     multiple: int = 1,
 ) -> dict[str, torch.Tensor]:
     """Run ``fn`` on batches of windows and blend its outputs over the whole raster.

@@ -1,10 +1,8 @@
-"""Load a trained model file and reconstruct whole tiles with it.
+"""A trained model ready to reconstruct whole tiles of any size, in sliding windows.
 
-A model file (written by :func:`cloudfree.train.loop.train_model`) is a ``torch.save`` of plain
-tensors, lists, dicts and scalars, so it loads with ``torch.load(..., weights_only=True)``::
-
-    {"format_version": 1, "model": {"name", "kwargs"}, "state_dict", "norm": {"mean", "std"},
-     "bands", "params", "regions", "best_step", "val_mae_masked"}
+Reads a model file (:mod:`cloudfree.modelfile`) in :func:`load_model`; writes nothing.
+:func:`run_products` runs any registered model over a normalised series (training's
+validation uses it too); :class:`Predictor` adds the normalisation and the checks of a tile.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,18 +18,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from cloudfree.bands import NODATA, REFLECTANCE_SCALE
-from cloudfree.device import autocast, autocast_dtype
-from cloudfree.errors import CloudfreeError, ConfigError, InputDataError, ModelFileError
+from cloudfree.device import autocast, autocast_dtype, select_device
+from cloudfree.errors import ConfigError, InputDataError, ModelFileError
 from cloudfree.infer.blend import blend
-from cloudfree.modelfile import MODEL_FORMAT_VERSION, REQUIRED_KEYS
+from cloudfree.modelfile import read_model_file
 from cloudfree.models.network import pad_spatial
-from cloudfree.models.registry import build_model
 
 
 def bottleneck_module(model: nn.Module) -> nn.Module:
     """The module whose output is the encoder embedding (the temporal bottleneck).
 
-    Networks name it ``temporal`` (see :mod:`cloudfree.models`); its output's first element
+    Networks name it ``temporal`` (see :mod:`cloudfree.models.network`); its output's first element
     is (B, T, C, h, w).
     """
     module = getattr(model, "temporal", None)
@@ -72,10 +68,10 @@ def run_model(
     avail: torch.Tensor,
     doy: torch.Tensor,
     *,
-    window: int = 256,
-    overlap: int = 32,
-    batch_size: int = 4,
-    amp_dtype: torch.dtype | None = None,
+    window: int,
+    overlap: int,
+    batch_size: int,
+    amp_dtype: torch.dtype | None,
 ) -> torch.Tensor:
     """(T, C, H, W) reconstruction of a normalised series of any size (:func:`run_products`)."""
     return run_products(
@@ -91,17 +87,17 @@ def run_products(
     avail: torch.Tensor,
     doy: torch.Tensor,
     *,
-    window: int = 256,
-    overlap: int = 32,
-    batch_size: int = 4,
-    amp_dtype: torch.dtype | None = None,
+    window: int,
+    overlap: int,
+    batch_size: int,
+    amp_dtype: torch.dtype | None,
     embed_channels: Sequence[int] | None = None,
     change_pairs: Sequence[tuple[int, int]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Apply ``model`` to one normalised series (T, C, H, W) of any size; CPU outputs.
 
     Images larger than ``window`` are cut into overlapping windows (``batch_size`` at a time)
-    whose outputs are blended with smooth weights (:mod:`cloudfree.blend`); each window is
+    whose outputs are blended with smooth weights (:mod:`cloudfree.infer.blend`); each window is
     padded by reflection to the model's size multiple and cropped back.  Returns ``pred``
     (T, C, H, W); with ``embed_channels`` also ``embedding`` (T, K, H, W): those channels of
     the bottleneck features, upsampled bilinearly; with ``change_pairs`` (date indices
@@ -154,12 +150,12 @@ class Predictor:
         std: Sequence[float],
         bands: Sequence[str],
         device: torch.device,
+        window: int,
+        overlap: int,
+        batch_size: int,
+        amp: bool,
         meta: Mapping[str, Any] | None = None,
         scale: float = REFLECTANCE_SCALE,
-        window: int = 256,
-        overlap: int = 32,
-        batch_size: int = 4,
-        amp: bool = True,
     ) -> None:
         self.model = model.to(device).eval()
         self.mean = np.asarray(mean, dtype=np.float32)
@@ -257,65 +253,30 @@ class Predictor:
 
 def load_model(
     path: str | os.PathLike[str],
-    device: str | torch.device = "auto",
-    window: int = 256,
+    device: str | torch.device,
     *,
-    overlap: int = 32,
-    batch_size: int = 4,
+    window: int,
+    overlap: int,
+    batch_size: int,
+    amp: bool,
     bands: Sequence[str] | None = None,
-    amp: bool | None = None,
 ) -> Predictor:
-    """Read a model file written by ``train_model`` (``weights_only=True``).
+    """A :class:`Predictor` for a model file (:func:`cloudfree.modelfile.read_model_file`).
 
-    Everything needed (architecture, weights, normalisation, bands) comes from the file.
-    Raises ModelFileError naming the file when it is missing, unreadable, of another
+    Everything needed (architecture, weights, normalisation, bands) comes from the file;
+    ``device`` is an ``infer.device`` value or a torch device, ``window``/``overlap``/
+    ``batch_size`` set the sliding windows and ``amp`` mixed precision on CUDA.  Raises
+    ModelFileError naming the file when it is missing, unreadable, of another
     ``format_version``, lacks keys, or (with ``bands``, the data's band names) was trained
-    on other bands.  ``window``/``overlap``/``batch_size`` set the sliding windows.
+    on other bands.
     """
-    from cloudfree.device import select_device  # local: train imports this module
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file {path} does not exist")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise ModelFileError(f"cannot read model file {path}: {exc}") from exc
-    if not isinstance(blob, dict):
-        raise ModelFileError(f"model file {path}: expected a dict, got {type(blob).__name__}")
-    missing = [k for k in REQUIRED_KEYS if k not in blob]
-    if missing:
-        raise ModelFileError(f"model file {path}: missing keys {missing}")
-    if blob["format_version"] != MODEL_FORMAT_VERSION:
-        raise ModelFileError(
-            f"model file {path}: format_version {blob['format_version']!r}, "
-            f"expected {MODEL_FORMAT_VERSION}"
-        )
-    if bands is not None and list(blob["bands"]) != list(bands):
-        raise ModelFileError(
-            f"model file {path} was trained on bands {list(blob['bands'])}, but the data has "
-            f"bands {list(bands)}; retrain on these bands or use a matching model"
-        )
-    try:
-        spec, norm = blob["model"], blob["norm"]
-        model = build_model(spec["name"], **spec["kwargs"])
-        model.load_state_dict(blob["state_dict"])
-        mean, std = norm["mean"], norm["std"]
-    except (CloudfreeError, KeyError, TypeError, RuntimeError) as exc:
-        raise ModelFileError(f"model file {path}: {exc}") from exc
-    if len(mean) != len(blob["bands"]) or len(std) != len(blob["bands"]):
-        raise ModelFileError(
-            f"model file {path}: normalisation of {len(mean)} bands for bands {blob['bands']}"
-        )
-    dev = device if isinstance(device, torch.device) else select_device(device)
-    meta = {k: v for k, v in blob.items() if k != "state_dict"}
-    if amp is None:
-        amp = bool(blob.get("params", {}).get("amp", True))
+    model, meta = read_model_file(path, bands=bands)
+    dev = device if isinstance(device, torch.device) else select_device(device, "infer.device")
     return Predictor(
         model,
-        mean=mean,
-        std=std,
-        bands=blob["bands"],
+        mean=meta["norm"]["mean"],
+        std=meta["norm"]["std"],
+        bands=meta["bands"],
         device=dev,
         meta=meta,
         window=window,

@@ -1,13 +1,14 @@
 """Inference: reconstruct every tile and date of a region with a trained model.
 
-Two products:
+Reads the model file and the packed region (:mod:`cloudfree.packed`); writes:
 
 - ``tiles_dir/<tile>/<date>.tif``: reconstructed bands on the input grid (uint16, same scale
   and nodata as the input; observed clear pixels keep their input values) and
   ``<date>_quality.tif`` (see ``QUALITY``);
-- optional (off by default): ``<date>_embedding.tif``, chosen channels of the encoder
-  embedding (float32, upsampled to the input grid), and ``<date1>_<date2>_change.tif``,
-  the cosine similarity of two dates' embeddings (as Planaura does for bi-temporal pairs);
+- optional (``infer.embeddings``, ``infer.change``): ``<date>_embedding.tif``, chosen
+  channels of the encoder embedding (float32, upsampled to the input grid), and
+  ``<date1>_<date2>_change.tif``, the cosine similarity of two dates' embeddings (as
+  Planaura does for bi-temporal pairs);
 - ``eval.h5``: for every tile with evaluation gaps, the raw model output when those gaps are
   hidden as well, which the metrics stage scores against the known truth.
 """
@@ -23,8 +24,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from cloudfree.bands import CLOUD, NODATA, REFLECTANCE_SCALE, SHADOW, THIN_CLOUD
-from cloudfree.errors import ConfigError
+from cloudfree.bands import CLOUD, NODATA, SHADOW, THIN_CLOUD, to_dn
 from cloudfree.infer.predictor import load_model
 from cloudfree.io import atomic_path, geotiff_profile, write_raster
 from cloudfree.packed import TileSeries, open_packed, packed_bands, read_tile, tile_names
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 # Quality layer classes (uint8).
 QUALITY = {"nodata": 0, "observed": 1, "reconstructed_cloud": 2, "reconstructed_shadow": 3}
-COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
 
 
 def quality_layer(tile: TileSeries) -> np.ndarray:
@@ -44,12 +43,6 @@ def quality_layer(tile: TileSeries) -> np.ndarray:
     q[valid & np.isin(tile.mask, (CLOUD, THIN_CLOUD))] = QUALITY["reconstructed_cloud"]
     q[valid & (tile.mask == SHADOW)] = QUALITY["reconstructed_shadow"]
     return q
-
-
-def to_dn(refl: np.ndarray) -> np.ndarray:
-    """Reflectance to uint16 DN (1..65535; 0 stays reserved for nodata)."""
-    dn = np.rint(np.nan_to_num(refl, nan=0.0) * REFLECTANCE_SCALE)
-    return np.clip(dn, 1, np.iinfo(np.uint16).max).astype(np.uint16)
 
 
 def fill_gaps(tile: TileSeries, refl: np.ndarray) -> np.ndarray:
@@ -72,8 +65,6 @@ def change_pairs(dates: list[str], pairs: list[list[str]] | None) -> list[tuple[
     index = {d: i for i, d in enumerate(dates)}
     out = []
     for pair in pairs:
-        if len(pair) != 2:
-            raise ConfigError(f"infer.change.pairs: {pair!r} is not a pair of dates")
         a, b = (str(d) for d in pair)
         if a in index and b in index:
             out.append((index[a], index[b]))
@@ -86,34 +77,31 @@ def infer_region(
     tiles_dir: str | os.PathLike[str],
     eval_out: str | os.PathLike[str],
     *,
-    device: str = "auto",
-    compress: str = "deflate",
+    device: str,
+    compress: str,
+    window: int,
+    overlap: int,
+    batch_size: int,
+    amp: bool,
+    embeddings: Mapping[str, Any],
+    change: Mapping[str, Any],
     tags: dict[str, str] | None = None,
-    window: int = 256,
-    overlap: int = 32,
-    batch_size: int = 4,
-    amp: bool = True,
-    embeddings: Mapping[str, Any] | None = None,
-    change: Mapping[str, Any] | None = None,
 ) -> list[str]:
     """Reconstruct every tile of a packed region; returns the tiles written.
 
-    ``embeddings`` (``{"enabled", "channels"}``, channels empty = all) adds
-    ``<date>_embedding.tif``; ``change`` (``{"enabled", "pairs"}``) adds
-    ``<date1>_<date2>_change.tif``, the cosine similarity of the two dates' embeddings.
+    The keywords are the ``infer`` section's.  ``embeddings`` (``{"enabled", "channels"}``,
+    channels empty = all) adds ``<date>_embedding.tif``; ``change`` (``{"enabled",
+    "pairs"}``) adds ``<date1>_<date2>_change.tif``, the cosine similarity of the two dates'
+    embeddings.  ``tags`` are written into every GeoTIFF.
     """
-    if compress not in COMPRESSIONS:
-        raise ConfigError(f"infer.compress: {compress!r} is not one of {', '.join(COMPRESSIONS)}")
-    emb = dict(embeddings or {})
-    chg = dict(change or {})
     bands = list(packed_bands(packed_path))
     predictor = load_model(
         model_path, device=device, window=window, overlap=overlap, batch_size=batch_size,
         bands=bands, amp=amp,
     )  # fmt: skip
     channels: list[int] = []
-    if emb.get("enabled"):
-        channels = [int(c) for c in emb.get("channels") or range(predictor.embedding_size)]
+    if embeddings["enabled"]:
+        channels = [int(c) for c in embeddings["channels"] or range(predictor.embedding_size)]
     written = []
     with (
         open_packed(packed_path) as h5,
@@ -124,7 +112,7 @@ def infer_region(
         ev.attrs.update(region=h5.attrs["region"], model=str(model_path))
         for name in tile_names(h5):
             tile = read_tile(h5, name)
-            pairs = change_pairs(tile.dates, chg.get("pairs")) if chg.get("enabled") else []
+            pairs = change_pairs(tile.dates, change["pairs"]) if change["enabled"] else []
             out = predictor.predict(
                 tile.s2, tile.clear, tile.doy, embed_channels=channels, change_pairs=pairs
             )

@@ -1,5 +1,8 @@
 """Figures of the metrics stage: errors by method, error against input difficulty, example
 reconstructions.
+
+Reads the summary and table of :func:`cloudfree.metrics.region.region_metrics` or one tile with
+its predictions; writes one PNG each.
 """
 
 from __future__ import annotations
@@ -13,17 +16,19 @@ from matplotlib.figure import Figure
 
 from cloudfree.packed import TileSeries
 from cloudfree.plotting import (
-    CLOUD_COLOUR,
-    GAP_COLOUR,
-    _limits,
-    _message,
-    _regions,
-    _rgb,
-    _save,
-    _show,
-    _stretch,
+    panel_message,
+    region_names,
     rgb_bands,
+    rgb_composite,
+    save_figure,
+    show_image,
+    stretch,
+    stretch_limits,
+    with_region,
 )
+
+GAP_COLOUR = (1.0, 0.0, 1.0)  # evaluation gap: hidden from the methods, truth known
+CLOUD_COLOUR = (0.0, 0.0, 0.0)  # real cloud, shadow or nodata in the input
 
 
 def method_bars(
@@ -75,13 +80,11 @@ def method_bars(
     ax.set_xticks(x, methods)
     ax.set_xlabel("method")
     ax.set_ylabel(f"{metric.upper()} ({part} pixels)")
-    title = f"{metric.upper()} on {part} pixels"
-    if region := _regions(summary):
-        title += f", {region}"
+    title = with_region(f"{metric.upper()} on {part} pixels", region_names(summary))
     if has_ci:
         title += "\n(error bars: 95 % bootstrap interval over tiles)"
     ax.set_title(title, fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 _DIFFICULTY = {
@@ -122,10 +125,10 @@ def error_vs_difficulty(
     colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
     for ax, (column, label) in zip(axes, _DIFFICULTY.items(), strict=True):
         if metric not in table:
-            _message(ax, f"column {metric!r} missing from the metrics table")
+            panel_message(ax, f"column {metric!r} missing from the metrics table")
             continue
         if column not in table:
-            _message(ax, f"column {column!r} missing from the metrics table")
+            panel_message(ax, f"column {column!r} missing from the metrics table")
             continue
         drawn = False
         for method in methods:
@@ -141,16 +144,13 @@ def error_vs_difficulty(
             ax.plot(bx, by, "o-", color=c, lw=1.5, ms=4, label=method)
             drawn = True
         if not drawn:
-            _message(ax, f"no finite {metric} / {column} values")
+            panel_message(ax, f"no finite {metric} / {column} values")
             continue
         ax.set_xlabel(label)
         ax.set_ylabel(metric)
         ax.legend(fontsize=8)
-    title = f"{metric} against difficulty"
-    if region := _regions(table):
-        title += f", {region}"
-    fig.suptitle(title, fontsize=11)
-    _save(fig, path)
+    fig.suptitle(with_region(f"{metric} against difficulty", region_names(table)), fontsize=11)
+    save_figure(fig, path)
 
 
 def example_reconstructions(
@@ -187,8 +187,8 @@ def example_reconstructions(
     ncols = len(predictions) + 2
     if candidates.size == 0 or dates < 1:
         fig = Figure(figsize=(5, 2))
-        _message(fig.subplots(), f"tile {tile.tile}: no date with masked pixels")
-        _save(fig, path)
+        panel_message(fig.subplots(), f"tile {tile.tile}: no date with masked pixels")
+        save_figure(fig, path)
         return
     order = candidates[np.argsort(-masked[candidates], kind="stable")][:dates]
     chosen = np.sort(order)
@@ -197,19 +197,21 @@ def example_reconstructions(
     fig = Figure(figsize=(panel * ncols, panel * len(chosen) * h / w + 0.6))
     axes = np.atleast_2d(fig.subplots(len(chosen), ncols, squeeze=False))
     for row, t in enumerate(chosen):
-        truth = _rgb(refl[t], index)
-        lo, hi = _limits(truth, clear[t])
+        truth = rgb_composite(refl[t], index)
+        lo, hi = stretch_limits(truth, clear[t])
         date = tile.dates[t]
         frac = masked[t] / (h * w)
-        shown = _stretch(truth, lo, hi)
+        shown = stretch(truth, lo, hi)
         shown[~clear[t]] = CLOUD_COLOUR
         shown[gap[t] & tile.valid[t]] = GAP_COLOUR
-        _show(axes[row, 0], shown, f"{date}\ninput ({frac:.0%} masked)")
+        show_image(axes[row, 0], shown, f"{date}\ninput ({frac:.0%} masked)")
         for col, (name, pred) in enumerate(predictions.items(), start=1):
-            _show(axes[row, col], _stretch(_rgb(pred[t], index), lo, hi), f"{date}\n{name}")
-        _show(axes[row, -1], _stretch(truth, lo, hi), f"{date}\ntruth")
+            show_image(
+                axes[row, col], stretch(rgb_composite(pred[t], index), lo, hi), f"{date}\n{name}"
+            )
+        show_image(axes[row, -1], stretch(truth, lo, hi), f"{date}\ntruth")
     fig.suptitle(
         f"Tile {tile.tile} ({tile.split}, {label}): magenta = evaluation gap, black = cloud/nodata",
         fontsize=9,
     )
-    _save(fig, path)
+    save_figure(fig, path)

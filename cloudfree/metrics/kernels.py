@@ -1,26 +1,32 @@
-"""Metric kernels on (C, H, W) arrays and a pixel selection: MAE, RMSE, PSNR, SSIM, SAM.
+"""Metric kernels on arrays: MAE, RMSE, PSNR, SSIM and SAM of a (C, H, W) image on a pixel
+selection; all of them at once on several pixel sets of an image or a (T, C, H, W) series; and
+the difficulty of an input sequence per date (cloud fraction, distance to an available date).
 
-Reflectance is in [0, 1] (data range 1).  Every kernel returns NaN for an empty selection.
+Reflectance is in [0, 1] (data range 1).  Every metric is NaN for an empty selection.  Plain
+functions on numpy arrays: nothing is read or written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-SSIM_SIGMA = 1.5
-
-
-SSIM_TRUNCATE = 3.5  # radius int(3.5 * 1.5 + 0.5) = 5: an 11 x 11 window
-
-
+METRICS: tuple[str, ...] = ("mae", "rmse", "psnr", "ssim", "sam")
 DATA_RANGE = 1.0
+SSIM_SIGMA = 1.5
+SSIM_TRUNCATE = 3.5  # radius int(3.5 * 1.5 + 0.5) = 5: an 11 x 11 window
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
-def _check(pred: np.ndarray, truth: np.ndarray, selection: np.ndarray) -> None:
+def _check_images(pred: np.ndarray, truth: np.ndarray) -> None:
     if pred.shape != truth.shape or pred.ndim != 3:
         raise ValueError(f"pred {pred.shape} and truth {truth.shape} must both be (C, H, W)")
+
+
+def _check(pred: np.ndarray, truth: np.ndarray, selection: np.ndarray) -> None:
+    _check_images(pred, truth)
     if selection.shape != truth.shape[1:]:
         raise ValueError(f"selection {selection.shape} does not match images {truth.shape}")
 
@@ -81,8 +87,7 @@ def sam(pred: np.ndarray, truth: np.ndarray, selection: np.ndarray) -> float:
 def ssim_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(C, H, W) SSIM map per band; non-finite inputs are set to 0 before filtering."""
     pred, truth = np.asarray(pred), np.asarray(truth)
-    if pred.shape != truth.shape or pred.ndim != 3:
-        raise ValueError(f"pred {pred.shape} and truth {truth.shape} must both be (C, H, W)")
+    _check_images(pred, truth)
     x = np.where(np.isfinite(pred), pred, 0.0).astype(np.float64)
     y = np.where(np.isfinite(truth), truth, 0.0).astype(np.float64)
 
@@ -121,3 +126,100 @@ def band_mae(pred: np.ndarray, truth: np.ndarray, selection: np.ndarray) -> np.n
     if not p.shape[1]:
         return np.full(p.shape[0], np.nan)
     return np.abs(p - t).mean(axis=1)
+
+
+def score_image(
+    pred: np.ndarray, truth: np.ndarray, sets: Mapping[str, np.ndarray]
+) -> dict[str, float | int]:
+    """All metrics of one (C, H, W) image on every pixel set (SSIM map computed once)."""
+    row: dict[str, float | int] = {}
+    smap: np.ndarray | None = None
+    for name, selection in sets.items():
+        _check(pred, truth, np.asarray(selection))
+        sel = scored_pixels(truth, selection)
+        n = int(sel.sum())
+        row[f"n_{name}"] = n
+        if n == 0:
+            row.update({f"{m}_{name}": float("nan") for m in METRICS})
+            continue
+        p, t = pred[:, sel].astype(np.float64), truth[:, sel].astype(np.float64)
+        diff = p - t
+        row[f"mae_{name}"] = float(np.abs(diff).mean())
+        row[f"rmse_{name}"] = float(np.sqrt(np.square(diff).mean()))
+        row[f"psnr_{name}"] = _psnr_from_rmse(row[f"rmse_{name}"])
+        if smap is None:
+            smap = ssim_map(pred, truth)
+        row[f"ssim_{name}"] = _ssim_mean(smap, pred, sel)
+        row[f"sam_{name}"] = sam(pred, truth, sel)
+    return row
+
+
+def score_series(
+    pred: np.ndarray, truth: np.ndarray, sets: Mapping[str, np.ndarray]
+) -> list[dict[str, float | int]]:
+    """One dict per date: ``n_<set>, mae_<set>, rmse_<set>, psnr_<set>, ssim_<set>, sam_<set>``.
+
+    ``pred``/``truth`` are (T, C, H, W); every set is a (T, H, W) bool selection.
+    """
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.shape != truth.shape or pred.ndim != 4:
+        raise ValueError(f"pred {pred.shape} and truth {truth.shape} must both be (T, C, H, W)")
+    for name, selection in sets.items():
+        if np.shape(selection) != (truth.shape[0], *truth.shape[2:]):
+            raise ValueError(f"set {name!r} has shape {np.shape(selection)}, expected (T, H, W)")
+    return [
+        score_image(pred[t], truth[t], {name: sel[t] for name, sel in sets.items()})
+        for t in range(truth.shape[0])
+    ]
+
+
+def input_difficulty(
+    available: np.ndarray, valid: np.ndarray, masked: np.ndarray, days: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per date ``cloud_fraction`` and ``gap_days`` of an input sequence, each (T,).
+
+    ``available`` (what the method sees), ``valid`` (image has data) and ``masked``
+    (pixels scored as hidden) are (T, H, W) bool; ``days`` (T,) are the dates in days.
+
+    - ``cloud_fraction[t]`` = 1 - mean(available[t]) over the valid pixels of date t: the
+      share of the date's valid pixels the method cannot see (cloud, shadow or evaluation
+      gap); NaN if the date has no valid pixel.
+    - ``gap_days[t]`` = mean over the masked pixels of date t of the distance in days to
+      the nearest date at which that pixel is available.  Masked pixels that are never
+      available at any date have no such distance and are left out of the mean; NaN if
+      no masked pixel (with an available date) remains.
+    """
+    available = np.asarray(available, dtype=bool)
+    valid = np.asarray(valid, dtype=bool)
+    masked = np.asarray(masked, dtype=bool)
+    days = np.asarray(days, dtype=np.float64)
+    n_dates = available.shape[0]
+    if valid.shape != available.shape or masked.shape != available.shape:
+        raise ValueError(
+            f"available {available.shape}, valid {valid.shape} and masked {masked.shape} differ"
+        )
+    if days.shape != (n_dates,):
+        raise ValueError(f"days {days.shape} does not match {n_dates} dates")
+    n_valid = valid.sum(axis=(1, 2))
+    n_seen = (available & valid).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cloud_fraction = np.where(n_valid > 0, 1.0 - n_seen / np.maximum(n_valid, 1), np.nan)
+    # Nearest available date before/at and after/at each date, per pixel (inf: none).
+    prev = np.empty(available.shape, dtype=np.float64)
+    nxt = np.empty(available.shape, dtype=np.float64)
+    last = np.full(available.shape[1:], -np.inf)
+    for t in range(n_dates):
+        last = np.where(available[t], days[t], last)
+        prev[t] = last
+    last = np.full(available.shape[1:], np.inf)
+    for t in range(n_dates - 1, -1, -1):
+        last = np.where(available[t], days[t], last)
+        nxt[t] = last
+    dist = np.minimum(days[:, None, None] - prev, nxt - days[:, None, None])
+    gap_days = np.full(n_dates, np.nan)
+    for t in range(n_dates):
+        d = dist[t][masked[t]]
+        d = d[np.isfinite(d)]
+        if d.size:
+            gap_days[t] = float(d.mean())
+    return cloud_fraction.astype(np.float64), gap_days

@@ -1,9 +1,14 @@
-"""Score the model and the baselines on the test tiles' evaluation gaps of one region."""
+"""Rule ``metrics`` of one region: the model and the baselines scored on its test tiles.
+
+Reads the packed region (tiles, bands, region and source attributes) and the evaluation file
+of inference (``tiles/<tile>/pred``); returns the per tile/date/method table and its
+per-method summary (the rule's script writes them and the figures).
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import h5py
 import numpy as np
@@ -11,11 +16,8 @@ import pandas as pd
 
 from cloudfree.errors import InputDataError
 from cloudfree.metrics.summary import summarise
-from cloudfree.metrics.table import as_method, evaluate_tiles
+from cloudfree.metrics.table import Method, as_method, evaluate_tiles
 from cloudfree.packed import TileSeries, iter_tiles, packed_bands
-
-# A method: (tile, input availability) -> (T, C, H, W) reflectance.
-Method = Callable[[TileSeries, np.ndarray], np.ndarray]
 
 
 def model_predictions(eval_path: str | os.PathLike[str]) -> Method:
@@ -32,6 +34,7 @@ def model_predictions(eval_path: str | os.PathLike[str]) -> Method:
 
 
 def _methods(eval_path: str | os.PathLike[str], baselines: Sequence[str]) -> dict[str, Method]:
+    """The model first, then the baselines in their configured order (the summary's order)."""
     return {"model": model_predictions(eval_path)} | {name: as_method(name) for name in baselines}
 
 
@@ -58,7 +61,12 @@ def region_metrics(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per tile, date and method metrics on the test tiles, and their per-method summary.
 
-    The per-band columns are ``mae_masked_<band>`` for the packed file's bands.
+    ``baselines`` are the names of ``metrics.baselines``.  The table has the columns
+    ``region, source, experiment`` and then those of
+    :func:`~cloudfree.metrics.table.evaluate_tiles` (per-band columns ``mae_masked_<band>``
+    for the packed file's bands); the summary ``region`` and then those of
+    :func:`~cloudfree.metrics.summary.summarise`.  Raises :class:`InputDataError` when the
+    region has no test tile to score or the evaluation file has no prediction for one.
     """
     methods = _methods(eval_path, baselines)
     with h5py.File(packed_path, "r") as h5:

@@ -9,6 +9,9 @@ PSNR is ``inf`` for a perfect reconstruction (e.g. a baseline on the observed pi
 copies); ``inf`` values are treated as NaN before any averaging so that they do not turn
 the means into ``inf``.  A method whose PSNR is ``inf`` on every date of every tile thus
 gets a NaN PSNR.
+
+Reads an evaluation table (:mod:`cloudfree.metrics.table`) or per-region summaries; returns
+DataFrames and writes nothing.
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cloudfree.metrics.table import METRICS, SUMMARY_SETS
+from cloudfree.metrics.kernels import METRICS
+from cloudfree.metrics.table import SETS
 
+SUMMARY_SETS: tuple[str, ...] = ("masked", "observed")  # the pixel sets summaries report
 DIFF_METRICS: tuple[str, ...] = ("mae", "rmse")
-PIXEL_SETS: tuple[str, ...] = ("masked", "observed", "all")
+REFERENCE = "linear"  # the baseline every method is paired with in ``*_diff_<baseline>``
 CI_LEVEL = 0.95
 
 
-def summary_columns(baseline: str = "linear") -> list[str]:
-    """Columns of :func:`summarise_region`, in order."""
-    cols = ["method", "tiles", "rows"]
+def summary_columns(baseline: str = REFERENCE) -> list[str]:
+    """Columns of :func:`summarise`, in order."""
+    cols = ["method", "tiles", "rows", *(f"n_{s}" for s in SUMMARY_SETS)]
     for s in SUMMARY_SETS:
         for m in METRICS:
             base = f"{m}_{s}"
@@ -89,7 +94,7 @@ def pixel_weighted_mae(table: pd.DataFrame) -> pd.DataFrame:
     For every set among masked, observed and all that the table has; rows with NaN MAE or
     no pixel are left out; NaN where no pixel remains.
     """
-    sets = [s for s in PIXEL_SETS if f"mae_{s}" in table and f"n_{s}" in table]
+    sets = [s for s in SETS if f"mae_{s}" in table and f"n_{s}" in table]
     out: list[dict[str, object]] = []
     for method, group in table.groupby("method", sort=False):
         row: dict[str, object] = {"method": method}
@@ -103,8 +108,8 @@ def pixel_weighted_mae(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["method", *(f"mae_{s}_pixel" for s in sets)])
 
 
-def summarise_region(
-    table: pd.DataFrame, *, baseline: str = "linear", n_boot: int = 2000, seed: int = 0
+def summarise(
+    table: pd.DataFrame, *, baseline: str = REFERENCE, n_boot: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
     """One row per method (order of first appearance) of an evaluation table of one region.
 
@@ -112,7 +117,8 @@ def summarise_region(
     :func:`cloudfree.metrics.table.evaluate_tiles` (other columns are ignored).  Columns
     (:func:`summary_columns`):
 
-    - ``method``, ``tiles`` (distinct tiles), ``rows``;
+    - ``method``, ``tiles`` (distinct tiles), ``rows``, ``n_masked``, ``n_observed``
+      (total scored pixels);
     - for each set (masked, observed) and metric (mae, rmse, psnr, ssim, sam):
       ``<metric>_<set>`` = mean over tiles of the per-tile mean over dates (NaNs ignored,
       ``inf`` PSNR treated as NaN), ``<metric>_<set>_median`` (median over tiles) and
@@ -137,6 +143,7 @@ def summarise_region(
     tiles = per_tile_means(table, cols)
     methods = list(pd.unique(table["method"]))
     rows_per_method = table.groupby("method", sort=False).size()
+    totals = table.groupby("method", sort=False)[[f"n_{s}" for s in SUMMARY_SETS]].sum()
     has_baseline = baseline in methods
     base = tiles.loc[baseline] if has_baseline else None
     pixel = pixel_weighted_mae(table).set_index("method")
@@ -147,7 +154,7 @@ def summarise_region(
             "method": method,
             "tiles": len(per_tile),
             "rows": int(rows_per_method[method]),
-        }
+        } | {f"n_{s}": int(totals.loc[method, f"n_{s}"]) for s in SUMMARY_SETS}
         for col in cols:
             values = per_tile[col].to_numpy(dtype=np.float64)
             row[col] = _finite_mean(values)
@@ -189,22 +196,3 @@ def combine_regions(summaries: list[pd.DataFrame]) -> pd.DataFrame:
         return pd.DataFrame(columns=["region"])
     combined = pd.concat(frames, ignore_index=True, sort=False)
     return combined[["region", *(c for c in combined.columns if c != "region")]]
-
-
-def summarise(df: pd.DataFrame, *, baseline: str = "linear", **kwargs: object) -> pd.DataFrame:
-    """Per-method summary of an :func:`evaluate_tiles` table (kept for the workflow).
-
-    The columns of :func:`cloudfree.metrics.summary.summarise_region` (tile-level means, medians,
-    bootstrap intervals, paired differences to ``baseline`` and pixel-weighted MAE), with
-    ``n_masked, n_observed`` (total scored pixels per method) inserted after ``rows``.
-    ``kwargs`` go to :func:`~cloudfree.metrics.summary.summarise_region` (``n_boot``, ``seed``).
-    """
-    from cloudfree.metrics.summary import summarise_region
-
-    out = summarise_region(df, baseline=baseline, **kwargs)  # type: ignore[arg-type]
-    totals = df.groupby("method", sort=False)[[f"n_{s}" for s in SUMMARY_SETS]].sum()
-    at = list(out.columns).index("rows") + 1
-    for i, s in enumerate(SUMMARY_SETS):
-        values = totals[f"n_{s}"].reindex(out["method"]).to_numpy()
-        out.insert(at + i, f"n_{s}", values.astype(np.int64))
-    return out

@@ -39,7 +39,6 @@ import torch
 from torch import nn
 
 from cloudfree.errors import ConfigError
-from cloudfree.models.registry import register
 
 Baseline = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
@@ -219,7 +218,7 @@ def doy_to_days(doy: np.ndarray) -> np.ndarray:
 
 
 class BaselineModel(nn.Module):
-    """A :mod:`cloudfree.baselines` gap filler behind the network interface (no training).
+    """A gap filler of :data:`BASELINES` behind the network interface (no training).
 
     Works in any units (every baseline commutes with the per-band normalisation); runs on
     the CPU with numpy, sample by sample, and returns on the input's device.  Padding
@@ -231,7 +230,7 @@ class BaselineModel(nn.Module):
     method = "linear"
     trainable = False
 
-    def __init__(self, in_channels: int = 13, **network: Any) -> None:
+    def __init__(self, in_channels: int, **network: Any) -> None:
         super().__init__()
         del network
         if in_channels < 1:
@@ -265,5 +264,7 @@ class BaselineModel(nn.Module):
         return torch.from_numpy(out).to(x.device)
 
 
-for _name in BASELINES:
-    register(_name)(type(f"Baseline_{_name}", (BaselineModel,), {"method": _name}))
+# One model class per baseline, registered by name in cloudfree.models.registry.
+BASELINE_MODELS: dict[str, type[BaselineModel]] = {
+    name: type(f"Baseline_{name}", (BaselineModel,), {"method": name}) for name in BASELINES
+}

@@ -1,7 +1,8 @@
-"""Reconstruction networks and their registry.
+"""The U-TILISE-style reconstruction network (U-Net with a lightweight temporal attention).
 
-``build_model(name, **kwargs)`` builds a registered network.  Every network maps a cloudy
-series to a reconstructed one with the call signature::
+Every model (this network and the baselines of :mod:`cloudfree.models.baselines`, all built
+by name with :func:`cloudfree.models.registry.build_model`) maps a cloudy series to a
+reconstructed one with the call signature::
 
     model(x, avail, doy, pad=None) -> (B, T, C, H, W)
 
@@ -10,11 +11,7 @@ series to a reconstructed one with the call signature::
 - ``doy``: (B, T) long, day of year of each date;
 - ``pad``: optional (B, T) bool, True for padding dates (ignored by every other date).
 
-Registered: ``utilise`` (the trained network) and the gap-filling baselines of
-:mod:`cloudfree.baselines` (``linear``, ``closest``, ``last``, ``least_cloudy``, ``mean``) as
-parameter-free modules with the same call signature (``trainable = False``): training writes
-their model file without an optimizer step, and inference and metrics run them like the
-network.
+Reads and writes nothing.
 """
 
 from __future__ import annotations
@@ -27,8 +24,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from cloudfree.models.registry import register
 
 # Elements of the upsampled attention tensor materialised at once when mixing skips.
 _MIX_BUDGET = 1 << 25
@@ -201,7 +196,6 @@ def mix_skip(
     return mixed.reshape(b, t, c, hh, ww)
 
 
-@register("utilise")
 class UTILISE(nn.Module):
     """U-TILISE-style sequence-to-sequence reconstruction network.
 
@@ -231,9 +225,9 @@ class UTILISE(nn.Module):
 
     def __init__(
         self,
-        in_channels: int = 13,
-        widths: Sequence[int] = (16, 32, 64),
-        heads: int = 4,
+        in_channels: int,
+        widths: Sequence[int],
+        heads: int,
         d_k: int = 8,
         own_skip: bool = False,
         avail_weighting: bool = False,

@@ -1,4 +1,12 @@
-"""Models registered by name and built from config (networks and baselines alike)."""
+"""Models registered by name and built from config (the network and the baselines alike).
+
+:data:`MODELS` holds exactly the names ``train.model.name`` allows: ``utilise`` (the trained
+network of :mod:`cloudfree.models.network`) and the gap-filling baselines of
+:mod:`cloudfree.models.baselines` (``linear``, ``closest``, ``last``, ``least_cloudy``,
+``mean``) as parameter-free modules with the same call signature (``trainable = False``):
+training writes their model file without an optimizer step, and inference and metrics run
+them like the network.  Reads and writes nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +16,10 @@ from typing import Any, TypeVar
 from torch import nn
 
 from cloudfree.errors import ConfigError
+from cloudfree.models.baselines import BASELINE_MODELS
+from cloudfree.models.network import UTILISE
 
-MODELS: dict[str, type[nn.Module]] = {}
+MODELS: dict[str, type[nn.Module]] = {"utilise": UTILISE, **BASELINE_MODELS}
 
 
 M = TypeVar("M", bound=type[nn.Module])

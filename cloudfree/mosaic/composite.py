@@ -17,16 +17,10 @@ from datetime import date as Date
 from pathlib import Path
 
 from cloudfree.errors import ConfigError
-from cloudfree.mosaic.core import (
-    Contribution,
-    Grid,
-    Template,
-    check_rule,
-    cloud_fraction,
-    date_code,
-    mosaic,
-    quality_of,
-)
+from cloudfree.mosaic.read import Contribution, cloud_fraction, date_code, quality_of
+from cloudfree.mosaic.rules import rule_of
+from cloudfree.mosaic.write import Template, write_mosaic
+from cloudfree.tiles.grid import Grid
 
 
 def _parse(value: str | None, key: str) -> Date | None:
@@ -35,25 +29,28 @@ def _parse(value: str | None, key: str) -> Date | None:
     try:
         return Date.fromisoformat(str(value))
     except ValueError:
-        raise ConfigError(f"composite.{key}: {value!r} is not an ISO date (YYYY-MM-DD)") from None
+        raise ConfigError(
+            f"mosaic.composite.{key}: {value!r} is not an ISO date (YYYY-MM-DD)"
+        ) from None
 
 
 def composite_scores(
     dates: Sequence[str],
     clear: Mapping[tuple[str, str], float],
     *,
-    start: str | None = None,
-    end: str | None = None,
-    target: str | None = None,
+    start: str | None,
+    end: str | None,
+    target: str | None,
 ) -> tuple[dict[tuple[str, str], float], dict[str, str]]:
     """Base scores in [0, 1] of the (tile, date) pairs of ``clear`` (clear share) inside
-    the period, and the period's tags (PERIOD_START, PERIOD_END, TARGET_DATE)."""
+    the period [``start``, ``end``] (None: the first, the last date), and the period's tags
+    (PERIOD_START, PERIOD_END, TARGET_DATE: ``target``, None: the middle of the period)."""
     d0, d1, dt = _parse(start, "start"), _parse(end, "end"), _parse(target, "target")
     known = sorted(Date.fromisoformat(d) for d in dates)
     lo = d0 or (known[0] if known else None)
     hi = d1 or (known[-1] if known else None)
     if lo and hi and lo > hi:
-        raise ConfigError(f"composite: start {lo} is after end {hi}")
+        raise ConfigError(f"mosaic.composite: start {lo} is after end {hi}")
     if lo is None or hi is None:
         return {}, {}
     mid = dt or lo + (hi - lo) / 2
@@ -75,24 +72,26 @@ def composite_region(
     *,
     grid: Grid,
     sources: Sequence[str],
+    start: str | None,
+    end: str | None,
+    target: str | None,
+    rule: str,
+    resampling: str,
+    compress: str,
+    level: int | None,
+    fmt: str,
+    block: int,
     template: Template | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    target: str | None = None,
-    rule: str = "best_quality",
-    resampling: str = "bilinear",
-    compress: str = "deflate",
-    block: int = 512,
-    level: int | None = None,
     num_threads: int | str = 1,
-    fmt: str = "cog",
 ) -> Path:
     """Write the composite of ``{date: [<tile>/<date>.tif]}`` over [start, end] to ``dest``.
 
-    Contributions are ordered by date, then tile; ``rule`` (default ``best_quality``) picks
-    per pixel.  A period without any date gives an all-nodata composite with count 0.
+    Contributions are ordered by date, then tile; ``rule`` picks per pixel (the score rules
+    rank them by :func:`composite_scores`).  The writing settings are those of
+    :func:`cloudfree.mosaic.write.write_mosaic`.  A period without any date gives an
+    all-nodata composite with count 0.
     """
-    check_rule(rule, "composite.rule")
+    rule_of(rule, "mosaic.composite.rule")
     clear = {}
     quality = {}
     for d, paths in by_date.items():
@@ -107,7 +106,7 @@ def composite_region(
         if (tile, d) in scores
     ]
     tpl = replace(template or Template(), tags={**(template or Template()).tags, **tags})
-    return mosaic(
+    return write_mosaic(
         contribs, Path(dest), rule=rule, grid=grid, sources=sources, resampling=resampling,
         template=tpl, tags={"PRODUCT": "composite"}, compress=compress, block=block,
         level=level, num_threads=num_threads, fmt=fmt,

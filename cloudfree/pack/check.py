@@ -1,4 +1,9 @@
-"""Check a packed file against the manifest it was packed from."""
+"""Check a packed file against the manifest it was packed from (rule pack_hdf5's last step).
+
+Reads the packed file (every chunk, :func:`cloudfree.packed.validate_layout`) and the
+manifest; writes nothing, raises :class:`~cloudfree.errors.InputDataError` listing the
+differences.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ import os
 import pandas as pd
 
 from cloudfree.errors import InputDataError
-from cloudfree.pack.load import _optional_paths
-from cloudfree.packed import _decode, open_packed, tile_names, validate_layout
+from cloudfree.pack.load import optional_paths
+from cloudfree.packed import decode_strings, open_packed, tile_names, validate_layout
 
 
 def validate(path: str | os.PathLike[str], manifest: pd.DataFrame) -> None:
@@ -35,7 +40,7 @@ def validate(path: str | os.PathLike[str], manifest: pd.DataFrame) -> None:
                 continue
             g = h5["tiles"][name]
             rows = rows.sort_values("date")
-            dates = _decode(g["dates"][()])
+            dates = decode_strings(g["dates"][()])
             if dates != rows["date"].astype(str).tolist():
                 problems.append(f"tile {name}: dates {dates} differ from the manifest's")
             shape = (len(rows), nb, int(rows["height"].iloc[0]), int(rows["width"].iloc[0]))
@@ -46,7 +51,7 @@ def validate(path: str | os.PathLike[str], manifest: pd.DataFrame) -> None:
                     f"tile {name}: split {g.attrs['split']}, manifest {rows['split'].iloc[0]}"
                 )
             for kind in ("probability", "s1"):
-                if (_optional_paths(rows, kind) is not None) != (kind in g):
+                if (optional_paths(rows, kind) is not None) != (kind in g):
                     problems.append(f"tile {name}: {kind} presence differs from the manifest")
     if problems:
         raise InputDataError(f"{path} does not match its manifest: " + "; ".join(problems[:10]))

@@ -1,5 +1,8 @@
 """Evaluation gaps: real cloud masks of other tiles laid over the val/test tiles at packing time,
 leaving out every pixel a train tile covers too.
+
+Works on in-memory masks and the manifest's tile bounds; reads and writes no file (the
+writer stores the gaps as each val/test tile's ``gap`` dataset).
 """
 
 from __future__ import annotations

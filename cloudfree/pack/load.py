@@ -1,5 +1,9 @@
-"""Reading a tile's GeoTIFF series (images, masks, optional layers) from its manifest rows, and
-the date classes from the cloud statistics.
+"""A tile's GeoTIFF series read from its manifest rows, for packing.
+
+Reads the images (integer DN, band names from their descriptions), the uint8 cloud masks
+and the optional per-date cloud probability and Sentinel-1 layers a manifest lists; returns
+a :class:`~cloudfree.packed.TileSeries` (without date classes) and writes nothing.  Every
+problem names the file, tile and date.
 """
 
 from __future__ import annotations
@@ -13,49 +17,13 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 
-from cloudfree.bands import (
-    NODATA,
-    S2_L1C_BANDS,
-)
+from cloudfree.bands import NODATA, S2_L1C_BANDS
 from cloudfree.errors import InputDataError
 from cloudfree.io import read_raster, read_raster_named
-from cloudfree.packed import DATE_CLASSES, TileSeries, day_of_year
+from cloudfree.packed import TileSeries, day_of_year
 
 
-def classify_dates(
-    tile: TileSeries, *, clear_min: float = 0.9, usable_min: float = 0.1
-) -> np.ndarray:
-    """(T,) date classes from the cloud masks, when no cloud statistics table is given.
-
-    ``clear``: at least ``clear_min`` of the valid pixels are clear; ``unusable``: no valid
-    pixel or less than ``usable_min`` of them clear; ``impaired``: the rest.
-    """
-    valid = tile.valid.sum(axis=(1, 2))
-    clear = tile.clear.sum(axis=(1, 2))
-    frac = np.where(valid > 0, clear / np.maximum(valid, 1), 0.0)
-    out = np.full(len(frac), DATE_CLASSES["impaired"], dtype=np.uint8)
-    out[frac >= clear_min] = DATE_CLASSES["clear"]
-    out[(valid == 0) | (frac < usable_min)] = DATE_CLASSES["unusable"]
-    return out
-
-
-def read_date_stats(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """The per tile and date table of rule cloud_stats (columns tile, date, class, ...)."""
-    try:
-        df = pd.read_csv(path, dtype={"tile": str, "date": str, "class": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputDataError(f"cannot read cloud statistics {path}: {exc}") from exc
-    missing = [c for c in ("tile", "date", "class") if c not in df.columns]
-    if missing:
-        raise InputDataError(f"{path}: missing columns {missing}")
-    bad = sorted(set(df["class"]) - set(DATE_CLASSES))
-    if bad:
-        raise InputDataError(f"{path}: unknown date classes {bad}; expected {list(DATE_CLASSES)}")
-    df.attrs["path"] = str(path)
-    return df
-
-
-def _optional_paths(rows: pd.DataFrame, column: str) -> list[str] | None:
+def optional_paths(rows: pd.DataFrame, column: str) -> list[str] | None:
     """The per-date paths of an optional manifest column: all set, or None when all empty."""
     if column not in rows.columns:
         return None
@@ -104,9 +72,7 @@ def band_names(
     )
 
 
-def load_series(
-    rows: pd.DataFrame, bands: Sequence[str] = S2_L1C_BANDS
-) -> tuple[np.ndarray, np.ndarray]:
+def load_series(rows: pd.DataFrame, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Read a tile's images and masks listed in manifest rows (sorted by date)."""
     images, masks = [], []
     first_profile = None
@@ -143,7 +109,10 @@ def load_series(
     return np.stack(images), np.stack(masks)
 
 
-def _load_extra(rows: pd.DataFrame, paths: list[str], kind: str, shape: tuple[int, ...]):
+def _load_extra(
+    rows: pd.DataFrame, paths: list[str], kind: str, shape: tuple[int, ...]
+) -> np.ndarray:
+    """(T, *shape) float32 of one optional layer, one file per date."""
     out = []
     for row, path in zip(rows.itertuples(), paths, strict=True):
         arr, _ = read_raster(path)
@@ -156,7 +125,7 @@ def _load_extra(rows: pd.DataFrame, paths: list[str], kind: str, shape: tuple[in
     return np.stack(out)
 
 
-def _load_tile(name: str, rows: pd.DataFrame, bands: Sequence[str]) -> TileSeries:
+def load_tile(name: str, rows: pd.DataFrame, bands: Sequence[str]) -> TileSeries:
     """One tile's series, optional layers and geo reference from its manifest rows."""
     s2, mask = load_series(rows, bands)
     dates = rows["date"].astype(str).tolist()
@@ -165,11 +134,11 @@ def _load_tile(name: str, rows: pd.DataFrame, bands: Sequence[str]) -> TileSerie
     sources["mask"] = rows["mask"].astype(str).tolist()
     hh, ww = s2.shape[2:]
     prob = s1 = None
-    prob_paths = _optional_paths(rows, "probability")
+    prob_paths = optional_paths(rows, "probability")
     if prob_paths:
         sources["probability"] = prob_paths
         prob = _load_extra(rows, prob_paths, "cloud probability", (1, hh, ww))[:, 0]
-    s1_paths = _optional_paths(rows, "s1")
+    s1_paths = optional_paths(rows, "s1")
     if s1_paths:
         sources["s1"] = s1_paths
         s1 = _load_extra(rows, s1_paths, "Sentinel-1", (2, hh, ww))
@@ -188,19 +157,3 @@ def _load_tile(name: str, rows: pd.DataFrame, bands: Sequence[str]) -> TileSerie
         sources=sources,
         nodata=NODATA if nodata is None else int(nodata),
     )
-
-
-def _class_lookup(stats: pd.DataFrame) -> dict[tuple[str, str], int]:
-    return {
-        (str(t), str(d)): DATE_CLASSES[str(c)]
-        for t, d, c in zip(stats["tile"], stats["date"], stats["class"], strict=True)
-    }
-
-
-def _classes_of(lookup: dict[tuple[str, str], int], tile: TileSeries, where: str) -> np.ndarray:
-    out = []
-    for date in tile.dates:
-        if (tile.tile, date) not in lookup:
-            raise InputDataError(f"{where}: no row for tile {tile.tile}, date {date}")
-        out.append(lookup[(tile.tile, date)])
-    return np.asarray(out, dtype=np.uint8)

@@ -1,12 +1,16 @@
-"""Pack a region's GeoTIFF series into one chunked, compressed HDF5 file (the format is
-:mod:`cloudfree.packed`): rule pack_hdf5.
+"""Rule pack_hdf5: a region's GeoTIFF series written as one chunked, compressed HDF5 file.
+
+Reads the region's manifest, its tiles (:mod:`cloudfree.pack.load`) and, when given, the date
+classes of the cloud statistics (:mod:`cloudfree.pack.dates`); writes the file in the format
+of :mod:`cloudfree.packed`, atomically, with the evaluation gaps of the val/test tiles
+(:mod:`cloudfree.pack.gaps`) and the normalisation sums of the train tiles.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,40 +19,34 @@ import hdf5plugin
 import numpy as np
 import pandas as pd
 
-from cloudfree.bands import (
-    MASK_CLASSES,
-    MASK_NODATA,
-    NODATA,
-    REFLECTANCE_SCALE,
-    S2_L1C_BANDS,
-)
+from cloudfree.bands import MASK_CLASSES, MASK_NODATA, NODATA, REFLECTANCE_SCALE
+from cloudfree.config import schema
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.io import atomic_path
-from cloudfree.pack.gaps import evaluation_gaps, train_overlap
-from cloudfree.pack.load import (
-    _class_lookup,
-    _classes_of,
-    _load_tile,
-    classify_dates,
-    image_bands,
+from cloudfree.pack.dates import (
+    class_lookup,
+    classes_from_clear_share,
+    classes_from_table,
+    clear_share_rule,
     read_date_stats,
 )
+from cloudfree.pack.gaps import evaluation_gaps, train_overlap
+from cloudfree.pack.load import image_bands, load_tile
 from cloudfree.packed import (
     DATE_CLASSES,
     FORMAT_VERSION,
     TileSeries,
     day_of_year,
     norm_from_sums,
+    norm_sums,
     validate_layout,
 )
-
-COMPRESSIONS = ("blosc_lz4hc", "blosc_lz4", "gzip", "lzf")
-
 
 MAX_CHUNK_SIDE = 512  # larger tiles get spatial chunks too (HDF5 caps a chunk at 4 GB)
 
 
-def _compression(compression: str, level: int) -> dict[str, Any]:
+def compression_filter(compression: str, level: int) -> dict[str, Any]:
+    """The h5py dataset keywords of a ``pack.compression`` at ``level``."""
     if compression in ("blosc_lz4", "blosc_lz4hc"):
         cname = compression.removeprefix("blosc_")
         return dict(hdf5plugin.Blosc(cname=cname, clevel=level, shuffle=hdf5plugin.Blosc.SHUFFLE))
@@ -56,30 +54,13 @@ def _compression(compression: str, level: int) -> dict[str, Any]:
         return {"compression": "gzip", "compression_opts": level, "shuffle": True}
     if compression == "lzf":
         return {"compression": "lzf", "shuffle": True}
-    raise ConfigError(f"pack.compression {compression!r}: expected one of {COMPRESSIONS}")
+    allowed = schema()["properties"]["pack"]["properties"]["compression"]["enum"]
+    raise ConfigError(f"pack.compression {compression!r}: expected one of {', '.join(allowed)}")
 
 
 def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     """One date per chunk; all bands; the whole tile unless it is larger than MAX_CHUNK_SIDE."""
     return (1, *shape[1:-2], min(shape[-2], MAX_CHUNK_SIDE), min(shape[-1], MAX_CHUNK_SIDE))
-
-
-def norm_sums(tiles: Sequence[TileSeries]) -> tuple[int, np.ndarray, np.ndarray]:
-    """Pixel count, per-band sum and sum of squares of clear reflectance (DN / scale)."""
-    n, s1, s2 = 0, None, None
-    for tile in tiles:
-        for t in range(tile.s2.shape[0]):
-            img = tile.s2[t]
-            clear = tile.clear[t]
-            vals = img[:, clear].astype(np.float64) / REFLECTANCE_SCALE
-            if s1 is None:
-                s1 = np.zeros(img.shape[0])
-                s2 = np.zeros(img.shape[0])
-            n += vals.shape[1]
-            s1 += vals.sum(axis=1)
-            s2 += (vals**2).sum(axis=1)
-    c = tiles[0].s2.shape[1] if tiles else 0
-    return n, (s1 if s1 is not None else np.zeros(c)), (s2 if s2 is not None else np.zeros(c))
 
 
 def write_packed(
@@ -88,19 +69,22 @@ def write_packed(
     *,
     region: str,
     source: str,
-    bands: Sequence[str] = S2_L1C_BANDS,
-    compression: str = "blosc_lz4hc",
-    compression_level: int = 4,
+    bands: Sequence[str],
+    pack: Mapping[str, Any],
     date_class_source: str = "",
     norm_split: str = "train",
     gaps: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
 ) -> Path:
-    """Write tiles in the layout of this module, atomically (nothing replaced on failure).
+    """Write tiles in the format of :mod:`cloudfree.packed`, atomically (nothing replaced on
+    failure).
 
-    ``tiles`` may be a generator: one tile's pixels are in memory at a time.  ``gaps``, if
-    given, maps every tile's cloud mask to evaluation gaps of some tiles, written last.
+    ``pack`` is the resolved ``pack`` config section: its compression and level, and the
+    ``clear_min``/``usable_min`` that classify the dates of a tile without date classes
+    (:func:`~cloudfree.pack.dates.classes_from_clear_share`).  ``tiles`` may be a generator:
+    one tile's pixels are in memory at a time.  ``gaps``, if given, maps every tile's cloud
+    mask to evaluation gaps of some tiles, written last.
     """
-    comp = _compression(compression, compression_level)
+    comp = compression_filter(pack["compression"], pack["compression_level"])
     text = h5py.string_dtype()
     n, s1, s2 = 0, np.zeros(len(bands)), np.zeros(len(bands))
     masks: dict[str, np.ndarray] = {}
@@ -127,7 +111,9 @@ def write_packed(
                 g.create_dataset("doy", data=day_of_year(list(tile.dates)))
                 g.create_dataset("valid_fraction", data=tile.valid_fraction)
                 if tile.date_class is None:
-                    tile.date_class = classify_dates(tile)
+                    tile.date_class = classes_from_clear_share(
+                        tile, clear_min=pack["clear_min"], usable_min=pack["usable_min"]
+                    )
                 g.create_dataset("date_class", data=np.asarray(tile.date_class, dtype=np.uint8))
                 g.create_dataset("clear_dates", data=tile.dates_of("clear"), dtype=text)
                 g.create_dataset("impaired_dates", data=tile.dates_of("impaired"), dtype=text)
@@ -135,7 +121,7 @@ def write_packed(
                 for kind, files in tile.sources.items():
                     src.create_dataset(kind, data=list(files), dtype=text)
                 if tile.split == norm_split:
-                    tn, ts1, ts2 = norm_sums([tile])
+                    tn, ts1, ts2 = norm_sums(tile.s2, tile.mask, tile.nodata, REFLECTANCE_SCALE)
                     n, s1, s2 = n + tn, s1 + ts1, s2 + ts2
                 if gaps is not None:
                     masks[tile.tile] = tile.mask
@@ -153,7 +139,7 @@ def write_packed(
                 mask_classes=json.dumps(MASK_CLASSES),
                 date_classes=json.dumps(DATE_CLASSES),
                 date_class_source=date_class_source,
-                compression=compression,
+                compression=pack["compression"],
                 norm_split=norm_split,
                 norm_count=n,
                 norm_sum=s1,
@@ -169,27 +155,23 @@ def pack_region(
     manifest: pd.DataFrame,
     dest: str | os.PathLike[str],
     *,
-    compression: str = "blosc_lz4hc",
-    compression_level: int = 4,
-    eval_seed: int = 0,
-    eval_date_fraction: float = 0.5,
+    pack: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
     date_stats: pd.DataFrame | str | os.PathLike[str] | None = None,
     bands: Sequence[str] | None = None,
-    clear_min: float = 0.9,
-    usable_min: float = 0.1,
 ) -> Path:
     """Write ``dest`` from the manifest of one region (atomically, one tile at a time).
 
-    Every tile must have the band count of the region's first tile (each keeps its own
-    dates).  Evaluation gaps of val/test tiles leave out pixels a train tile covers too.  ``bands``
-    defaults to the band names of the first image (:func:`image_bands`).  Date classes
-    come from ``date_stats`` (the cloud_stats table, columns tile, date, class) or, without
-    it, from the cloud masks (:func:`classify_dates` with ``clear_min``/``usable_min``).
-    Normalisation sums of the train tiles are stored for
-    :func:`cloudfree.packed.compute_norm_stats`.
+    ``pack`` and ``evaluation`` are the resolved config sections of those names.  Every tile
+    must have the band count of the region's first tile (each keeps its own dates).
+    Evaluation gaps of val/test tiles (``evaluation.seed``, ``evaluation.date_fraction``) leave
+    out pixels a train tile covers too.  ``bands`` defaults to the band names of the first
+    image (:func:`~cloudfree.pack.load.image_bands`).  Date classes come from ``date_stats``
+    (the cloud_stats table, columns tile, date, class) or, without it, from the cloud masks
+    (``pack.clear_min``/``pack.usable_min``).  Normalisation sums of the train tiles are
+    stored for :func:`cloudfree.packed.compute_norm_stats`.
     """
-    if compression not in COMPRESSIONS:
-        raise ConfigError(f"pack.compression {compression!r}: expected one of {COMPRESSIONS}")
+    compression_filter(pack["compression"], pack["compression_level"])  # fail before reading
     region = str(manifest["region"].iloc[0])
     source = str(manifest["source"].iloc[0])
     if bands is None:
@@ -200,7 +182,7 @@ def pack_region(
     stats = (
         read_date_stats(date_stats) if isinstance(date_stats, (str, os.PathLike)) else date_stats
     )
-    classes = _class_lookup(stats) if stats is not None else None
+    classes = class_lookup(stats) if stats is not None else None
     where = stats.attrs.get("path", "date_stats") if stats is not None else ""
     splits = manifest.groupby("tile")["split"].first()
     targets = sorted(str(t) for t, sp in splits.items() if sp != "train")
@@ -211,21 +193,21 @@ def pack_region(
         first: tuple[str, np.dtype] | None = None
         for name, rows in manifest.groupby("tile", sort=True):
             rows = rows.sort_values("date")
-            tile = _load_tile(str(name), rows, bands)
+            tile = load_tile(str(name), rows, bands)
             if first is None:
                 first = (str(name), tile.s2.dtype)
             elif tile.s2.dtype != first[1]:
                 raise InputDataError(
                     f"tile {name}: {tile.s2.dtype} pixels, tile {first[0]} has {first[1]}"
                 )
-            if classes is not None:
-                tile.date_class = _classes_of(classes, tile, where)
-            else:
-                tile.date_class = classify_dates(tile, clear_min=clear_min, usable_min=usable_min)
+            if classes is not None:  # else write_packed classifies from the masks
+                tile.date_class = classes_from_table(classes, tile, where)
             yield tile
 
     def gaps(masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        found = evaluation_gaps(masks, targets, seed=eval_seed, date_fraction=eval_date_fraction)
+        found = evaluation_gaps(
+            masks, targets, seed=evaluation["seed"], date_fraction=evaluation["date_fraction"]
+        )
         # Pixels a train tile covers too (overlapping tiles) are never scored: the model saw
         # their clear series in training.
         shared = train_overlap(manifest, {n: m.shape[1:] for n, m in masks.items()})
@@ -237,18 +219,14 @@ def pack_region(
     if stats is not None:
         how = f"cloud statistics {where}"
     else:
-        how = (
-            f"cloud masks: clear if >= {clear_min} of the valid pixels are clear, "
-            f"unusable if < {usable_min}"
-        )
+        how = clear_share_rule(pack["clear_min"], pack["usable_min"])
     return write_packed(
         dest,
         tiles(),
         region=region,
         source=source,
         bands=bands,
-        compression=compression,
-        compression_level=compression_level,
+        pack=pack,
         date_class_source=how,
         gaps=gaps,
     )

@@ -4,6 +4,7 @@ Reads a region's config section; writes per tile and date a GeoTIFF of the bands
 mask under ``resources/tiles/<region>/`` and the manifest ``results/tiles/<region>.csv``
 (:mod:`cloudfree.manifest`).  Entry point: :func:`cloudfree.tiles.region.download_tiles`.
 Sources: :mod:`~cloudfree.tiles.synthetic`, :mod:`~cloudfree.tiles.sen12mscrts`,
-:mod:`~cloudfree.tiles.folder`, :mod:`~cloudfree.tiles.stac`, over the shared
-:mod:`~cloudfree.tiles.grid`.
+:mod:`~cloudfree.tiles.folder`, :mod:`~cloudfree.tiles.stac` (over
+:mod:`~cloudfree.tiles.http`), on the shared :mod:`~cloudfree.tiles.grid`; each builds its
+spec from the resolved section (:mod:`~cloudfree.tiles.settings`).
 """

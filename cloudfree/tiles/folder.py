@@ -1,9 +1,11 @@
 """The ``folder`` source: any folder of per-date GeoTIFFs with cloud masks or probabilities.
 
 Dates come from the file names (a regex), the images of one series may differ in CRS,
-resolution and extent: every file is warped onto one region grid (bilinear for the bands,
-nearest for masks) one row of tiles at a time, cut into tiles with overlap, tiles with too
-little valid data are dropped, and the split is decided per spatial block of tiles.
+resolution and extent: every file is warped onto one region grid (``resampling`` for the
+bands, bilinear for probabilities, nearest for masks) one row of tiles at a time, cut into
+tiles with overlap, tiles with too little valid data are dropped, and the split is decided
+per spatial block of tiles.  Reads the files the globs match; writes
+``<dest>/<tile>/<date>_S2.tif``, ``_CLD.tif`` (or ``_PROB.tif``) and returns the manifest rows.
 """
 
 from __future__ import annotations
@@ -27,19 +29,20 @@ from rasterio.enums import Resampling
 from rasterio.errors import CRSError
 from rasterio.warp import transform_bounds
 
-from cloudfree.bands import MASK_NODATA, S2_L1C_BANDS
+from cloudfree.bands import MASK_NODATA
 from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.manifest import manifest_row
 from cloudfree.tiles.grid import (
     Grid,
     Tiling,
-    manifest_row,
     mask_from_probability,
     open_raster,
     read_on_grid,
+    scaled_to_dn,
     tile_strips,
-    to_dn,
     write_tile,
 )
+from cloudfree.tiles.settings import check_keys
 
 SOURCE = "folder"
 MASK_VALUES = (0, 1, 2, 3, MASK_NODATA)
@@ -52,31 +55,30 @@ class FolderSpec(Tiling):
     """The ``folder`` section of a region (see the config schema for each key)."""
 
     images: str
-    masks: str | None = None
-    probabilities: str | None = None
-    threshold: float = 0.4
-    date_regex: str = r"(\d{4}-?\d{2}-?\d{2})"
-    bands: tuple[str, ...] = S2_L1C_BANDS
-    band_indexes: tuple[int, ...] | None = None
-    scale: float = 1e-4
-    offset: float = 0.0
-    nodata: float | None = None
-    crs: str | None = None
-    resolution: float | None = None
-    resampling: str = "bilinear"
+    masks: str | None
+    probabilities: str | None
+    threshold: float
+    date_regex: str
+    bands: tuple[str, ...]
+    band_indexes: tuple[int, ...] | None
+    scale: float
+    offset: float
+    nodata: float | None
+    crs: str | None
+    resolution: float | None
+    resampling: str  # a name of rasterio's Resampling (the schema lists the allowed ones)
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> FolderSpec:
-        unknown = sorted(set(cfg) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"folder: unknown keys {unknown}")
-        if not cfg.get("images"):
+        """Build from a resolved ``folder`` section; checks what the schema cannot."""
+        check_keys("folder", cfg, cls)
+        if not cfg["images"]:
             raise ConfigError("folder.images: a glob pattern of the image files is required")
-        if cfg.get("masks") and cfg.get("probabilities"):
+        if cfg["masks"] and cfg["probabilities"]:
             raise ConfigError("folder: give either masks or probabilities, not both")
         args = dict(cfg)
         for key in ("bands", "band_indexes"):
-            if args.get(key) is not None:
+            if args[key] is not None:
                 args[key] = tuple(args[key])
         spec = cls(**args)
         if spec.band_indexes is not None and len(spec.band_indexes) != len(spec.bands):
@@ -85,8 +87,6 @@ class FolderSpec(Tiling):
             re.compile(spec.date_regex)
         except re.error as exc:
             raise ConfigError(f"folder.date_regex: {exc}") from exc
-        if spec.resampling not in Resampling.__members__:
-            raise ConfigError(f"folder.resampling: unknown method {spec.resampling!r}")
         return spec
 
 
@@ -167,7 +167,7 @@ def _date_on_grid(
         src_nodata=spec.nodata, dst_nodata=np.nan,
     )  # fmt: skip
     valid = ~np.isnan(data).any(axis=0)
-    dn = to_dn(data, valid, spec.scale, spec.offset)  # NaN only where invalid: set to 0
+    dn = scaled_to_dn(data, valid, spec.scale, spec.offset)  # NaN only where invalid: set to 0
     mask = prob = None
     if masks:
         mask = read_on_grid(
@@ -181,7 +181,8 @@ def _date_on_grid(
             )
         mask[~valid] = MASK_NODATA
     elif probs:
-        prob = read_on_grid(probs[iso], grid, dst_nodata=np.nan)[0]
+        # Probabilities are a continuous field: bilinear whatever the bands' resampling.
+        prob = read_on_grid(probs[iso], grid, resampling=Resampling.bilinear, dst_nodata=np.nan)[0]
         ok = valid & ~np.isnan(prob)
         mask = mask_from_probability(np.nan_to_num(prob), ok, spec.threshold)
     return dn, mask, prob, valid

@@ -1,4 +1,8 @@
-"""Region grids, tile windows, spatial-block splits and tile writing shared by the sources."""
+"""Region grids, tile windows, spatial-block splits and tile writing shared by the sources.
+
+Reads rasters onto a region grid (:func:`read_on_grid`); writes a tile's image, cloud mask and
+cloud probability GeoTIFFs (:func:`write_tile`).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.io import geotiff_profile, write_raster
 
 MASK_TAGS = {"CLASSES": "0=clear,1=cloud,2=thin_cloud,3=shadow"}
+SPLIT_STREAM = 3  # random stream of the block-to-split draw: np.random.default_rng([seed, 3])
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ def read_on_grid(
     path: str | os.PathLike[str],
     grid: Grid,
     *,
-    resampling: Resampling = Resampling.bilinear,
+    resampling: Resampling,
     indexes: Sequence[int] | None = None,
     src_nodata: float | None = None,
     dst_nodata: float = 0,
@@ -106,13 +111,13 @@ def read_on_grid(
 class Tiling:
     """Cropping and split settings shared by the sources that cut a region into tiles."""
 
-    tile_size: int = 256
-    overlap: int = 0
-    min_valid: float = 0.5
-    block: int = 2
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    seed: int = 0
+    tile_size: int
+    overlap: int
+    min_valid: float
+    block: int
+    val_fraction: float
+    test_fraction: float
+    seed: int
 
     def windows(self, width: int, height: int) -> dict[str, Window]:
         return tile_windows(width, height, self.tile_size, self.overlap)
@@ -173,7 +178,7 @@ def block_splits(
     block: int,
     val_fraction: float,
     test_fraction: float,
-    seed: int = 0,
+    seed: int,
 ) -> dict[str, str]:
     """Tile id -> split, decided per spatial block of ``block`` x ``block`` tile positions
     (by the tile's upper-left pixel), so neighbouring tiles share a split.  With three or
@@ -188,7 +193,7 @@ def block_splits(
         key = (ys.index(int(w.row_off)) // block, xs.index(int(w.col_off)) // block)
         groups.setdefault(key, []).append(tid)
     blocks = [groups[k] for k in sorted(groups)]
-    order = np.random.default_rng([seed, 3]).permutation(len(blocks))
+    order = np.random.default_rng([seed, SPLIT_STREAM]).permutation(len(blocks))
     n = len(tiles)
     target = {
         "test": test_fraction * n,
@@ -205,8 +210,9 @@ def block_splits(
     return out
 
 
-def to_dn(values: np.ndarray, valid: np.ndarray, scale: float, offset: float) -> np.ndarray:
-    """Values -> uint16 DN of reflectance x 10000 (``value * scale + offset``); 0 = nodata.
+def scaled_to_dn(values: np.ndarray, valid: np.ndarray, scale: float, offset: float) -> np.ndarray:
+    """A source's values -> uint16 DN of reflectance x 10000 (``value * scale + offset``),
+    0 = nodata where not ``valid``.
 
     Float32 throughout and in place (the hot loop of the folder source)."""
     f32 = np.float32
@@ -257,28 +263,3 @@ def write_tile(
         pprof = geotiff_profile(**base, count=1, dtype="float32", nodata=None)
         write_raster(out["probability"], probability.astype(np.float32), pprof, tags=tags)
     return out
-
-
-def manifest_row(
-    region: str, source: str, tile: str, iso: str, split: str, grid: Grid, **paths: str
-) -> dict[str, Any]:
-    """One manifest row for a tile and date on ``grid``."""
-    left, bottom, right, top = grid.bounds
-    return {
-        "region": region,
-        "source": source,
-        "tile": tile,
-        "date": iso,
-        "split": split,
-        "image": paths.get("image", ""),
-        "mask": paths.get("mask", ""),
-        "probability": paths.get("probability", ""),
-        "s1": paths.get("s1", ""),
-        "crs": grid.crs.to_string(),
-        "left": left,
-        "bottom": bottom,
-        "right": right,
-        "top": top,
-        "width": grid.width,
-        "height": grid.height,
-    }

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from cloudfree.clouds.detector import masks_for_manifest
 from cloudfree.config import SOURCE_EXECUTION_KEYS
 from cloudfree.errors import ConfigError
 from cloudfree.manifest import (
@@ -28,41 +29,22 @@ from cloudfree.manifest import (
     validate_manifest,
     write_manifest,
 )
+from cloudfree.tiles.folder import folder_tiles
+from cloudfree.tiles.sen12mscrts import sen12mscrts_tiles
+from cloudfree.tiles.stac import stac_tiles
+from cloudfree.tiles.synthetic.region import synthetic_tiles
 
 log = logging.getLogger(__name__)
 
+# A source: (region name, its resolved source section, staging folder) -> manifest rows.
+# All are imported above: none has an optional dependency (the cloud detector imports
+# s2cloudless and lleaves itself, when it runs).
 Source = Callable[[str, Mapping[str, Any], Path], pd.DataFrame]
-
-
-def _synthetic(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
-    from cloudfree.tiles.synthetic import SyntheticSpec, generate_region
-
-    return generate_region(region, SyntheticSpec.from_dict(dict(cfg["synthetic"])), dest)
-
-
-def _sen12mscrts(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
-    from cloudfree.tiles.sen12mscrts import sen12mscrts_tiles
-
-    return sen12mscrts_tiles(region, cfg.get("sen12mscrts") or {}, dest)
-
-
-def _folder(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
-    from cloudfree.tiles.folder import folder_tiles
-
-    return folder_tiles(region, cfg.get("folder") or {}, dest)
-
-
-def _stac(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
-    from cloudfree.tiles.stac import stac_tiles
-
-    return stac_tiles(region, cfg.get("stac") or {}, dest)
-
-
 SOURCES: dict[str, Source] = {
-    "synthetic": _synthetic,
-    "sen12mscrts": _sen12mscrts,
-    "folder": _folder,
-    "stac": _stac,
+    "synthetic": synthetic_tiles,
+    "sen12mscrts": sen12mscrts_tiles,
+    "folder": folder_tiles,
+    "stac": stac_tiles,
 }
 # Sources whose partial work is kept after a failure, so a rerun fetches only what is missing.
 RESUMABLE = {"stac"}
@@ -77,14 +59,14 @@ SETTINGS_STAMP = ".settings.json"  # a staging folder is resumed only with the s
 TRANSPORT_KEYS = frozenset({*SOURCE_EXECUTION_KEYS, "url", "sign", "sign_url"})
 
 
-def _settings(region_cfg: Mapping[str, Any], clouds_cfg: Mapping[str, Any] | None) -> str:
+def _settings(region_cfg: Mapping[str, Any], clouds_cfg: Mapping[str, Any]) -> str:
     """The settings that decide a region's tiles, as a stable string."""
     region = {
         k: {kk: vv for kk, vv in v.items() if kk not in TRANSPORT_KEYS}
         if isinstance(v, Mapping) else v
         for k, v in region_cfg.items()
     }  # fmt: skip
-    return json.dumps({"region": region, "clouds": dict(clouds_cfg or {})}, sort_keys=True,
+    return json.dumps({"region": region, "clouds": dict(clouds_cfg)}, sort_keys=True,
                       default=str)  # fmt: skip
 
 
@@ -133,8 +115,6 @@ def _detect_missing_masks(
     empty = manifest["mask"].fillna("").astype(str).str.strip() == ""
     if not empty.any():
         return manifest
-    from cloudfree.clouds.detector import masks_for_manifest
-
     log.info("detecting clouds on %d tile dates without a mask", int(empty.sum()))
     detected = masks_for_manifest(manifest.loc[empty].copy(), dest, clouds_cfg)
     out = manifest.copy()
@@ -148,9 +128,13 @@ def download_tiles(
     region_cfg: Mapping[str, Any],
     tiles_dir: str | os.PathLike[str],
     manifest_out: str | os.PathLike[str],
-    clouds_cfg: Mapping[str, Any] | None = None,
+    clouds_cfg: Mapping[str, Any],
 ) -> pd.DataFrame:
     """Make the region's tiles in ``tiles_dir`` and its manifest, both atomically.
+
+    ``region_cfg`` is the region's resolved config (``source`` and its section);
+    ``clouds_cfg`` holds the resolved ``detector`` settings when the source may come
+    without cloud masks (else it may be empty).
 
     The tiles are written to a hidden staging folder moved into place at the end, so a
     failed run never leaves a tile folder that looks complete.  A resumable source (STAC)
@@ -161,6 +145,9 @@ def download_tiles(
         raise ConfigError(
             f"regions.{region}.source: {source!r} is not available; choose one of {sorted(SOURCES)}"
         )
+    settings_of_source = region_cfg.get(source)
+    if not isinstance(settings_of_source, Mapping):
+        raise ConfigError(f"regions.{region}.{source}: section missing for its source")
     final = Path(tiles_dir)
     tmp = staging_dir(final)
     stamp = tmp / SETTINGS_STAMP
@@ -173,9 +160,9 @@ def download_tiles(
     tmp.mkdir(parents=True, exist_ok=True)
     stamp.write_text(settings)
     try:
-        manifest = SOURCES[source](region, region_cfg, tmp)
+        manifest = SOURCES[source](region, settings_of_source, tmp)
         manifest = validate_manifest(manifest, f"regions.{region}", require_masks=False)
-        manifest = _detect_missing_masks(manifest, tmp / "clouds", clouds_cfg or {})
+        manifest = _detect_missing_masks(manifest, tmp / "clouds", clouds_cfg)
         manifest = _relocate(manifest, tmp, final)
         manifest = normalize_manifest(manifest, f"regions.{region}")
         stamp.unlink()

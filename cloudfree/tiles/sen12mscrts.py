@@ -6,7 +6,8 @@ Layout after extraction: ``<root>/ROIs{1158,1868,1970,2017}/<roi>/{S1,S2}/<t>/``
 train/val/test splits are the dataset's own (``sen12mscrts_rois.csv``, source named there).
 Nothing is copied: the manifest points at the dataset's files, or, when patches are cropped
 into smaller tiles, at GDAL VRT windows of them (a few hundred bytes each).  The dataset has
-no cloud masks; the tile stage runs the cloud detector on these rows.
+no cloud masks; the tile stage runs the cloud detector on these rows.  Writes only the VRT
+windows (``<dest>/<tile>/<date>_S2.vrt``, ``_S1.vrt``) and returns the manifest rows.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from html import escape
 from importlib import resources
@@ -26,10 +28,11 @@ from rasterio.windows import Window
 from cloudfree.bands import S2_L1C_BANDS
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.io import atomic_path
-from cloudfree.tiles.grid import Grid, manifest_row, open_raster, tile_windows
+from cloudfree.manifest import manifest_row
+from cloudfree.tiles.grid import Grid, open_raster, tile_windows
+from cloudfree.tiles.settings import check_keys
 
 SOURCE = "sen12mscrts"
-SPLITS = ("train", "val", "test")
 PATCH_PX = 256
 FILE_RE = re.compile(
     r"^(?P<mod>s1|s2)_(?P<rois>ROIs\d{4})_(?P<roi>\d+)_ImgNo_(?P<t>\d+)_"
@@ -39,6 +42,33 @@ GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "float32": 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Sen12mscrtsSpec:
+    """The ``sen12mscrts`` section of a region (see the config schema for each key)."""
+
+    root: str
+    region: str | None
+    splits: tuple[str, ...]
+    rois: tuple[str, ...] | None
+    patches: tuple[int, ...] | None
+    max_patches: int | None
+    s1: bool
+    crop: int | None
+    crop_overlap: int
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> Sen12mscrtsSpec:
+        """Build from a resolved ``sen12mscrts`` section; checks what the schema cannot."""
+        check_keys("sen12mscrts", cfg, cls)
+        if not cfg["root"]:
+            raise ConfigError("sen12mscrts.root: the dataset folder is required")
+        args = dict(cfg)
+        for key in ("splits", "rois", "patches"):
+            if args[key] is not None:
+                args[key] = tuple(args[key])
+        return cls(**args)
+
+
 @cache
 def roi_table() -> pd.DataFrame:
     """Region, split and ROI (``ROIsXXXX/<n>``) of every dataset ROI list."""
@@ -46,7 +76,7 @@ def roi_table() -> pd.DataFrame:
         return pd.read_csv(f, comment="#", dtype=str)
 
 
-def region_rois(region: str, splits: tuple[str, ...] = SPLITS) -> dict[str, str]:
+def region_rois(region: str, splits: tuple[str, ...]) -> dict[str, str]:
     """ROI -> split for a dataset region; unknown regions are a ConfigError."""
     table = roi_table()
     if region not in set(table["region"]):
@@ -127,26 +157,22 @@ def _patch_grid(path: Path, first: Grid | None) -> Grid:
 
 def sen12mscrts_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
     """Manifest rows of the configured ROIs, patches and dates (masks left empty)."""
-    if not cfg.get("root"):
-        raise ConfigError("sen12mscrts.root: the dataset folder is required")
-    root = Path(cfg["root"])
-    ds_region = cfg.get("region") or region
-    splits = tuple(cfg.get("splits") or SPLITS)
-    rois = region_rois(ds_region, splits)
-    if cfg.get("rois"):
-        rois = {r: s for r, s in rois.items() if r in set(cfg["rois"])}
+    spec = Sen12mscrtsSpec.from_dict(cfg)
+    root = Path(spec.root)
+    ds_region = spec.region or region
+    rois = region_rois(ds_region, spec.splits)
+    if spec.rois:
+        rois = {r: s for r, s in rois.items() if r in set(spec.rois)}
     if not rois:
         raise InputDataError(
-            f"sen12mscrts: the ROI list of region {ds_region!r}, splits {list(splits)}"
-            + (f", rois {cfg['rois']}" if cfg.get("rois") else "")
+            f"sen12mscrts: the ROI list of region {ds_region!r}, splits {list(spec.splits)}"
+            + (f", rois {list(spec.rois)}" if spec.rois else "")
             + " is empty"
         )
     if not root.is_dir():
         raise InputDataError(f"{root}: SEN12MS-CR-TS folder does not exist (sen12mscrts.root)")
-    crop = cfg.get("crop")
-    overlap = int(cfg.get("crop_overlap", 0))
-    windows = tile_windows(PATCH_PX, PATCH_PX, int(crop), overlap) if crop else {}
-    wanted = set(cfg["patches"]) if cfg.get("patches") else None
+    windows = tile_windows(PATCH_PX, PATCH_PX, spec.crop, spec.crop_overlap) if spec.crop else {}
+    wanted = set(spec.patches) if spec.patches else None
     rows: list[dict[str, Any]] = []
     found = 0
     for roi, split in sorted(rois.items()):
@@ -156,10 +182,10 @@ def sen12mscrts_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.Dat
             continue
         found += 1
         s2 = scan_roi(roi_dir, "S2")
-        s1 = scan_roi(roi_dir, "S1") if cfg.get("s1") else {}
+        s1 = scan_roi(roi_dir, "S1") if spec.s1 else {}
         patches = sorted(p for p in s2 if wanted is None or p in wanted)
-        if cfg.get("max_patches"):
-            patches = patches[: int(cfg["max_patches"])]
+        if spec.max_patches:
+            patches = patches[: spec.max_patches]
         for patch in patches:
             base = f"{roi.replace('/', '_')}_p{patch}"
             s1_by_t = {parse_name(p)["t"]: p for p in s1.get(patch, {}).values()}
@@ -167,7 +193,7 @@ def sen12mscrts_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.Dat
             for iso, path in sorted(s2[patch].items()):
                 grid = _patch_grid(path, grid)
                 s1_path = s1_by_t.get(parse_name(path)["t"])
-                if cfg.get("s1") and s1_path is None:
+                if spec.s1 and s1_path is None:
                     raise InputDataError(f"{path}: no S1 file of the same time point")
                 if not windows:
                     rows.append(manifest_row(

@@ -7,48 +7,54 @@ every tile of the region grid and every date, each band's COG is read through GD
 are retried with exponential backoff; tiles already written (a previous, interrupted run)
 are kept, so a rerun fetches only what is missing.  Catalogues whose COG URLs need a
 short-lived signature (Planetary Computer) are signed with a SAS token fetched per
-collection and renewed before it expires; L2A values of processing baseline 04.00 and later
-get the BOA offset removed per item (``offset: auto``).
+collection and renewed before it expires (:mod:`cloudfree.tiles.http`); L2A values of
+processing baseline 04.00 and later get the BOA offset removed per item (``offset: auto``).
+Writes ``<dest>/<tile>/<date>_S2.tif`` and ``_CLD.tif`` and returns the manifest rows.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import shutil
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import rasterio
+import requests
+from pystac_client import Client
+from pystac_client.exceptions import APIError
+from pystac_client.stac_api_io import StacApiIO
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import CRSError, RasterioError
+from rasterio.errors import CRSError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
+from urllib3.util.retry import Retry
 
 from cloudfree.bands import MASK_NODATA, NODATA, S2_L1C_BANDS
+from cloudfree.clouds.detector import scl_to_mask
 from cloudfree.errors import ConfigError, InputDataError
-from cloudfree.tiles.grid import Grid, Tiling, manifest_row, write_tile
+from cloudfree.manifest import manifest_row
+from cloudfree.tiles.grid import Grid, Tiling, write_tile
+from cloudfree.tiles.http import (
+    RETRY_STATUS,
+    SasSigner,
+    auth_headers,
+    bearer_token,
+    gdal_env,
+    redacted,
+    with_retries,
+)
+from cloudfree.tiles.settings import check_keys
 
 SOURCE = "stac"
-EARTH_SEARCH_ASSETS = {
-    "B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1",
-    "B06": "rededge2", "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09",
-    "B11": "swir16", "B12": "swir22",
-}  # fmt: skip
-RETRY_STATUS = (429, 500, 502, 503, 504)
-PLANETARY_COMPUTER_SAS = "https://planetarycomputer.microsoft.com/api/sas/v1/token"
-SIGNERS = ("planetary_computer",)
 BOA_OFFSET = -1000.0  # L2A processing baseline 04.00 on (January 2022): DN = reflectance + 1000
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,31 +66,27 @@ class StacSpec(Tiling):
     start: str
     end: str
     crs: str
-    collection: str = "sentinel-2-l2a"
-    max_cloud_cover: float = 50.0
-    max_items: int | None = None
-    resolution: float = 10.0
-    assets: dict[str, str] = field(default_factory=lambda: dict(EARTH_SEARCH_ASSETS))
-    scl_asset: str = "scl"
-    fill_value: int = 1
-    scale: float = 1.0
-    offset: float | str = 0.0
-    retries: int = 4
-    backoff: float = 1.0
-    timeout: float = 30.0
-    token_env: str | None = None
-    sign: str | None = None
-    sign_url: str = PLANETARY_COMPUTER_SAS
-    resampling: str = "bilinear"
+    collection: str
+    max_cloud_cover: float
+    max_items: int | None
+    resolution: float
+    assets: dict[str, str]
+    scl_asset: str
+    fill_value: int
+    scale: float
+    offset: float | str  # a number, or auto (the only string the schema allows)
+    retries: int
+    backoff: float
+    timeout: float
+    sign: str | None  # the URL signer (the only one the schema allows), or None
+    sign_url: str
+    resampling: str  # a name of rasterio's Resampling (the schema lists the allowed ones)
+    token_env: str | None = None  # optional in the schema, without a default
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> StacSpec:
-        missing = [k for k in ("url", "bbox", "start", "end", "crs") if not cfg.get(k)]
-        if missing:
-            raise ConfigError(f"stac: missing keys {missing}")
-        unknown = sorted(set(cfg) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"stac: unknown keys {unknown}")
+        """Build from a resolved ``stac`` section; checks what the schema cannot."""
+        check_keys("stac", cfg, cls)
         args = dict(cfg)
         args["bbox"] = tuple(float(v) for v in cfg["bbox"])
         args["start"], args["end"] = str(cfg["start"])[:10], str(cfg["end"])[:10]
@@ -96,10 +98,6 @@ class StacSpec(Tiling):
             CRS.from_user_input(spec.crs)
         except CRSError as exc:
             raise ConfigError(f"stac.crs: {exc}") from exc
-        if isinstance(spec.offset, str) and spec.offset != "auto":
-            raise ConfigError(f"stac.offset: {spec.offset!r} is neither a number nor 'auto'")
-        if spec.sign is not None and spec.sign not in SIGNERS:
-            raise ConfigError(f"stac.sign: {spec.sign!r} is not one of {', '.join(SIGNERS)}")
         return spec
 
 
@@ -122,88 +120,8 @@ def item_offset(item: Any, spec: StacSpec) -> float:
         ) from None
 
 
-class SasSigner:
-    """Signs asset URLs with a SAS token of the collection (Planetary Computer's token
-    API: ``<sign_url>/<collection>`` answers ``{"token", "msft:expiry"}``), fetched once and
-    renewed ``margin`` seconds before it expires.  Tokens join ``secrets`` (kept out of the
-    logs) and are cut out of error messages by :meth:`clean`."""
-
-    def __init__(self, spec: StacSpec, secrets: set[str], margin: float = 300.0) -> None:
-        self.spec, self.secrets, self.margin = spec, secrets, margin
-        self.url = f"{spec.sign_url.rstrip('/')}/{spec.collection}"
-        self.token: str | None = None
-        self.expiry = 0.0
-        self.fetches = 0
-
-    def _fetch(self) -> None:
-        import requests
-        from requests.adapters import HTTPAdapter
-        from urllib3.util.retry import Retry
-
-        retry = Retry(
-            total=self.spec.retries, backoff_factor=self.spec.backoff,
-            status_forcelist=RETRY_STATUS, allowed_methods=None,
-        )  # fmt: skip
-        with requests.Session() as session:
-            session.mount("http://", HTTPAdapter(max_retries=retry))
-            session.mount("https://", HTTPAdapter(max_retries=retry))
-            try:
-                answer = session.get(self.url, timeout=self.spec.timeout)
-                answer.raise_for_status()
-                doc = answer.json()
-                token = str(doc["token"])
-                expiry = datetime.fromisoformat(str(doc["msft:expiry"]).replace("Z", "+00:00"))
-            except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
-                raise InputDataError(
-                    f"SAS token for {self.spec.collection} from {self.url} (stac.sign_url): {exc}"
-                ) from exc
-        self.token, self.expiry = token, expiry.timestamp()
-        self.secrets.add(token)
-        self.fetches += 1
-        log.info("SAS token for %s valid until %s", self.spec.collection, expiry.isoformat())
-
-    def sign(self, href: str) -> str:
-        if self.token is None or time.time() > self.expiry - self.margin:
-            self._fetch()
-        return f"{href}{'&' if '?' in href else '?'}{self.token}"
-
-    def clean(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
-def with_retries(
-    fn: Callable[[], T],
-    what: str,
-    retries: int,
-    backoff: float,
-    clean: Callable[[str], str] = str,
-) -> T:
-    """Call ``fn``; on a GDAL/HTTP error wait ``backoff * 2**k`` s and try again.
-    ``clean`` removes secrets (signed URLs) from the messages."""
-    for attempt in range(retries + 1):
-        try:
-            return fn()
-        except (RasterioError, OSError) as exc:
-            text = clean(str(exc))
-            if attempt == retries:
-                tries = f"{retries + 1} attempt{'s' if retries else ''}"
-                raise InputDataError(f"{what}: failed after {tries}: {text}") from None
-            delay = backoff * 2**attempt
-            log.warning("%s: %s; retrying in %.1f s", what, text, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
 def search_items(spec: StacSpec) -> list[Any]:
     """Items of the collection over the bbox and dates, below the scene cloud cover."""
-    import requests
-    from pystac_client import Client
-    from pystac_client.exceptions import APIError
-    from pystac_client.stac_api_io import StacApiIO
-    from urllib3.util.retry import Retry
-
     retry = Retry(
         total=spec.retries, backoff_factor=spec.backoff, status_forcelist=RETRY_STATUS,
         allowed_methods=None, raise_on_status=False,
@@ -277,8 +195,6 @@ def _fetch_tile(
     items: list[Any], grid: Grid, spec: StacSpec, signer: SasSigner | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(13, H, W) uint16 DN and (H, W) mask of one tile and date, first granule first."""
-    from cloudfree.clouds.detector import scl_to_mask
-
     h, w = grid.height, grid.width
     scl = np.zeros((h, w), np.uint8)
     bands = np.full((len(S2_L1C_BANDS), h, w), np.nan, np.float32)
@@ -325,70 +241,6 @@ def _intersects(a: Any, b: tuple[float, ...]) -> bool:
     return not (a[2] < b[0] or a[0] > b[2] or a[3] < b[1] or a[1] > b[3])
 
 
-def bearer_token(spec: StacSpec) -> str | None:
-    """The API token from the environment variable named by ``stac.token_env``, if any."""
-    if not spec.token_env:
-        return None
-    token = os.environ.get(spec.token_env)
-    if not token:
-        raise ConfigError(
-            f"stac.token_env: environment variable {spec.token_env} is not set or empty"
-        )
-    return token
-
-
-def auth_headers(spec: StacSpec) -> dict[str, str]:
-    token = bearer_token(spec)
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-class _Redact(logging.Filter):
-    """Replace secrets in every log record (pystac-client logs request headers at DEBUG)."""
-
-    def __init__(self, secrets: set[str]) -> None:
-        super().__init__()
-        self.secrets = secrets  # shared: secrets found later (SAS tokens) are redacted too
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        hits = [s for s in self.secrets if s and s in message]
-        for secret in hits:
-            message = message.replace(secret, "***")
-        if hits:
-            record.msg, record.args = message, None
-        return True
-
-
-@contextlib.contextmanager
-def redacted(secrets: set[str]) -> Iterator[None]:
-    """Keep ``secrets`` (a set that may grow) out of every log handler of the process while
-    the block runs."""
-    flt = _Redact(secrets)
-    handlers = [h for lg in (logging.getLogger(), log) for h in lg.handlers]
-    for h in handlers:
-        h.addFilter(flt)
-    try:
-        yield
-    finally:
-        for h in handlers:
-            h.removeFilter(flt)
-
-
-def _gdal_env(spec: StacSpec) -> rasterio.Env:
-    headers = auth_headers(spec)
-    extra = {"GDAL_HTTP_HEADERS": f"Authorization: {headers['Authorization']}"} if headers else {}
-    return rasterio.Env(
-        **extra,
-        GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",
-        CPL_VSIL_CURL_ALLOWED_EXTENSIONS=".tif,.TIF,.tiff",
-        GDAL_HTTP_TIMEOUT=str(int(max(1, spec.timeout))),
-        GDAL_HTTP_MAX_RETRY=str(spec.retries),
-        GDAL_HTTP_RETRY_DELAY=str(max(spec.backoff, 0.01)),
-        GDAL_HTTP_MERGE_CONSECUTIVE_RANGES="YES",
-        VSI_CACHE="TRUE",
-    )
-
-
 def stac_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
     """Fetch the region's tiles of every matching date into ``dest``; return manifest rows.
 
@@ -417,7 +269,7 @@ def _stac_tiles(
     valid_sum = dict.fromkeys(windows, 0.0)
     written: dict[str, dict[str, dict[str, str]]] = {t: {} for t in windows}
     fetched = 0
-    with _gdal_env(spec):
+    with gdal_env(spec):
         for iso, items in days.items():
             for tile, win in windows.items():
                 tgrid = grid.window(win)

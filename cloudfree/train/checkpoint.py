@@ -4,8 +4,8 @@ A checkpoint folder (``results/models/<experiment>/checkpoints/`` in the workflo
 declared Snakemake output, so a failed job's rerun does not delete it) holds:
 
 - ``state.pt``: everything needed to continue exactly where the run stopped (model,
-  optimizer, scheduler and grad-scaler states, RNG states, step, history, best-so-far
-  weights, early-stopping counter) and the run's *fingerprint*;
+  optimizer, scheduler and grad-scaler states, RNG states, and the :class:`RunState`: step,
+  history, best-so-far weights, early-stopping counter) and the run's *fingerprint*;
 - ``last_model.pt``: the last weights of a finished run, in the model-file format.
 
 The fingerprint hashes the training parameters that change the result and the identity of
@@ -21,14 +21,17 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import random
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from cloudfree.io import atomic_path
 
@@ -144,3 +147,92 @@ class CheckpointStore:
         """Remove the resumable state (the run finished)."""
         for path in (self.state_path, *self.folder.glob(f"{STATE_NAME}.*")):
             path.unlink(missing_ok=True)
+
+
+def restore_scaler(scaler: torch.amp.GradScaler, state: Mapping[str, Any]) -> None:
+    """Load a saved gradient-scaler state; a run saved without fp16 (CPU, bf16, AMP off)
+    saved an empty one, and resuming it on an fp16 GPU starts a fresh scaler."""
+    if state:
+        scaler.load_state_dict(dict(state))
+
+
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights on the CPU."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _no_best() -> dict[str, Any]:
+    return {"step": 0, "mae": math.inf, "psnr": math.nan, "state": None}
+
+
+@dataclass
+class RunState:
+    """What a run carries from step to step; a checkpoint saves it with the weights."""
+
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=_no_best)  # step, mae, psnr, state (weights)
+    bad_validations: int = 0  # validations in a row without an improvement
+    elapsed: float = 0.0  # seconds trained by the runs this one resumes
+    stopped_early: bool = False
+
+
+@dataclass
+class Trainable:
+    """What a checkpoint saves besides the :class:`RunState`: the optimisation's states."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+
+def save_run(
+    store: CheckpointStore, state: RunState, parts: Trainable, seconds: float, world_size: int
+) -> Path:
+    """Write the checkpoint of a run at ``state.step``; ``seconds`` trained so far in all."""
+    return store.save({
+        "step": state.step, "model": cpu_state(parts.model),
+        "optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict(),
+        "scaler": parts.scaler.state_dict(), "rng": rng_state(), "history": state.history,
+        "best": state.best, "bad_validations": state.bad_validations, "seconds": seconds,
+        "world_size": world_size, "stopped_early": state.stopped_early,
+    })  # fmt: skip
+
+
+def resume_run(store: CheckpointStore, parts: Trainable, world_size: int, main: bool) -> RunState:
+    """The state of the run's checkpoint, with its weights, optimiser states and RNG states
+    restored into ``parts`` and the process; a fresh state when there is no checkpoint."""
+    saved = store.load()
+    if saved is None:
+        return RunState()
+    parts.model.load_state_dict(saved["model"])
+    parts.optimizer.load_state_dict(saved["optimizer"])
+    parts.scheduler.load_state_dict(saved["scheduler"])
+    restore_scaler(parts.scaler, saved["scaler"])
+    set_rng_state(saved["rng"])
+    state = RunState(
+        step=int(saved["step"]),
+        history=list(saved["history"]),
+        best=dict(saved["best"]),
+        bad_validations=int(saved["bad_validations"]),
+        elapsed=float(saved["seconds"]),
+        stopped_early=bool(saved.get("stopped_early", False)),  # older checkpoints lack it
+    )
+    if main:
+        log.info("resumed from step %d (checkpoint %s)", state.step, store.state_path)
+        if int(saved.get("world_size", world_size)) != world_size:
+            log.warning(
+                "checkpoint written by %d processes, resumed by %d: the global batch "
+                "and the order of the samples from step %d on differ from the "
+                "uninterrupted run", saved["world_size"], world_size, state.step,
+            )  # fmt: skip
+    return state
+
+
+def checkpoint_step(store: CheckpointStore) -> int | str:
+    """Step of the checkpoint in ``store`` (for messages), '?' if unreadable."""
+    try:
+        return int(torch.load(store.state_path, map_location="cpu", weights_only=True)["step"])
+    except Exception:
+        return "?"

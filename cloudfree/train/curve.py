@@ -1,4 +1,4 @@
-"""The training-curve figure of a model's history CSV."""
+"""The training-curve figure: reads a model's history table, writes one PNG."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import pandas as pd
 from matplotlib.figure import Figure
 
-from cloudfree.plotting import _save
+from cloudfree.plotting import save_figure
 
 
 def training_curve(history: pd.DataFrame, path: str | os.PathLike[str]) -> None:
@@ -21,4 +21,4 @@ def training_curve(history: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     ax.set_xlabel("step")
     ax.set_yscale("log")
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)

@@ -1,35 +1,22 @@
-"""Torch datasets over packed HDF5 files (see :mod:`cloudfree.packing`).
+"""Torch datasets over packed HDF5 files (see :mod:`cloudfree.packed`).
 
 Training is self-supervised, as in U-TILISE: a random crop of a training tile keeps its own
 clear pixels as the truth, and an artificial gap mask made of the cloud masks of another
-tile's dates (random tile, random date order) hides part of them from the model.
+tile's dates (random tile, random date order) hides part of them from the model.  Validation
+scores whole tiles with the fixed evaluation gaps stored at packing time.
+:func:`check_training_data` stops a run before training when there is nothing to learn from.
 
-Every sample is a dict of tensors (T dates, C bands, h x w pixels):
-
-- ``x`` (T, C, h, w) float32: normalised reflectance, 0 where not available;
-- ``avail`` (T, h, w) float32: 1 where the model sees the pixel (clear and not in a gap);
-- ``target`` (T, C, h, w) float32: normalised reflectance of the truth, 0 where unknown;
-- ``known`` (T, h, w) bool: the truth is known (the pixel is clear);
-- ``hidden`` (T, h, w) bool: known but hidden by the gap (the pixels scored as "masked");
-- ``doy`` (T,) int64: day of year of each date (0 on padding);
-- ``gap`` (T, h, w) bool: the synthetic (training) or fixed (evaluation) gap mask;
-- ``cloud`` (T, h, w) bool: the real cloud/shadow mask of the dates;
-- ``pad`` (T,) bool: padding dates of a short training sequence (no data, never hidden).
-
-Datasets open their HDF5 files lazily, once per process, so they work with any number of
-DataLoader workers (forked or spawned); ``__init__`` only reads metadata and closes.
+Items are the samples of :mod:`cloudfree.train.samples`.  Datasets read the packed files
+lazily, once per process (:class:`cloudfree.train.reader.PackedReader`), so they work with any
+number of DataLoader workers; ``__init__`` only reads metadata and closes.  Nothing is written.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import h5py
 import numpy as np
-import pandas as pd
 import torch
 from scipy.ndimage import binary_dilation
 from torch.utils.data import Dataset
@@ -38,156 +25,48 @@ from cloudfree.bands import clear_pixels, cloudy
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.packed import (
     DATE_CLASSES,
+    PackedMeta,
+    Paths,
     TileRef,
-    _decode,
-    open_packed,
+    compute_norm_stats,
     read_meta,
     read_tile,
 )
-
-Paths = Sequence[str | os.PathLike[str]]
-
-
-class _PackedReader:
-    """Per-process lazy HDF5 handles and an optional in-memory tile cache."""
-
-    def __init__(self, paths: Paths, cache_bytes: int) -> None:
-        self.paths = [str(p) for p in paths]
-        self.cache_bytes = cache_bytes
-        self._reset()
-
-    def _reset(self) -> None:
-        self._pid = os.getpid()
-        self._handles: dict[int, h5py.File] = {}
-        self._cache: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
-        self._cached = 0
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"paths": self.paths, "cache_bytes": self.cache_bytes}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.paths, self.cache_bytes = state["paths"], state["cache_bytes"]
-        self._reset()
-
-    def h5(self, file: int) -> h5py.File:
-        if os.getpid() != self._pid:  # forked: never reuse the parent's HDF5 handles
-            self._stale = (self._handles, self._cache)
-            self._reset()
-        if file not in self._handles:
-            self._handles[file] = open_packed(self.paths[file])
-        return self._handles[file]
-
-    def close(self) -> None:
-        if os.getpid() == self._pid:
-            for h in self._handles.values():
-                h.close()
-        self._reset()
-
-    def read(
-        self, ref: TileRef, dates: slice | np.ndarray, rows: slice, cols: slice
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """s2 (T, C, h, w) and mask (T, h, w) uint8 of a window of a tile.
-
-        ``dates`` is a slice or increasing date indices (only those chunks are read).
-        """
-        key = (ref.file, ref.tile)
-        h5 = self.h5(ref.file)
-        if key not in self._cache:
-            g = h5["tiles"][ref.tile]
-            size = g["s2"].nbytes + g["mask"].nbytes
-            if self._cached + size > self.cache_bytes:
-                return (
-                    g["s2"][dates, :, rows, cols],
-                    g["mask"][dates, rows, cols],
-                )
-            self._cache[key] = (g["s2"][()], g["mask"][()])
-            self._cached += size
-        s2, mask = self._cache[key]
-        return s2[dates, :, rows, cols], mask[dates, rows, cols]
+from cloudfree.train.reader import PackedReader
+from cloudfree.train.samples import norm_arrays, rotate_flip, sample_dict
+from cloudfree.train.sequences import (
+    TileDates,
+    class_sources,
+    eligible_dates,
+    read_dates,
+    run_lengths,
+)
 
 
-def _augment(arrays: list[np.ndarray], k: int, flip: bool) -> list[np.ndarray]:
-    out = []
-    for a in arrays:
-        a = np.rot90(a, k, axes=(-2, -1))
-        if flip:
-            a = a[..., ::-1]
-        out.append(np.ascontiguousarray(a))
-    return out
+def check_training_data(paths: Sequence[str], meta: PackedMeta) -> tuple[np.ndarray, np.ndarray]:
+    """Fail before training when there is nothing to learn from; return the norm stats.
 
-
-def _sample_dict(
-    s2: np.ndarray,
-    clear: np.ndarray,
-    gap: np.ndarray,
-    doy: np.ndarray,
-    mean: np.ndarray,
-    std: np.ndarray,
-    scale: float,
-    cloud: np.ndarray | None = None,
-    pad: np.ndarray | None = None,
-) -> dict[str, torch.Tensor]:
-    refl = s2.astype(np.float32) / np.float32(scale)
-    norm = (refl - mean[None, :, None, None]) / std[None, :, None, None]
-    avail = clear & ~gap
-    x = np.where(avail[:, None], norm, np.float32(0))
-    target = np.where(clear[:, None], norm, np.float32(0))
-    t = clear.shape[0]
-    return {
-        "x": torch.from_numpy(x.astype(np.float32, copy=False)),
-        "avail": torch.from_numpy(avail.astype(np.float32)),
-        "target": torch.from_numpy(target.astype(np.float32, copy=False)),
-        "known": torch.from_numpy(clear.copy()),
-        "hidden": torch.from_numpy(clear & gap),
-        "doy": torch.from_numpy(doy.astype(np.int64)),
-        "gap": torch.from_numpy(gap.copy()),
-        "cloud": torch.from_numpy(
-            np.zeros(clear.shape, dtype=bool) if cloud is None else cloud.copy()
-        ),
-        "pad": torch.from_numpy(np.zeros(t, dtype=bool) if pad is None else pad.copy()),
-    }
-
-
-def _norm_arrays(norm: tuple[Sequence[float], Sequence[float]], c: int) -> tuple[np.ndarray, ...]:
-    mean = np.asarray(norm[0], dtype=np.float32)
-    std = np.asarray(norm[1], dtype=np.float32)
-    if mean.shape != (c,) or std.shape != (c,):
-        raise ConfigError(f"norm stats must have {c} values per band, got {mean.shape}")
+    Raises InputDataError naming the regions and the settings to relax when no tile is in
+    the ``train`` split or the training tiles have no clear pixel at all.
+    """
+    regions = ", ".join(meta.regions)
+    if not any(t.split == "train" for t in meta.tiles):
+        splits = sorted({t.split for t in meta.tiles})
+        raise InputDataError(
+            f"region(s) {regions}: no training tiles in {paths} (splits present: {splits}); "
+            "relax the split settings of the region's source (e.g. "
+            "regions.<region>.synthetic.val_fraction / test_fraction) or the packing "
+            "thresholds that drop cloudy tiles and dates, so that some tiles train"
+        )
+    try:
+        mean, std = compute_norm_stats(paths, "train")
+    except InputDataError as exc:
+        raise InputDataError(
+            f"region(s) {regions}: the training tiles have no clear date or pixel ({exc}); "
+            "relax the cloud thresholds used when selecting tiles and dates (packing and "
+            "the region's source settings) or add tiles"
+        ) from exc
     return mean, std
-
-
-@dataclass(frozen=True)
-class _Dates:
-    """Date metadata of a tile, and the starts of the sequences a sampler may draw."""
-
-    doy: np.ndarray  # (T,) int
-    days: np.ndarray  # (T,) days since the first date
-    date_class: np.ndarray  # (T,) codes of DATE_CLASSES
-    eligible: np.ndarray  # indices of the dates sequences are drawn from
-    runs: np.ndarray  # for each eligible start: length of the run (<= seq_len)
-
-
-def _eligible(date_class: np.ndarray, codes: list[int] | None) -> np.ndarray:
-    """Indices of the dates of the given class codes (all dates for None)."""
-    if codes is None:
-        return np.arange(len(date_class))
-    return np.flatnonzero(np.isin(date_class, codes))
-
-
-def _runs(days: np.ndarray, eligible: np.ndarray, seq_len: int, max_gap: int | None) -> np.ndarray:
-    """Per eligible start, how many consecutive eligible dates (gap <= max_gap) follow."""
-    n = len(eligible)
-    out = np.zeros(n, dtype=np.int64)
-    for p in range(n):
-        r = 1
-        while (
-            r < seq_len
-            and p + r < n
-            and (max_gap is None or days[eligible[p + r]] - days[eligible[p + r - 1]] <= max_gap)
-        ):
-            r += 1
-        out[p] = r
-    return out
 
 
 class TrainDataset(Dataset):
@@ -207,8 +86,9 @@ class TrainDataset(Dataset):
     ``hidden`` (the pixels a loss scores as masked) is ``gap & known``: never on padding or
     on pixels that are really cloudy.  Random flips and 90 degree rotations with ``augment``.
 
-    Defaults reproduce the plain sampler: every date, ``seq_len=None`` = the smallest date
-    count of the tiles, ``min_len=None`` = ``seq_len`` (no padding).
+    The sampling keywords are those of ``train.sampling``; with all of them None (and no
+    dilation) this is the plain sampler: every date, ``seq_len`` the smallest date count of
+    the tiles, ``min_len`` = ``seq_len`` (no padding).
 
     Raises :class:`InputDataError` naming the regions and the thresholds to relax when the
     split is empty or no tile has a sequence that satisfies them.
@@ -219,18 +99,18 @@ class TrainDataset(Dataset):
         paths: Paths,
         norm: tuple[Sequence[float], Sequence[float]],
         *,
-        crop: int = 32,
-        samples_per_epoch: int = 1000,
-        seq_len: int | None = None,
-        seed: int = 0,
+        crop: int,
+        samples_per_epoch: int,
+        seed: int,
+        seq_len: int | None,
+        min_len: int | None,
+        max_gap_days: int | None,
+        date_classes: Sequence[str] | None,
+        masked_fraction: float | None,
+        dilation: int,
         augment: bool = True,
         split: str = "train",
         cache_bytes: int = 256 << 20,
-        min_len: int | None = None,
-        max_gap_days: int | None = None,
-        date_classes: Sequence[str] | None = None,
-        masked_fraction: float | None = None,
-        dilation: int = 0,
     ) -> None:
         meta = read_meta(paths)
         self.meta = meta
@@ -241,36 +121,35 @@ class TrainDataset(Dataset):
                 f"{[str(p) for p in paths]}; the manifest's split column decides (for "
                 "synthetic regions: regions.<name>.synthetic.val_fraction and test_fraction)"
             )
-        self.mean, self.std = _norm_arrays(norm, len(meta.bands))
+        self.mean, self.std = norm_arrays(norm, len(meta.bands))
         smallest = min(min(t.height, t.width) for t in tiles)
         if not 1 <= crop <= smallest:
             raise ConfigError(
-                f"crop {crop} must be between 1 and the smallest tile side {smallest}"
+                f"train.crop {crop} must be between 1 and the smallest tile side {smallest}"
             )
-        if masked_fraction is not None and not 0 <= masked_fraction <= 1:
-            raise ConfigError(f"masked_fraction {masked_fraction} must be in [0, 1]")
-        if dilation < 0:
-            raise ConfigError(f"dilation {dilation} must be >= 0")
-        unknown = sorted(set(date_classes or ()) - set(DATE_CLASSES))
-        if unknown:
-            raise ConfigError(f"date classes {unknown}: expected some of {list(DATE_CLASSES)}")
         codes = None if date_classes is None else [DATE_CLASSES[c] for c in date_classes]
-        info = self._read_dates(paths, tiles)
-        shortest = min(len(_eligible(info[(t.file, t.tile)][2], codes)) for t in tiles)
+        info = read_dates(paths, tiles)
+        shortest = min(len(eligible_dates(info[(t.file, t.tile)][2], codes)) for t in tiles)
         self.seq_len = shortest if seq_len is None else int(seq_len)
         if min_len is None and not 1 <= self.seq_len <= shortest:
-            raise ConfigError(f"seq_len {seq_len} must be between 1 and {shortest} dates")
+            raise ConfigError(
+                f"train.sampling.seq_len {seq_len} must be between 1 and {shortest} dates "
+                "(the fewest usable dates of a tile), or set train.sampling.min_len"
+            )
         self.min_len = self.seq_len if min_len is None else int(min_len)
         if not 1 <= self.min_len <= self.seq_len:
-            raise ConfigError(f"min_len {min_len} must be between 1 and seq_len {self.seq_len}")
-        self.dates: dict[tuple[int, str], _Dates] = {}
+            raise ConfigError(
+                f"train.sampling.min_len {min_len} must be between 1 and "
+                f"train.sampling.seq_len {self.seq_len}"
+            )
+        self.dates: dict[tuple[int, str], TileDates] = {}
         self._split_tiles = tiles  # gap donors: any tile of the split, usable or not
         self.tiles: list[TileRef] = []
         for ref in tiles:
             doy, days, cls = info[(ref.file, ref.tile)]
-            elig = _eligible(cls, codes)
-            runs = _runs(days, elig, self.seq_len, max_gap_days)
-            self.dates[(ref.file, ref.tile)] = _Dates(doy, days, cls, elig, runs)
+            elig = eligible_dates(cls, codes)
+            runs = run_lengths(days, elig, self.seq_len, max_gap_days)
+            self.dates[(ref.file, ref.tile)] = TileDates(doy, days, cls, elig, runs)
             if (runs >= self.min_len).any():
                 self.tiles.append(ref)
         if not self.tiles:
@@ -278,36 +157,12 @@ class TrainDataset(Dataset):
                 f"region(s) {', '.join(meta.regions)}: none of the {len(tiles)} {split!r} "
                 f"tiles has {self.min_len} or more dates of classes "
                 f"{list(date_classes or DATE_CLASSES)} within {max_gap_days} days of each "
-                f"other; relax min_len, max_gap_days or date_classes, or the date class "
-                f"thresholds ({'; '.join(self._class_sources(paths))})"
+                "other; relax train.sampling.min_len, max_gap_days or date_classes, or the "
+                f"date class thresholds ({'; '.join(class_sources(paths))})"
             )
         self.crop, self.samples, self.seed, self.augment = crop, samples_per_epoch, seed, augment
         self.masked_fraction, self.dilation = masked_fraction, int(dilation)
-        self.reader = _PackedReader(paths, cache_bytes)
-
-    @staticmethod
-    def _read_dates(
-        paths: Paths, tiles: list[TileRef]
-    ) -> dict[tuple[int, str], tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        out = {}
-        for i, path in enumerate(paths):
-            with open_packed(path) as h5:
-                for ref in tiles:
-                    if ref.file == i:
-                        g = h5["tiles"][ref.tile]
-                        dates = pd.DatetimeIndex(pd.to_datetime(_decode(g["dates"][()])))
-                        days = (dates - dates[0]).days.to_numpy().astype(np.int64)
-                        cls = g["date_class"][()]
-                        out[(i, ref.tile)] = (g["doy"][()], days, cls)
-        return out
-
-    @staticmethod
-    def _class_sources(paths: Paths) -> list[str]:
-        out = []
-        for path in paths:
-            with open_packed(path) as h5:
-                out.append(f"{h5.attrs['region']}: {h5.attrs.get('date_class_source', '?')}")
-        return out
+        self.reader = PackedReader(paths, cache_bytes)
 
     def close(self) -> None:
         """Close the HDF5 files opened in this process (they reopen on the next read)."""
@@ -347,8 +202,8 @@ class TrainDataset(Dataset):
             doy = np.concatenate([doy, np.zeros(length - real, np.int64)])
         if self.augment:
             k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
-            s2, clear, gap, cloud = _augment([s2, clear, gap, cloud], k, flip)
-        return _sample_dict(
+            s2, clear, gap, cloud = rotate_flip([s2, clear, gap, cloud], k, flip)
+        return sample_dict(
             s2, clear, gap, doy, self.mean, self.std, self.meta.scale, cloud=cloud, pad=pad
         )
 
@@ -404,7 +259,7 @@ class EvalTiles(Dataset):
 
     Input availability is ``clear & ~gap``; ``hidden`` is ``clear & gap`` (all False for a
     tile without a ``gap`` dataset).  Items add ``tile`` (str) and ``file`` (int) to the
-    tensors of the module docstring; use ``batch_size=1`` or iterate directly, since tiles
+    tensors of :mod:`cloudfree.train.samples`; use ``batch_size=1`` or iterate directly, since tiles
     may differ in size and date count.
     """
 
@@ -416,8 +271,8 @@ class EvalTiles(Dataset):
     ) -> None:
         self.meta = read_meta(paths)
         self.tiles = [t for t in self.meta.tiles if t.split == split]
-        self.mean, self.std = _norm_arrays(norm, len(self.meta.bands))
-        self.reader = _PackedReader(paths, cache_bytes=0)
+        self.mean, self.std = norm_arrays(norm, len(self.meta.bands))
+        self.reader = PackedReader(paths, cache_bytes=0)
 
     def __len__(self) -> int:
         return len(self.tiles)
@@ -426,7 +281,7 @@ class EvalTiles(Dataset):
         ref = self.tiles[index]
         series = read_tile(self.reader.h5(ref.file), ref.tile)
         gap = series.gap if series.gap is not None else np.zeros(series.mask.shape, dtype=bool)
-        item: dict[str, Any] = _sample_dict(
+        item: dict[str, Any] = sample_dict(
             series.s2,
             series.clear,
             gap,

@@ -8,7 +8,7 @@ process is asked for, and otherwise starts ``torchrun --standalone --nproc_per_n
 (``python -m torch.distributed.run``) on this module: one process per GPU inside one job
 (one Slurm allocation), DistributedDataParallel between them.  SIGTERM, SIGUSR1 and SIGINT
 received by the launcher are passed on to torchrun, which passes them to the workers, which
-write a checkpoint and stop (see :mod:`cloudfree.train`).
+write a checkpoint and stop (see :mod:`cloudfree.train.loop`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from cloudfree.config import section
 from cloudfree.errors import CloudfreeError
 from cloudfree.train.control import TrainingInterrupted
 from cloudfree.train.loop import train_model
@@ -36,8 +37,9 @@ log = logging.getLogger("cloudfree.train")
 FORWARDED = ("SIGTERM", "SIGUSR1", "SIGINT")
 
 
-def processes_for(gpus: int, device: str = "auto") -> int:
-    """Training processes for a job with ``gpus`` GPUs: one per usable GPU, else one."""
+def processes_for(gpus: int, device: str) -> int:
+    """Training processes for a job with ``gpus`` GPUs (``device``: ``train.device``): one per
+    usable GPU, else one."""
     if gpus <= 1 or device == "cpu" or not torch.cuda.is_available():
         return 1
     visible = torch.cuda.device_count()
@@ -54,7 +56,8 @@ def launch(
     threads: int = 1,
     processes: int = 1,
 ) -> dict[str, Any]:
-    """Train in this process (``processes`` <= 1) or in ``processes`` torchrun workers.
+    """Train in this process (``processes`` <= 1) or in ``processes`` torchrun workers, on a
+    resolved train section ``params`` (:func:`cloudfree.config.section`).
 
     Returns rank 0's summary.  Raises CloudfreeError when the workers fail (their messages
     are in this process's stderr, i.e. the rule's log).
@@ -106,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--h5", nargs="+", required=True, help="packed HDF5 files")
     parser.add_argument("--model", required=True, help="model file to write")
     parser.add_argument("--history", required=True, help="history CSV to write")
-    parser.add_argument("--params", default="{}", help="train section as JSON")
+    parser.add_argument(
+        "--params", default="{}", help="train section as JSON (the schema fills in the rest)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--processes", type=int, default=1, help="torchrun processes")
     parser.add_argument("--summary", help="write rank 0's summary here (JSON)")
@@ -117,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format=f"%(asctime)s %(levelname)s [rank {os.environ.get('RANK', '0')}] %(name)s: "
         "%(message)s",
     )
-    params = json.loads(args.params)
     try:
+        params = section("train", json.loads(args.params))
         if "RANK" in os.environ or args.processes <= 1:
             summary = train_model(args.h5, args.model, args.history, params, args.threads)
         else:

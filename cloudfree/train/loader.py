@@ -1,4 +1,7 @@
-"""DataLoader set-up: the step sampler, worker start-up and the measured choice of workers."""
+"""DataLoader set-up: the step sampler, worker start-up and the measured choice of workers.
+
+Reads through the datasets it is given (:mod:`cloudfree.train.dataset`); writes nothing.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ def worker_init_fn(worker_id: int) -> None:
 class LoaderSettings:
     """DataLoader settings: worker processes, batches prefetched per worker, pinned memory."""
 
-    num_workers: int = 0
+    num_workers: int
     prefetch_factor: int = 2
     pin_memory: bool = False
 
@@ -100,7 +103,7 @@ def calibrate_loader(
     return LoaderSettings(best, prefetch_factor, pin), rates
 
 
-def _worker_init(worker_id: int) -> None:
+def training_worker_init(worker_id: int) -> None:
     """DataLoader workers ignore the stop signals: the main process checkpoints and ends them
     (a worker dying of SIGTERM first would abort the loader before the checkpoint)."""
     for name in StopRequest.SIGNALS:
@@ -128,3 +131,30 @@ class StepSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start) * self.batch
+
+
+def training_loader(
+    dataset: Dataset,
+    batch_size: int,
+    workers: int,
+    *,
+    first_step: int,
+    steps: int,
+    world: int,
+    rank: int,
+    device: torch.device,
+) -> DataLoader:
+    """The DataLoader of one process's batches for steps ``first_step`` .. ``steps - 1``
+    (:class:`StepSampler`); its workers leave the stop signals to the main process."""
+    if workers > 0:
+        close_handles(dataset)  # the calibration or a baseline may have read in this process
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=StepSampler(first_step, steps, batch_size, world, rank),
+        num_workers=workers,
+        worker_init_fn=training_worker_init,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        persistent_workers=False,
+    )

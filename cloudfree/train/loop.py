@@ -1,14 +1,14 @@
 """Train a reconstruction network on packed files and write the model file and history.
 
 The training set is an endless stream of random crops with random gaps (see
-:class:`cloudfree.train.dataset.TrainDataset`); an *epoch* is ``val_every`` steps.  Each epoch ends
-with a validation, a checkpoint and one progress line in the log; checkpoints are also
-written every ``checkpoint_every`` steps (:mod:`cloudfree.checkpoint`).  A run started again
-with the same parameters and data resumes from its last checkpoint and ends with the same
-weights as an uninterrupted run (on the CPU).  SIGTERM, SIGUSR1 and SIGINT (Slurm sends
+:class:`cloudfree.train.dataset.TrainDataset`); an *epoch* is ``val_every`` steps.  Each epoch
+ends with a validation, a checkpoint and one progress line in the log; checkpoints are also
+written every ``checkpoint_every`` steps (:mod:`cloudfree.train.checkpoint`).  A run started
+again with the same parameters and data resumes from its last checkpoint and ends with the
+same weights as an uninterrupted run (on the CPU).  SIGTERM, SIGUSR1 and SIGINT (Slurm sends
 one before a time limit) write a checkpoint and stop with :class:`TrainingInterrupted`.
 Under ``torchrun`` the same loop runs DistributedDataParallel, one process per GPU (gloo on
-the CPU), see :mod:`cloudfree.distributed`.
+the CPU), see :mod:`cloudfree.train.distributed`.
 
 The loss is an L1 in normalised units over the pixels whose truth is known::
 
@@ -18,9 +18,9 @@ The loss is an L1 in normalised units over the pixels whose truth is known::
 Validation scores the val tiles' fixed gaps in reflectance units (MAE, and PSNR with a
 data range of 1); the best-on-validation weights are kept (the last ones without val gaps).
 
-History CSV columns: step, lr (rate used for that step), train_loss, grad_norm (before
-clipping), val_mae_masked, val_psnr_masked (empty unless validated at that step), seconds
-(wall time of the training loop, summed over resumed runs).
+Reads the packed files; writes the model file (:mod:`cloudfree.modelfile`), the history CSV
+(:mod:`cloudfree.train.history`), the checkpoints and the TensorBoard event files.  A model
+that needs no training goes to :mod:`cloudfree.train.untrained` instead.
 
 TensorBoard event files (``tensorboard/`` next to the model file): train loss, learning
 rate, gradient norm, throughput, peak GPU memory on CUDA, validation scores and example
@@ -35,68 +35,74 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cloudfree.device import autocast_dtype, select_device
-from cloudfree.errors import InputDataError
-from cloudfree.io import atomic_path
-from cloudfree.modelfile import _model_blob, _to_plain
+from cloudfree.modelfile import save_model_file
 from cloudfree.models.registry import build_model, count_parameters, is_trainable
-from cloudfree.packed import PackedMeta, compute_norm_stats, read_meta
+from cloudfree.packed import PackedMeta, read_meta
 from cloudfree.train import distributed
-from cloudfree.train.checkpoint import CheckpointStore, fingerprint, rng_state, set_rng_state
+from cloudfree.train.checkpoint import (
+    CheckpointStore,
+    RunState,
+    Trainable,
+    checkpoint_step,
+    cpu_state,
+    fingerprint,
+    resume_run,
+    save_run,
+)
 from cloudfree.train.control import NonFiniteLossError, StopRequest, TrainingInterrupted
-from cloudfree.train.dataset import EvalTiles, TrainDataset
-from cloudfree.train.loader import StepSampler, _worker_init, calibrate_loader, close_handles
-from cloudfree.train.monitor import TensorBoardLog, _progress_line
-from cloudfree.train.params import resolve_params
-from cloudfree.train.step import _optimizer, backward_step, forward_loss, lr_factor, restore_scaler
+from cloudfree.train.dataset import EvalTiles, TrainDataset, check_training_data
+from cloudfree.train.history import write_history
+from cloudfree.train.loader import calibrate_loader, training_loader
+from cloudfree.train.monitor import TensorBoardLog, progress_line
+from cloudfree.train.params import check_params
+from cloudfree.train.step import backward_step, build_optimizer, forward_loss, lr_factor
+from cloudfree.train.untrained import write_untrained
 from cloudfree.train.validate import evaluate
 
 log = logging.getLogger("cloudfree.train")
 
 
-HISTORY_COLUMNS = (
-    "step", "lr", "train_loss", "grad_norm", "val_mae_masked", "val_psnr_masked", "seconds",
-)  # fmt: skip
+@dataclass
+class Run:
+    """One training process: settings, data, model and optimisation, and the run's state."""
 
+    p: dict[str, Any]
+    paths: list[str]
+    ctx: distributed.DistContext
+    meta: PackedMeta
+    stats: tuple[np.ndarray, np.ndarray]  # per-band mean and std (float64), as stored
+    name: str
+    kwargs: dict[str, Any]
+    raw: nn.Module  # the network itself: what is validated and saved
+    model: nn.Module  # ``raw``, or its DDP / compiled wrapper: what is trained
+    parts: Trainable  # ``raw`` and its optimiser, schedule and gradient scaler
+    amp_dtype: torch.dtype | None
+    store: CheckpointStore
+    val_tiles: EvalTiles
+    tb: TensorBoardLog
+    state: RunState
+    start_step: int
+    t0: float = field(default_factory=time.perf_counter)
+    window: tuple[float, int] = (0.0, 0)  # time and step the throughput is measured from
 
-def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    @property
+    def norm(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.stats[0].astype(np.float32), self.stats[1].astype(np.float32)
 
-
-def check_training_data(paths: Sequence[str], meta: PackedMeta) -> tuple[np.ndarray, np.ndarray]:
-    """Fail before training when there is nothing to learn from; return the norm stats.
-
-    Raises InputDataError naming the regions and the settings to relax when no tile is in
-    the ``train`` split or the training tiles have no clear pixel at all.
-    """
-    regions = ", ".join(meta.regions)
-    if not any(t.split == "train" for t in meta.tiles):
-        splits = sorted({t.split for t in meta.tiles})
-        raise InputDataError(
-            f"region(s) {regions}: no training tiles in {paths} (splits present: {splits}); "
-            "relax the split settings of the region's source (e.g. "
-            "regions.<region>.synthetic.val_fraction / test_fraction) or the packing "
-            "thresholds that drop cloudy tiles and dates, so that some tiles train"
-        )
-    try:
-        mean, std = compute_norm_stats(paths, "train")
-    except InputDataError as exc:
-        raise InputDataError(
-            f"region(s) {regions}: the training tiles have no clear date or pixel ({exc}); "
-            "relax the cloud thresholds used when selecting tiles and dates (packing and "
-            "the region's source settings) or add tiles"
-        ) from exc
-    return mean, std
+    def clock(self) -> float:
+        """Seconds since this process started its training loop."""
+        return time.perf_counter() - self.t0
 
 
 def train_model(
@@ -110,17 +116,19 @@ def train_model(
 ) -> dict[str, Any]:
     """Train on the ``train`` tiles of ``packed_paths``, validate on their ``val`` tiles.
 
-    Writes ``model_out`` (see :mod:`cloudfree.predict`) and ``history_out`` (CSV, one row per
-    step) atomically and returns a summary dict.  Checkpoints go to ``checkpoint_dir``
-    (default: ``checkpoints/`` next to ``model_out``), where the last weights of a finished
-    run stay as ``last_model.pt``; TensorBoard files to ``tensorboard_dir`` (default:
-    ``tensorboard/`` next to ``model_out``).  In a ``torchrun`` process group every process
-    calls this; rank 0 validates and writes the files.
+    ``params`` is a resolved ``train`` section (:func:`cloudfree.config.section`).  Writes
+    ``model_out`` (:mod:`cloudfree.modelfile`) and ``history_out`` (CSV, one row per step)
+    atomically and returns a summary dict.  Checkpoints go to ``checkpoint_dir`` (default:
+    ``checkpoints/`` next to ``model_out``), where the last weights of a finished run stay as
+    ``last_model.pt``; TensorBoard files to ``tensorboard_dir`` (default: ``tensorboard/``
+    next to ``model_out``).  In a ``torchrun`` process group every process calls this; rank
+    0 validates and writes the files.
     """
-    p = resolve_params(params)
+    check_params(params)
+    p = dict(params)
     paths = [str(x) for x in packed_paths]
     torch.set_num_threads(max(1, int(threads)))
-    ctx = distributed.setup(select_device(p["device"]))
+    ctx = distributed.setup(select_device(p["device"], "train.device"))
     try:
         return _train(paths, Path(model_out), Path(history_out), p, ctx, checkpoint_dir,
                       tensorboard_dir)  # fmt: skip
@@ -137,24 +145,22 @@ def _train(
     checkpoint_dir: str | os.PathLike[str] | None,
     tensorboard_dir: str | os.PathLike[str] | None,
 ) -> dict[str, Any]:
-    device, main = ctx.device, ctx.is_main
+    """Build the run, resume it from its checkpoint, step it to the end, write its files."""
+    device = ctx.device
     amp_dtype = autocast_dtype(device, p["amp"])
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    seed, steps, batch_size = p["seed"], p["steps"], p["batch_size"]
-    torch.manual_seed(seed)
-
+    torch.manual_seed(p["seed"])
     meta = read_meta(paths)
-    mean, std = check_training_data(paths, meta)
-    norm = (mean.astype(np.float32), std.astype(np.float32))
+    stats = check_training_data(paths, meta)
+    norm = (stats[0].astype(np.float32), stats[1].astype(np.float32))
     spec = dict(p["model"])
     name = spec.pop("name")
-    kwargs = _to_plain({"in_channels": len(meta.bands), **spec})
+    kwargs = {"in_channels": len(meta.bands), **spec}
     raw = build_model(name, **kwargs).to(device)
-    n_params = count_parameters(raw)
     val_tiles = EvalTiles(paths, norm, split="val")
     if not is_trainable(raw):
-        return _write_untrained(raw, name, kwargs, norm, meta, p, val_tiles, model_out,
-                                history_out, amp_dtype, main)  # fmt: skip
+        return write_untrained(raw, name, kwargs, norm, meta, p, val_tiles, model_out,
+                                history_out, amp_dtype, ctx.is_main)  # fmt: skip
     if len(val_tiles) == 0:
         log.warning("no val tiles: keeping the last weights")
 
@@ -162,298 +168,244 @@ def _train(
         checkpoint_dir if checkpoint_dir is not None else model_out.parent / "checkpoints",
         fingerprint(p, paths),
     )
-    optimizer = _optimizer(raw, p["lr"], p["weight_decay"])
+    optimizer = build_optimizer(raw, p["lr"], p["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, steps, p["warmup_steps"])
+        optimizer, lambda s: lr_factor(s, p["steps"], p["warmup_steps"])
     )
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"step": 0, "mae": math.inf, "psnr": math.nan, "state": None}
-    bad_validations, elapsed, start_step, stopped_early = 0, 0.0, 0, False
-    saved = store.load()
-    if saved is not None:
-        raw.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        restore_scaler(scaler, saved["scaler"])
-        set_rng_state(saved["rng"])
-        history, best = list(saved["history"]), dict(saved["best"])
-        bad_validations, elapsed = int(saved["bad_validations"]), float(saved["seconds"])
-        start_step = int(saved["step"])
-        stopped_early = bool(saved.get("stopped_early", False))
-        if main:
-            log.info("resumed from step %d (checkpoint %s)", start_step, store.state_path)
-            if int(saved.get("world_size", ctx.world_size)) != ctx.world_size:
-                log.warning(
-                    "checkpoint written by %d processes, resumed by %d: the global batch "
-                    "and the order of the samples from step %d on differ from the "
-                    "uninterrupted run", saved["world_size"], ctx.world_size, start_step,
-                )  # fmt: skip
-
-    dataset = TrainDataset(
-        paths, norm, crop=p["crop"], samples_per_epoch=steps * batch_size * ctx.world_size,
-        seed=seed, **dict(p["sampling"]),
-    )  # fmt: skip
-    workers = p["num_workers"]
-    if workers == "auto":  # measured on this node: batches/s for 0, 1, 2, 4, ... workers
-        chosen, rates = calibrate_loader(dataset, batch_size, device=device)
-        workers = chosen.num_workers
-        if main:
-            speeds = ", ".join(f"{n}: {r:.0f}" for n, r in rates.items()) or "too few to measure"
-            log.info("DataLoader workers: %d (batches/s by workers: %s)", workers, speeds)
-    if workers > 0:
-        close_handles(dataset)  # the calibration or a baseline may have read in this process
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        # An early-stopped run killed before writing its files has nothing left to train.
-        sampler=StepSampler(
-            steps if stopped_early else start_step, steps, batch_size, ctx.world_size, ctx.rank
-        ),
-        num_workers=workers,
-        worker_init_fn=_worker_init,
-        pin_memory=device.type == "cuda",
-        drop_last=True,
-        persistent_workers=False,
-    )
+    parts = Trainable(raw, optimizer, scheduler, scaler)
+    state = resume_run(store, parts, ctx.world_size, ctx.is_main)
+    loader, train_tiles = _loader(paths, norm, p, ctx, state)
     model: nn.Module = raw
     if ctx.distributed:
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(raw, device_ids=ids)
     if p["compile"]:
         model = torch.compile(model)  # type: ignore[assignment]
-    if main:
+    if ctx.is_main:
         log.info(
             "training %s (%d parameters) on %s x %d: %d train / %d val tiles of %s, "
             "%d steps x %d, epoch = %d steps",
-            name, n_params, device, ctx.world_size, len(dataset.tiles), len(val_tiles),
-            ", ".join(meta.regions), steps, batch_size * ctx.world_size, p["val_every"],
+            name, count_parameters(raw), device, ctx.world_size, train_tiles, len(val_tiles),
+            ", ".join(meta.regions), p["steps"], p["batch_size"] * ctx.world_size,
+            p["val_every"],
         )  # fmt: skip
     tb_dir = tensorboard_dir if tensorboard_dir is not None else model_out.parent / "tensorboard"
-    tb = TensorBoardLog(Path(tb_dir) if main and p["tensorboard"] else None, start_step)
+    tb = TensorBoardLog(Path(tb_dir) if ctx.is_main and p["tensorboard"] else None, state.step)
+    run = Run(
+        p=p, paths=paths, ctx=ctx, meta=meta, stats=stats, name=name, kwargs=kwargs, raw=raw,
+        model=model, parts=parts, amp_dtype=amp_dtype, store=store, val_tiles=val_tiles,
+        tb=tb, state=state, start_step=state.step,
+    )  # fmt: skip
+    _loop(run, loader)
+    return _finish(run, model_out, history_out)
 
-    def checkpoint(step: int) -> None:
-        if main:
-            store.save({
-                "step": step, "model": _cpu_state(raw), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "rng": rng_state(), "history": history, "best": best,
-                "bad_validations": bad_validations, "seconds": elapsed + clock(),
-                "world_size": ctx.world_size, "stopped_early": stopped_early,
-            })  # fmt: skip
 
-    t0 = time.perf_counter()
+def _loader(
+    paths: list[str],
+    norm: tuple[np.ndarray, np.ndarray],
+    p: Mapping[str, Any],
+    ctx: distributed.DistContext,
+    state: RunState,
+) -> tuple[DataLoader, int]:
+    """This process's batches from the state's step on, and the number of training tiles."""
+    steps, batch_size = p["steps"], p["batch_size"]
+    dataset = TrainDataset(
+        paths, norm, crop=p["crop"], samples_per_epoch=steps * batch_size * ctx.world_size,
+        seed=p["seed"], **dict(p["sampling"]),
+    )  # fmt: skip
+    workers = p["num_workers"]
+    if workers == "auto":  # measured on this node: batches/s for 0, 1, 2, 4, ... workers
+        chosen, rates = calibrate_loader(dataset, batch_size, device=ctx.device)
+        workers = chosen.num_workers
+        if ctx.is_main:
+            speeds = ", ".join(f"{n}: {r:.0f}" for n, r in rates.items()) or "too few to measure"
+            log.info("DataLoader workers: %d (batches/s by workers: %s)", workers, speeds)
+    loader = training_loader(
+        dataset, batch_size, workers, steps=steps, world=ctx.world_size, rank=ctx.rank,
+        device=ctx.device,
+        # An early-stopped run killed before writing its files has nothing left to train.
+        first_step=steps if state.stopped_early else state.step,
+    )  # fmt: skip
+    return loader, len(dataset.tiles)
 
-    def clock() -> float:
-        return time.perf_counter() - t0
 
-    step = start_step
-    model.train()
-    bar = tqdm(total=steps, initial=start_step, desc="train", leave=False,
-               disable=not (main and sys.stderr.isatty()))  # fmt: skip
-    window_start, window_step = clock(), start_step
-    epochs = math.ceil(steps / p["val_every"])
+def _loop(run: Run, loader: DataLoader) -> None:
+    """Step through the loader: validate, report and checkpoint on the way; stop early, or
+    raise TrainingInterrupted after a checkpoint when a process got a stop signal."""
+    state, p, ctx = run.state, run.p, run.ctx
+    run.model.train()
+    bar = tqdm(total=p["steps"], initial=state.step, desc="train", leave=False,
+               disable=not (ctx.is_main and sys.stderr.isatty()))  # fmt: skip
+    run.window = (run.clock(), state.step)
     with StopRequest() as stop:
         for batch in loader:
-            step += 1
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            lr = optimizer.param_groups[0]["lr"]
-            loss = forward_loss(model, batch, p, device, amp_dtype)
-            loss_sum, stop_votes = distributed.all_sum(
-                ctx, [float(loss.detach()), float(stop.requested)]
-            )
-            loss_value = loss_sum / ctx.world_size
-            if not math.isfinite(loss_value):
-                kept = (
-                    f"the last good checkpoint {store.state_path} (step {start_step_of(store)}) "
-                    "is kept"
-                    if store.state_path.is_file()
-                    else "no checkpoint was written yet"
-                )
-                raise NonFiniteLossError(
-                    f"non-finite training loss ({loss_value}) at step {step} of {paths}; "
-                    f"{kept}; lower train.lr, or set train.amp: false if it happens under "
-                    "mixed precision"
-                )
-            grad_norm = backward_step(loss, model, optimizer, scaler, scheduler, p["grad_clip"])
-            row: dict[str, Any] = {
-                "step": step, "lr": lr, "train_loss": loss_value, "grad_norm": grad_norm,
-                "val_mae_masked": math.nan, "val_psnr_masked": math.nan,
-            }  # fmt: skip
-            end_of_epoch = step % p["val_every"] == 0 or step == steps
-            if end_of_epoch and len(val_tiles):
-                stop_now = False
-                if main:
-                    scores = evaluate(raw, val_tiles, norm[1], amp_dtype)
-                    row["val_mae_masked"], row["val_psnr_masked"] = scores["mae"], scores["psnr"]
-                    if scores["mae"] < best["mae"]:  # NaN (no gap pixels) never counts as best
-                        if scores["mae"] < best["mae"] - p["min_delta"]:
-                            bad_validations = 0
-                        else:
-                            bad_validations += 1
-                        best.update(step=step, mae=scores["mae"], psnr=scores["psnr"])
-                        best["state"] = _cpu_state(raw)
-                    else:
-                        bad_validations += 1
-                    stop_now = 0 < p["patience"] <= bad_validations
-                    tb.scalars(step, {"val/mae_masked": scores["mae"],
-                                      "val/psnr_masked": scores["psnr"]})  # fmt: skip
-                    tb.example(step, raw, val_tiles, norm, meta.bands, amp_dtype)
-                stopped_early = distributed.broadcast_flag(ctx, stop_now)
-            row["seconds"] = elapsed + clock()
-            history.append(row)
+            row, stop_votes = _step(run, batch, stop)
+            end_of_epoch = state.step % p["val_every"] == 0 or state.step == p["steps"]
+            if end_of_epoch and len(run.val_tiles):
+                _validate(run, row)
+            row["seconds"] = state.elapsed + run.clock()
+            state.history.append(row)
             bar.update(1)
-            if main:
-                now = clock()
-                speed = (
-                    (step - window_step)
-                    * batch_size
-                    * ctx.world_size
-                    / max(now - window_start, 1e-9)
-                )
-                tb.scalars(step, {"train/loss": loss_value, "train/lr": lr,
-                                  "train/grad_norm": grad_norm})  # fmt: skip
-                if end_of_epoch:
-                    gpu = {}
-                    if device.type == "cuda":
-                        gpu["gpu/max_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-                    tb.scalars(step, {"train/samples_per_second": speed, **gpu})
-                    window_start, window_step = now, step
-                    _progress_line(step, steps, epochs, p["val_every"], row, best, speed,
-                                   gpu.get("gpu/max_memory_mb"))  # fmt: skip
-            if end_of_epoch or step % p["checkpoint_every"] == 0:
-                checkpoint(step)
+            if ctx.is_main:
+                _report(run, row, end_of_epoch)
+            if end_of_epoch or state.step % p["checkpoint_every"] == 0:
+                _checkpoint(run)
             if stop_votes > 0:
-                checkpoint(step)
+                _checkpoint(run)
                 distributed.barrier(ctx)
-                tb.close()
+                run.tb.close()
                 raise TrainingInterrupted(
                     f"stopped by {stop.name if stop.requested else 'a signal'} after step "
-                    f"{step}/{steps}; checkpoint {store.state_path}: run again to resume"
+                    f"{state.step}/{p['steps']}; checkpoint {run.store.state_path}: run "
+                    "again to resume"
                 )
-            if stopped_early:
-                if main:
+            if state.stopped_early:
+                if ctx.is_main:
                     log.info(
                         "early stop at step %d: no val improvement > %g in %d validations",
-                        step, p["min_delta"], p["patience"],
+                        state.step, p["min_delta"], p["patience"],
                     )  # fmt: skip
                 break
     bar.close()
-    tb.close()
-    val_tiles.close()
-    checksums = distributed.check_replicas(ctx, raw)
-    last_state = _cpu_state(raw)
+
+
+def _step(
+    run: Run, batch: Mapping[str, torch.Tensor], stop: StopRequest
+) -> tuple[dict[str, Any], float]:
+    """One optimiser step on ``batch``: its history row, and how many processes were asked
+    to stop."""
+    state, p, ctx = run.state, run.p, run.ctx
+    state.step += 1
+    batch = {k: v.to(ctx.device, non_blocking=True) for k, v in batch.items()}
+    lr = run.parts.optimizer.param_groups[0]["lr"]
+    loss = forward_loss(run.model, batch, p, ctx.device, run.amp_dtype)
+    loss_sum, stop_votes = distributed.all_sum(ctx, [float(loss.detach()), float(stop.requested)])
+    loss_value = loss_sum / ctx.world_size
+    if not math.isfinite(loss_value):
+        kept = (
+            f"the last good checkpoint {run.store.state_path} "
+            f"(step {checkpoint_step(run.store)}) is kept"
+            if run.store.state_path.is_file()
+            else "no checkpoint was written yet"
+        )
+        raise NonFiniteLossError(
+            f"non-finite training loss ({loss_value}) at step {state.step} of {run.paths}; "
+            f"{kept}; lower train.lr, or set train.amp: false if it happens under "
+            "mixed precision"
+        )
+    parts = run.parts
+    grad_norm = backward_step(
+        loss, run.model, parts.optimizer, parts.scaler, parts.scheduler, p["grad_clip"]
+    )
+    row: dict[str, Any] = {
+        "step": state.step, "lr": lr, "train_loss": loss_value, "grad_norm": grad_norm,
+        "val_mae_masked": math.nan, "val_psnr_masked": math.nan,
+    }  # fmt: skip
+    return row, stop_votes
+
+
+def _validate(run: Run, row: dict[str, Any]) -> None:
+    """Score the val tiles (rank 0) into ``row``, keep the best weights, decide (for every
+    process) whether to stop early."""
+    state, p = run.state, run.p
+    stop_now = False
+    if run.ctx.is_main:
+        norm = run.norm
+        scores = evaluate(run.raw, run.val_tiles, norm[1], run.amp_dtype)
+        row["val_mae_masked"], row["val_psnr_masked"] = scores["mae"], scores["psnr"]
+        best = state.best
+        if scores["mae"] < best["mae"]:  # NaN (no gap pixels) never counts as best
+            if scores["mae"] < best["mae"] - p["min_delta"]:
+                state.bad_validations = 0
+            else:
+                state.bad_validations += 1
+            best.update(step=state.step, mae=scores["mae"], psnr=scores["psnr"])
+            best["state"] = cpu_state(run.raw)
+        else:
+            state.bad_validations += 1
+        stop_now = 0 < p["patience"] <= state.bad_validations
+        run.tb.scalars(state.step, {"val/mae_masked": scores["mae"],
+                                    "val/psnr_masked": scores["psnr"]})  # fmt: skip
+        run.tb.example(state.step, run.raw, run.val_tiles, norm, run.meta.bands, run.amp_dtype)
+    state.stopped_early = distributed.broadcast_flag(run.ctx, stop_now)
+
+
+def _report(run: Run, row: Mapping[str, Any], end_of_epoch: bool) -> None:
+    """TensorBoard scalars of a step; at the end of an epoch also throughput and a log line."""
+    step, p, ctx = run.state.step, run.p, run.ctx
+    now = run.clock()
+    window_start, window_step = run.window
+    speed = (step - window_step) * p["batch_size"] * ctx.world_size / max(now - window_start, 1e-9)
+    run.tb.scalars(step, {"train/loss": row["train_loss"], "train/lr": row["lr"],
+                          "train/grad_norm": row["grad_norm"]})  # fmt: skip
+    if end_of_epoch:
+        gpu = {}
+        if ctx.device.type == "cuda":
+            gpu["gpu/max_memory_mb"] = torch.cuda.max_memory_allocated(ctx.device) / 2**20
+        run.tb.scalars(step, {"train/samples_per_second": speed, **gpu})
+        run.window = (now, step)
+        progress_line(step, p["steps"], math.ceil(p["steps"] / p["val_every"]), p["val_every"],
+                      row, run.state.best, speed, gpu.get("gpu/max_memory_mb"))  # fmt: skip
+
+
+def _checkpoint(run: Run) -> None:
+    """Write the resumable state (rank 0)."""
+    if run.ctx.is_main:
+        seconds = run.state.elapsed + run.clock()
+        save_run(run.store, run.state, run.parts, seconds, run.ctx.world_size)
+
+
+def _finish(run: Run, model_out: Path, history_out: Path) -> dict[str, Any]:
+    """Write the model file (best weights), the last weights and the history (rank 0);
+    return the summary."""
+    state, ctx = run.state, run.ctx
+    run.tb.close()
+    run.val_tiles.close()
+    checksums = distributed.check_replicas(ctx, run.raw)
+    last_state = cpu_state(run.raw)
+    best = state.best
     if best["state"] is None:  # no validation: the last weights
-        best.update(step=step, mae=math.nan)
+        best.update(step=state.step, mae=math.nan)
         best["state"] = last_state
-    seconds = elapsed + clock()
-    if main:
-        extra = {"steps_done": step, "stopped_early": stopped_early,
-                 "world_size": ctx.world_size}  # fmt: skip
-        with atomic_path(model_out) as tmp:
-            torch.save(_model_blob(name, kwargs, best["state"], mean, std, meta, p,
-                                   best_step=int(best["step"]), val_mae_masked=float(best["mae"]),
-                                   **extra), tmp)  # fmt: skip
-        with atomic_path(store.last_model_path) as tmp:
-            torch.save(
-                _model_blob(
-                    name,
-                    kwargs,
-                    last_state,
-                    mean,
-                    std,
-                    meta,
-                    p,
-                    best_step=step,
-                    val_mae_masked=math.nan,
-                    **extra,
-                ),
-                tmp,
-            )
-        frame = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
-        with atomic_path(history_out) as tmp:
-            frame.to_csv(tmp, index=False)
-        store.clear()
+    seconds = state.elapsed + run.clock()
+    if ctx.is_main:
+        mean, std = run.stats
+        common = {
+            "name": run.name, "kwargs": run.kwargs, "mean": mean, "std": std,
+            "bands": run.meta.bands, "regions": run.meta.regions, "params": run.p,
+        }  # fmt: skip
+        done = {"steps_done": state.step, "stopped_early": state.stopped_early,
+                "world_size": ctx.world_size}  # fmt: skip
+        save_model_file(
+            model_out, state_dict=best["state"], **common, best_step=int(best["step"]),
+            val_mae_masked=float(best["mae"]), **done,
+        )  # fmt: skip
+        save_model_file(
+            run.store.last_model_path, state_dict=last_state, **common, best_step=state.step,
+            val_mae_masked=math.nan, **done,
+        )  # fmt: skip
+        write_history(state.history, history_out)
+        run.store.clear()
         log.info(
             "done in %.1f s (%d steps%s); best val masked MAE %.4f at step %d",
-            seconds, step, ", stopped early" if stopped_early else "", best["mae"], best["step"],
+            seconds, state.step, ", stopped early" if state.stopped_early else "", best["mae"],
+            best["step"],
         )  # fmt: skip
     distributed.barrier(ctx)
+    step, start = state.step, run.start_step
     return {
-        "steps": len(history),
-        "resumed_from": start_step,
-        "stopped_early": stopped_early,
+        "steps": len(state.history),
+        "resumed_from": start,
+        "stopped_early": state.stopped_early,
         "best_step": int(best["step"]),
         "val_mae_masked": float(best["mae"]),
         "val_psnr_masked": float(best["psnr"]),
-        "final_train_loss": history[-1]["train_loss"] if history else math.nan,
-        "parameters": n_params,
-        "device": str(device),
+        "final_train_loss": state.history[-1]["train_loss"] if state.history else math.nan,
+        "parameters": count_parameters(run.raw),
+        "device": str(ctx.device),
         "world_size": ctx.world_size,
         "rank": ctx.rank,
         "weights_checksum": checksums[ctx.rank],
         "seconds": seconds,
-        "seconds_per_step": seconds / max(1, step - start_step) if step > start_step else 0.0,
-    }
-
-
-def start_step_of(store: CheckpointStore) -> int | str:
-    """Step of the checkpoint in ``store`` (for messages), '?' if unreadable."""
-    try:
-        return int(torch.load(store.state_path, map_location="cpu", weights_only=True)["step"])
-    except Exception:
-        return "?"
-
-
-def _write_untrained(
-    model: nn.Module,
-    name: str,
-    kwargs: Mapping[str, Any],
-    norm: tuple[np.ndarray, np.ndarray],
-    meta: PackedMeta,
-    p: Mapping[str, Any],
-    val_tiles: EvalTiles,
-    model_out: Path,
-    history_out: Path,
-    amp_dtype: torch.dtype | None,
-    main: bool,
-) -> dict[str, Any]:
-    """A baseline: no optimizer step; scored once on the val gaps, model file written."""
-    scores = evaluate(model, val_tiles, norm[1], amp_dtype) if len(val_tiles) else {
-        "mae": math.nan, "psnr": math.nan}  # fmt: skip
-    val_tiles.close()
-    log.info("%s needs no training; val masked MAE %.4f", name, scores["mae"])
-    row = {
-        "step": 0,
-        "lr": 0.0,
-        "train_loss": math.nan,
-        "grad_norm": math.nan,
-        "val_mae_masked": scores["mae"],
-        "val_psnr_masked": scores["psnr"],
-        "seconds": 0.0,
-    }
-    if main:
-        with atomic_path(model_out) as tmp:
-            torch.save(
-                _model_blob(
-                    name,
-                    kwargs,
-                    _cpu_state(model),
-                    *norm,
-                    meta,
-                    p,
-                    best_step=0,
-                    val_mae_masked=float(scores["mae"]),
-                    steps_done=0,
-                ),
-                tmp,
-            )
-        with atomic_path(history_out) as tmp:
-            pd.DataFrame([row], columns=list(HISTORY_COLUMNS)).to_csv(tmp, index=False)
-    return {
-        "steps": 0,
-        "best_step": 0,
-        "val_mae_masked": float(scores["mae"]),
-        "val_psnr_masked": float(scores["psnr"]),
-        "parameters": 0,
-        "seconds": 0.0,
+        "seconds_per_step": seconds / max(1, step - start) if step > start else 0.0,
     }

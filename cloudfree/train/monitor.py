@@ -1,4 +1,8 @@
-"""What a run reports while it trains: TensorBoard event files and progress lines."""
+"""What a run reports while it trains: TensorBoard event files and progress lines.
+
+Writes the event files under the folder it is given and one log line per epoch; reads
+validation tiles (:class:`cloudfree.train.dataset.EvalTiles`) for the example images.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cloudfree.infer.predictor import run_model
 from cloudfree.train.dataset import EvalTiles
+from cloudfree.train.validate import reconstruct
 
 log = logging.getLogger("cloudfree.train")
 
@@ -58,7 +62,7 @@ class TensorBoardLog:
             return
         item = tiles[0]
         t = int(item["hidden"].flatten(1).sum(1).argmax())
-        pred = run_model(model, item["x"], item["avail"], item["doy"], amp_dtype=amp_dtype)[t]
+        pred = reconstruct(model, item, amp_dtype)[t]
         rgb = [bands.index(b) if b in bands else i for i, b in enumerate(("B04", "B03", "B02"))]
         rgb = [min(i, len(bands) - 1) for i in rgb]
         mean = torch.as_tensor(norm[0])[rgb, None, None]
@@ -73,7 +77,7 @@ class TensorBoardLog:
             self.writer.close()
 
 
-def _progress_line(
+def progress_line(
     step: int,
     steps: int,
     epochs: int,
@@ -83,6 +87,7 @@ def _progress_line(
     speed: float,
     gpu_mb: float | None = None,
 ) -> None:
+    """Log the end of an epoch: loss, gradient norm, rate, val scores, speed (GPU memory)."""
     epoch = math.ceil(step / val_every)
     mem = f", GPU peak {gpu_mb:.0f} MB" if gpu_mb is not None else ""
     val = (

@@ -1,4 +1,4 @@
-"""One optimisation step: loss, learning-rate schedule, optimizer, backward pass."""
+"""One optimisation step: loss, learning-rate schedule, optimizer, backward pass (no I/O)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def masked_l1(
     return loss
 
 
-def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW with weight decay on the weights (tensors of 2 or more dims) only."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -51,13 +52,6 @@ def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=lr)
-
-
-def restore_scaler(scaler: torch.amp.GradScaler, state: Mapping[str, Any]) -> None:
-    """Load a saved gradient-scaler state; a run saved without fp16 (CPU, bf16, AMP off)
-    saved an empty one, and resuming it on an fp16 GPU starts a fresh scaler."""
-    if state:
-        scaler.load_state_dict(dict(state))
 
 
 def forward_loss(

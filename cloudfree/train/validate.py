@@ -1,8 +1,10 @@
-"""Validation scores on the val tiles' fixed evaluation gaps."""
+"""Validation scores on the val tiles' fixed evaluation gaps (reads the tiles, writes nothing)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,12 +13,26 @@ from torch import nn
 from cloudfree.infer.predictor import run_model
 from cloudfree.train.dataset import EvalTiles
 
+# Val tiles go through the network in windows of a fixed size, whatever infer.window says:
+# the scores, and the best weights they pick, must not depend on an inference setting.
+VAL_WINDOW, VAL_OVERLAP, VAL_BATCH = 256, 32, 4
+
+
+def reconstruct(
+    model: nn.Module, item: Mapping[str, Any], amp_dtype: torch.dtype | None
+) -> torch.Tensor:
+    """(T, C, H, W) normalised reconstruction of one :class:`EvalTiles` item."""
+    return run_model(
+        model, item["x"], item["avail"], item["doy"], window=VAL_WINDOW, overlap=VAL_OVERLAP,
+        batch_size=VAL_BATCH, amp_dtype=amp_dtype,
+    )  # fmt: skip
+
 
 def evaluate(
     model: nn.Module,
     tiles: EvalTiles,
     std: np.ndarray,
-    amp_dtype: torch.dtype | None = None,
+    amp_dtype: torch.dtype | None,
 ) -> dict[str, float]:
     """Masked-pixel MAE and PSNR (reflectance units, data range 1) over the tiles' gaps."""
     was_training = model.training
@@ -28,7 +44,7 @@ def evaluate(
         hidden = item["hidden"]
         if not hidden.any():
             continue
-        pred = run_model(model, item["x"], item["avail"], item["doy"], amp_dtype=amp_dtype)
+        pred = reconstruct(model, item, amp_dtype)
         err = (pred - item["target"]) * s  # normalised -> reflectance difference
         sel = err.permute(1, 0, 2, 3)[:, hidden]  # (C, N)
         abs_sum += float(sel.abs().sum(dtype=torch.float64))

@@ -14,7 +14,7 @@ import torch
 
 from cloudfree.packed import packed_bands
 
-from ..test_sources_folder import write_tif
+from ..tiles.test_folder import write_tif
 from ..workflow_run import snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.e2e

@@ -14,8 +14,8 @@ from rasterio.warp import transform_bounds
 from ..stac_server import CRS as STAC_CRS
 from ..stac_server import ORIGIN as STAC_ORIGIN
 from ..stac_server import StacServer, make_scenes
-from ..test_sources_folder import write_tif
-from ..test_sources_sen12mscrts import make_tree
+from ..tiles.test_folder import write_tif
+from ..tiles.test_sen12mscrts import make_tree
 from ..workflow_run import snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import pytest
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.tiles.region import download_tiles, staging_dir
 from tests.stac_server import StacServer, make_scenes
-from tests.test_sources_stac import stac_cfg
+from tests.tiles.test_stac import stac_cfg
 
 pytestmark = pytest.mark.reliability
 DATES = ["2021-03-02", "2021-03-22"]
@@ -26,7 +26,7 @@ def scenes(tmp_path_factory):
 
 def run(tmp_path, cfg):
     tiles, csv = tmp_path / "resources/tiles/s", tmp_path / "results/tiles/s.csv"
-    return download_tiles("s", {"source": "stac", "stac": cfg}, tiles, csv), tiles, csv
+    return download_tiles("s", {"source": "stac", "stac": cfg}, tiles, csv, {}), tiles, csv
 
 
 def test_drops_stalls_and_errors_are_retried(tmp_path, scenes):

@@ -106,9 +106,10 @@ def test_hdf5_pack_on_a_full_disk(tmp_path):
     manifest.to_csv(tmp_path / "manifest.csv", index=False)
     code = (
         "import sys, pandas as pd\n"
+        "from cloudfree.config import section\n"
         "from cloudfree.pack.writer import pack_region\n"
         "pack_region(pd.read_csv(sys.argv[1], dtype={'tile': str, 'date': str}), sys.argv[2],"
-        " compression='lzf')\n"
+        " pack=section('pack', {'compression': 'lzf'}), evaluation=section('evaluation'))\n"
     )
     with small_filesystem(tmp_path / "disk", 256) as disk:
         proc = subprocess.run(

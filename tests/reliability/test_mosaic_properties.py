@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from cloudfree.infer.blend import blend, window_length, window_starts, window_weights
-from cloudfree.mosaic.core import combine
+from cloudfree.mosaic.merge import combine
 
 pytestmark = pytest.mark.reliability
 
@@ -82,5 +82,5 @@ def test_blending_a_constant_field_returns_it_exactly(h, w, window, overlap):
     def identity(offsets, size):  # a "model" that returns its input window
         return {"x": torch.stack([field[y : y + size[0], x : x + size[1]] for y, x in offsets])}
 
-    out = blend(identity, (h, w), window=window, overlap=overlap)["x"]
+    out = blend(identity, (h, w), window=window, overlap=overlap, batch_size=4)["x"]
     torch.testing.assert_close(out, field, rtol=1e-5, atol=1e-3)

@@ -20,7 +20,7 @@ dask.config.set(scheduler="threads", num_workers=snakemake.threads)
 stats = cloud_statistics(
     snakemake.input.manifest,
     {k: out[k] for k in ("coverage", "runs", "tiles", "summary", "dates")},
-    {"selection": snakemake.params.clouds},
+    snakemake.params.clouds,  # the clouds.selection section
 )
 coverage_heatmap(stats.coverage, out.heatmap)
 run_length_histogram(stats.runs, out.runs_plot, snakemake.wildcards.region)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from cloudfree.manifest import read_manifest
-from cloudfree.mosaic.core import mosaic_region
 from cloudfree.mosaic.quicklook import mosaic_quicklook
+from cloudfree.mosaic.region import mosaic_region
 from cloudfree.runlog import setup_script_logging
 
 log = setup_script_logging(snakemake)
@@ -16,7 +16,8 @@ paths = mosaic_region(
     Path(snakemake.input.tiles),
     Path(snakemake.output.mosaics),
     rule=params["rule"],
-    rules={"embedding": params["embedding_rule"], "change": params["change_rule"]},
+    embedding_rule=params["embedding_rule"],
+    change_rule=params["change_rule"],
     crs=params["crs"],
     resolution=params["resolution"],
     resampling=params["resampling"],

@@ -10,19 +10,13 @@ from cloudfree.pack.writer import pack_region
 from cloudfree.runlog import setup_script_logging
 
 log = setup_script_logging(snakemake)
-pack = snakemake.params.pack
-evaluation = snakemake.params.evaluation
 manifest = read_manifest(snakemake.input.manifest)
 path = pack_region(
     manifest,
     snakemake.output.h5,
-    compression=pack["compression"],
-    compression_level=pack["compression_level"],
-    eval_seed=evaluation["seed"],
-    eval_date_fraction=evaluation["date_fraction"],
+    pack=snakemake.params.pack,
+    evaluation=snakemake.params.evaluation,
     date_stats=snakemake.input.get("dates") or None,
-    clear_min=pack["clear_min"],
-    usable_min=pack["usable_min"],
 )
 validate(path, manifest)
 log.info("packed %s (%.1f MB)", path, path.stat().st_size / 1e6)

@@ -20,14 +20,14 @@ from cloudfree.train.launch import launch, processes_for
 log = setup_script_logging(snakemake)
 params = with_execution_settings(snakemake.params.train, snakemake.config, "train")
 gpus = int(getattr(snakemake.resources, "gpu", 0) or 0)
-require_cuda_for_gpus(gpus, params.get("device", "auto"), "train.device")
+require_cuda_for_gpus(gpus, params["device"], "train.device")
 summary = launch(
     list(snakemake.input.h5),
     snakemake.output.model,
     snakemake.output.history,
     params,
     threads=snakemake.threads,
-    processes=processes_for(gpus, params.get("device", "auto")),
+    processes=processes_for(gpus, params["device"]),
 )
 training_curve(pd.read_csv(snakemake.output.history), snakemake.output.curve)
 log.info("trained on %s: %s", ", ".join(snakemake.params.regions), summary)

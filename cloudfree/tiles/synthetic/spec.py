@@ -1,0 +1,149 @@
+"""The settings of a synthetic region (``regions.<name>.synthetic``) and its random streams.
+
+The schema (``$defs/synthetic``) holds every default and allowed value; :class:`SyntheticSpec`
+is built from the resolved section and checks what the schema cannot express (cross-key
+limits, dates, the CRS), with errors naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from enum import IntEnum
+from typing import Any
+
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+
+from cloudfree.errors import ConfigError
+from cloudfree.tiles.settings import check_keys
+
+SOURCE = "synthetic"
+REVISIT_DAYS = 5
+
+
+class Stream(IntEnum):
+    """Purposes of the random streams, ``np.random.default_rng([seed, purpose, ...])``.
+
+    3 is the block-to-split draw of :func:`cloudfree.tiles.grid.block_splits`."""
+
+    LANDCOVER = 1
+    TEXTURE = 2
+    DATES = 4
+    SUN = 5
+    WEATHER = 10
+    CLOUDS = 11
+    NOISE = 12
+
+
+def _bad(key: str, problem: str, value: Any) -> ConfigError:
+    return ConfigError(f"synthetic spec: {key!r} {problem} (got {value!r})")
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Everything that determines a synthetic region (checked on construction)."""
+
+    seed: int
+    tiles_x: int
+    tiles_y: int
+    tile_size: int
+    overlap: int
+    n_dates: int
+    start: str
+    end: str
+    cloudiness: float
+    landcover: dict[str, float]
+    crs: str
+    origin: tuple[float, float]
+    resolution: float
+    val_fraction: float
+    test_fraction: float
+
+    def __post_init__(self) -> None:
+        def put(key: str, value: Any) -> None:
+            object.__setattr__(self, key, value)
+
+        for key in ("seed", "tiles_x", "tiles_y", "tile_size", "overlap", "n_dates"):
+            put(key, int(getattr(self, key)))
+        for key in ("cloudiness", "resolution", "val_fraction", "test_fraction"):
+            put(key, float(getattr(self, key)))
+        put("origin", (float(self.origin[0]), float(self.origin[1])))
+        if self.overlap >= self.tile_size:
+            raise _bad(
+                "overlap", f"must be smaller than tile_size ({self.tile_size})", self.overlap
+            )
+        if self.tiles_x * self.tiles_y < 3:
+            raise _bad(
+                "tiles_x",
+                "* tiles_y must be >= 3 to have a train, val and test tile",
+                (self.tiles_x, self.tiles_y),
+            )
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise _bad(
+                "test_fraction",
+                "+ val_fraction must be < 1 to leave training tiles",
+                self.test_fraction,
+            )
+        days = {}
+        for key in ("start", "end"):
+            v = getattr(self, key)
+            try:
+                days[key] = v if isinstance(v, date) else date.fromisoformat(str(v))
+            except ValueError:
+                raise _bad(key, "must be an ISO date YYYY-MM-DD", v) from None
+            put(key, days[key].isoformat()[:10])
+        if days["end"] < days["start"]:
+            raise _bad("end", f"must not be before start ({self.start})", self.end)
+        slots = (days["end"] - days["start"]).days // REVISIT_DAYS + 1
+        if self.n_dates > slots:
+            raise _bad(
+                "n_dates",
+                f"exceeds the {slots} {REVISIT_DAYS}-day revisits between "
+                f"{self.start} and {self.end}",
+                self.n_dates,
+            )
+        weights = {name: float(w) for name, w in self.landcover.items()}
+        if sum(weights.values()) <= 0:
+            raise _bad("landcover", "needs at least one positive weight", self.landcover)
+        put("landcover", weights)
+        try:
+            crs = CRS.from_user_input(self.crs)
+        except (CRSError, TypeError, ValueError):
+            raise _bad("crs", "is not a valid CRS", self.crs) from None
+        if not crs.is_projected:
+            raise _bad("crs", "must be a projected (UTM) CRS in metres", self.crs)
+
+    def __hash__(self) -> int:  # the landcover dict would make the generated one fail
+        return hash(tuple(sorted(self.landcover.items())) + dataclasses.astuple(self)[:9])
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SyntheticSpec:
+        """Build from a resolved ``synthetic`` section (``cloudfree.config.source_settings``);
+        missing or unknown keys and bad values raise ConfigError naming the key."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"synthetic spec must be a mapping, got {type(d).__name__}")
+        check_keys("synthetic", d, cls)
+        return cls(**{**d, "landcover": dict(d["landcover"]), "origin": tuple(d["origin"])})
+
+    @property
+    def step(self) -> int:
+        """Pixels between the upper-left corners of neighbouring tiles."""
+        return self.tile_size - self.overlap
+
+    @property
+    def region_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the full region grid the tiles are cut from."""
+        return (
+            self.tiles_y * self.step + self.overlap,
+            self.tiles_x * self.step + self.overlap,
+        )
+
+    @property
+    def split_block(self) -> int:
+        """Tiles per side of the spatial blocks that go to one split: 2 x 2 when the grid
+        gives at least 8 such blocks, else single tiles."""
+        return 2 if math.ceil(self.tiles_y / 2) * math.ceil(self.tiles_x / 2) >= 8 else 1

@@ -1,0 +1,62 @@
+"""Tests of cloudfree.models.registry: every allowed model name builds, errors name the model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cloudfree.config import schema
+from cloudfree.errors import ConfigError
+from cloudfree.models.baselines import BASELINES
+from cloudfree.models.registry import MODELS, build_model, count_parameters, is_trainable, register
+
+
+def _inputs(b: int = 2, t: int = 5, c: int = 3, h: int = 16, w: int = 16, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, t, c, h, w, generator=g)
+    avail = torch.rand(b, t, h, w, generator=g) > 0.3
+    doy = torch.sort(torch.randint(1, 366, (b, t), generator=g), dim=1).values
+    return x * avail[:, :, None], avail, doy
+
+
+def test_the_registry_holds_the_names_the_schema_allows() -> None:
+    names = schema()["properties"]["train"]["properties"]["model"]["properties"]["name"]["enum"]
+    assert sorted(MODELS) == sorted(names)
+
+
+def test_registry_errors() -> None:
+    assert "utilise" in MODELS
+    with pytest.raises(ConfigError, match="nosuchnet"):
+        build_model("nosuchnet")
+    with pytest.raises(ConfigError, match="utilise"):
+        build_model("utilise", in_channels=3, widths=(8, 16), heads=3)
+    with pytest.raises(ConfigError, match="utilise"):
+        build_model("utilise", bogus=1)
+    with pytest.raises(ValueError, match="already registered"):
+        register("utilise")(nn.Identity)
+
+
+def test_register_and_count() -> None:
+    @register("_test_linear")
+    class Tiny(nn.Module):
+        def __init__(self, n: int = 2) -> None:
+            super().__init__()
+            self.lin = nn.Linear(n, 3)
+            self.frozen = nn.Parameter(torch.zeros(5), requires_grad=False)
+
+    try:
+        m = build_model("_test_linear", n=4)
+        assert isinstance(m, Tiny)
+        assert count_parameters(m) == 4 * 3 + 3
+    finally:
+        del MODELS["_test_linear"]
+
+
+def test_baselines_are_registered_models() -> None:
+    for name in BASELINES:
+        model = build_model(name, in_channels=3, widths=[8, 16], heads=2)  # network keys ignored
+        assert not is_trainable(model) and count_parameters(model) == 0
+        x, avail, doy = _inputs()
+        assert model(x, avail, doy).shape == x.shape
+    assert is_trainable(build_model("utilise", in_channels=3, widths=(8, 16), heads=2))

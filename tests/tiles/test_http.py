@@ -1,0 +1,81 @@
+"""Tests of cloudfree.tiles.http: SAS signing, retries and secrets kept out of logs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import pytest
+from rasterio.errors import RasterioIOError
+
+from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.tiles.http import SasSigner, bearer_token, redacted, with_retries
+from cloudfree.tiles.stac import StacSpec
+
+from ..stac_server import StacServer, make_scenes
+from .test_stac import SAS, stac_cfg
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cogs")
+    return root, make_scenes(root, ["2021-03-02"], [10.0])
+
+
+def test_sas_token_is_renewed_before_it_expires(scenes):
+    root, items = scenes
+    spec = StacSpec.from_dict(stac_cfg("http://unused", sign="planetary_computer"))
+    with StacServer(root, items, sas_token=SAS, sas_seconds=60) as server:
+        signer = SasSigner(replace(spec, sign_url=server.url + "/sas/"), set(), margin=300)
+        assert signer.sign("https://a/b.tif") == "https://a/b.tif?" + SAS
+        assert signer.sign("https://a/b.tif?x=1") == "https://a/b.tif?x=1&" + SAS
+        assert server.sas_fetches == 2  # expires within the margin: fetched again
+        signer.margin = 10
+        signer.sign("https://a/b.tif")
+        assert server.sas_fetches == 2
+    assert signer.clean(f"GET https://a/b.tif?{SAS} failed") == "GET https://a/b.tif?*** failed"
+    bad = SasSigner(replace(spec, sign_url="http://127.0.0.1:9/sas", retries=0, timeout=1), set())
+    with pytest.raises(InputDataError, match=r"SAS token for sentinel-2-l2a .*stac\.sign_url"):
+        bad.sign("https://a/b.tif")
+
+
+def test_retries_back_off_then_give_up_without_the_secret(caplog):
+    calls = []
+
+    def flaky() -> int:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RasterioIOError("HTTP 503 on https://a/b.tif?sig=s3cr3t")
+        return 7
+
+    assert with_retries(flaky, "b.tif", retries=2, backoff=0.001) == 7 and len(calls) == 3
+
+    def broken() -> int:
+        raise RasterioIOError("HTTP 503 on https://a/b.tif?sig=s3cr3t")
+
+    clean = lambda text: text.replace("s3cr3t", "***")  # noqa: E731
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), pytest.raises(InputDataError) as err:
+        with_retries(broken, "b.tif", retries=1, backoff=0.001, clean=clean)
+    assert str(err.value) == "b.tif: failed after 2 attempts: HTTP 503 on https://a/b.tif?sig=***"
+    assert "retrying" in caplog.text and "s3cr3t" not in caplog.text
+
+
+def test_redacted_keeps_secrets_found_later_out_of_the_logs(caplog):
+    secrets = {"first-token"}
+    with caplog.at_level(logging.INFO), redacted(secrets):
+        logging.getLogger("pystac_client").info("Authorization: Bearer %s", "first-token")
+        secrets.add("later-token")
+        logging.getLogger("anything").info("url?%s", "later-token")
+    assert "first-token" not in caplog.text and "later-token" not in caplog.text
+    assert caplog.text.count("***") == 2
+
+
+def test_the_bearer_token_comes_from_the_named_variable(monkeypatch):
+    spec = StacSpec.from_dict(stac_cfg("http://x", token_env="CLOUDFREE_TEST_TOKEN"))
+    monkeypatch.setenv("CLOUDFREE_TEST_TOKEN", "t0k")
+    assert bearer_token(spec) == "t0k"
+    monkeypatch.delenv("CLOUDFREE_TEST_TOKEN")
+    with pytest.raises(ConfigError, match=r"stac\.token_env: environment variable CLOUDFREE_TEST"):
+        bearer_token(spec)
+    assert bearer_token(StacSpec.from_dict(stac_cfg("http://x"))) is None

@@ -1,0 +1,56 @@
+"""Tests of cloudfree.tiles.region: the tile stage's staging folder, manifest and dispatch."""
+
+import numpy as np
+import pytest
+import rasterio
+
+from cloudfree.bands import MASK_CLASSES, MASK_NODATA, S2_L1C_BANDS
+from cloudfree.config import schema, source_settings
+from cloudfree.errors import ConfigError
+from cloudfree.manifest import read_manifest
+from cloudfree.tiles.region import SOURCES, download_tiles
+
+SMALL = {
+    "source": "synthetic",
+    "synthetic": source_settings(
+        "synthetic",
+        {"seed": 5, "tiles_x": 3, "tiles_y": 1, "tile_size": 32, "overlap": 8, "n_dates": 3},
+    ),
+}
+
+
+def test_synthetic_tiles_land_in_place_with_their_manifest(tmp_path):
+    tiles_dir, manifest_csv = tmp_path / "resources/tiles/r", tmp_path / "results/tiles/r.csv"
+    manifest = download_tiles("r", SMALL, tiles_dir, manifest_csv, {})
+    assert read_manifest(manifest_csv).equals(manifest)
+    assert len(manifest) == 9 and set(manifest["split"]) == {"train", "val", "test"}
+    for path in [*manifest["image"], *manifest["mask"]]:
+        assert path.startswith(str(tiles_dir))
+    for path in manifest["image"]:  # the region's bands: all 13 for synthetic
+        with rasterio.open(path) as src:
+            assert src.count == len(S2_L1C_BANDS) == 13 and src.dtypes == ("uint16",) * 13
+            assert src.descriptions == S2_L1C_BANDS
+    for path in manifest["mask"]:  # one band of cloud-mask classes
+        with rasterio.open(path) as src:
+            assert src.count == 1 and src.dtypes == ("uint8",) and src.nodata == MASK_NODATA
+            classes = set(np.unique(src.read(1)).tolist())
+        assert classes <= {*MASK_CLASSES.values(), MASK_NODATA}
+    # nothing but the final folder: the temporary one was moved into place
+    assert [p.name for p in tiles_dir.parent.iterdir()] == ["r"]
+
+
+def test_unknown_source_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"regions\.r\.source"):
+        download_tiles("r", {"source": "ftp"}, tmp_path / "t", tmp_path / "m.csv", {})
+    assert not (tmp_path / "t").exists() and not (tmp_path / "m.csv").exists()
+
+
+def test_a_missing_source_section_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"regions\.r\.folder: section missing"):
+        download_tiles("r", {"source": "folder"}, tmp_path / "t", tmp_path / "m.csv", {})
+    assert not (tmp_path / "t").exists() and not (tmp_path / "m.csv").exists()
+
+
+def test_sources_are_the_schemas():
+    enum = schema()["properties"]["regions"]["additionalProperties"]["properties"]["source"]
+    assert sorted(SOURCES) == sorted(enum["enum"])

@@ -1,0 +1,25 @@
+"""Fixtures of the training tests: datasets built with the schema's sampling settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloudfree.config import section
+from cloudfree.train.dataset import TrainDataset
+
+
+@pytest.fixture(scope="session")
+def train_dataset() -> Callable[..., TrainDataset]:
+    """``train_dataset(paths, norm, **keywords)``: a :class:`TrainDataset` whose seed and
+    sampling keywords not given come from the schema's ``train`` section."""
+    train = section("train")
+
+    def make(paths: Sequence[Path], norm: Any, **keywords: Any) -> TrainDataset:
+        given = {"seed": train["seed"], "samples_per_epoch": 1000, **train["sampling"]}
+        return TrainDataset(paths, norm, **{**given, **keywords})
+
+    return make
