@@ -10,8 +10,9 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from cloudfree.errors import ConfigError
-from cloudfree.models.baselines import BASELINES, closest, get_baseline, last, least_cloudy, linear
-from cloudfree.models.baselines import mean as mean_baseline
+from cloudfree.models.baselines import BASELINES, get_baseline
+from cloudfree.models.interpolate import closest, last, least_cloudy, linear
+from cloudfree.models.interpolate import mean as mean_baseline
 from cloudfree.models.registry import build_model, count_parameters, is_trainable
 from cloudfree.packed import TileSeries
 
@@ -161,7 +162,10 @@ def test_non_finite_inputs_are_not_used() -> None:
 
 def test_get_baseline_and_unknown_names() -> None:
     assert get_baseline("linear") is linear
-    assert set(BASELINES) == {"linear", "closest", "last", "mean", "least_cloudy"}
+    assert set(BASELINES) == {
+        "linear", "closest", "last", "mean", "least_cloudy", "linear_offset", "harmonic",
+        "whittaker",
+    }  # fmt: skip
     with pytest.raises(ConfigError, match=r"'nope'.*linear"):
         get_baseline("nope")
 
