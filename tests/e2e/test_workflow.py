@@ -12,11 +12,13 @@ import pytest
 import rasterio
 import torch
 
+from cloudfree.config import section
 from cloudfree.metrics.table import METRIC_COLUMNS
 
 from ..workflow_run import REPO, planned_jobs, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.e2e
+METHODS = ["model", *section("metrics")["baselines"]]
 CHAIN = {"download_tiles", "cloud_stats", "pack_hdf5", "train", "infer", "mosaic", "metrics"}
 
 
@@ -108,7 +110,7 @@ def test_metrics_table(run):
     df = pd.read_csv(run / "results/metrics/africa.csv", dtype={"tile": str, "date": str})
     assert list(df.columns[:3]) == ["region", "source", "experiment"]
     assert set(METRIC_COLUMNS) <= set(df.columns)
-    methods = {"model", "linear", "closest", "mean"}
+    methods = set(METHODS)
     assert set(df["method"]) == methods
     assert (df["split"] == "test").all()
     n_test = df["tile"].nunique()
@@ -122,13 +124,13 @@ def test_metrics_table(run):
 
 def test_summaries_have_intervals_and_differences(run):
     summary = pd.read_csv(run / "results/metrics/europa_summary.csv").set_index("method")
-    assert list(summary.index) == ["model", "linear", "closest", "mean"]
+    assert list(summary.index) == METHODS
     assert (summary["mae_masked_ci_low"] <= summary["mae_masked"]).all()
     assert (summary["mae_masked"] <= summary["mae_masked_ci_high"]).all()
     assert summary.loc["linear", "mae_masked_diff_linear"] == 0
     both = pd.read_csv(run / "results/metrics/all_regions.csv")
     assert sorted(both["region"].unique()) == ["africa", "europa"]
-    assert len(both) == 8
+    assert len(both) == 2 * len(METHODS)
 
 
 def test_complete_run_has_nothing_to_do(run):

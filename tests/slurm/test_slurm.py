@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from cloudfree.config import section
+
 from ..workflow_run import REPO, tiny_config, write_config
 
 pytestmark = pytest.mark.slurm
@@ -101,7 +103,7 @@ def test_workflow_runs_through_sbatch_and_fails_loudly(tmp_path):
                 assert "--gpus" not in line and "--gres" not in line, line
 
     metrics = pd.read_csv(workdir / "results/metrics/africa.csv")
-    assert set(metrics["method"]) == {"model", "linear", "closest", "mean"}
+    assert set(metrics["method"]) == {"model", *section("metrics")["baselines"]}
     assert metrics["mae_masked"].dropna().between(0, 1).all()
     assert (workdir / "results/mosaics/europa/europa").is_dir()
 
