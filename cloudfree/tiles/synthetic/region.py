@@ -42,7 +42,9 @@ def region_tiles(spec: SyntheticSpec) -> dict[str, Window]:
 
 def tile_splits(spec: SyntheticSpec) -> dict[str, str]:
     """Tile id -> train/val/test, by spatial blocks of ``spec.split_block`` tiles a side;
-    at least one tile of each split."""
+    at least one tile of each split.  An evaluation scene (``test_only``): every tile test."""
+    if spec.test_only:
+        return dict.fromkeys(region_tiles(spec), "test")
     return block_splits(
         region_tiles(spec), block=spec.split_block, val_fraction=spec.val_fraction,
         test_fraction=spec.test_fraction, seed=spec.seed,
@@ -89,6 +91,23 @@ def generate_region(
                 jobs.append((tile, iso, tile_grid, job))
         finish()
     return normalize_manifest(pd.DataFrame(rows), where=f"synthetic {region}")
+
+
+def evaluation_scene(training: Mapping[str, Any], inductive: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``synthetic`` section of a region's evaluation scene (``evaluation.inductive``): the
+    region's settings with its own seed (land cover, weather, clouds, revisit phase), none of
+    the training scene's acquisition dates, its own grid of tiles, every tile a test tile."""
+    spec = SyntheticSpec.from_dict(training)
+    taken = {d.isoformat() for d in acquisition_dates(spec)} | set(spec.exclude_dates)
+    return {
+        **spec.as_dict(),
+        "seed": spec.seed + int(inductive["seed_offset"]),
+        "tiles_x": int(inductive["tiles_x"]),
+        "tiles_y": int(inductive["tiles_y"]),
+        "overlap": int(inductive["overlap"]),
+        "exclude_dates": sorted(taken),
+        "test_only": True,
+    }
 
 
 def synthetic_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:

@@ -37,6 +37,8 @@ class Stream(IntEnum):
     WEATHER = 10
     CLOUDS = 11
     NOISE = 12
+    HAZE = 13
+    CHANGES = 14
 
 
 def _bad(key: str, problem: str, value: Any) -> ConfigError:
@@ -62,6 +64,13 @@ class SyntheticSpec:
     resolution: float
     val_fraction: float
     test_fraction: float
+    haze: float
+    outages: float
+    change_rate: float
+    mask_errors: bool
+    native_resolution: bool
+    exclude_dates: tuple[str, ...]
+    test_only: bool
 
     def __post_init__(self) -> None:
         def put(key: str, value: Any) -> None:
@@ -69,20 +78,29 @@ class SyntheticSpec:
 
         for key in ("seed", "tiles_x", "tiles_y", "tile_size", "overlap", "n_dates"):
             put(key, int(getattr(self, key)))
-        for key in ("cloudiness", "resolution", "val_fraction", "test_fraction"):
+        for key in ("cloudiness", "resolution", "val_fraction", "test_fraction", "haze"):
+            put(key, float(getattr(self, key)))
+        for key in ("outages", "change_rate"):
             put(key, float(getattr(self, key)))
         put("origin", (float(self.origin[0]), float(self.origin[1])))
+        excluded = []
+        for v in self.exclude_dates:
+            try:
+                excluded.append(date.fromisoformat(str(v)).isoformat())
+            except ValueError:
+                raise _bad("exclude_dates", "must hold ISO dates YYYY-MM-DD", v) from None
+        put("exclude_dates", tuple(sorted(set(excluded))))
         if self.overlap >= self.tile_size:
             raise _bad(
                 "overlap", f"must be smaller than tile_size ({self.tile_size})", self.overlap
             )
-        if self.tiles_x * self.tiles_y < 3:
+        if self.tiles_x * self.tiles_y < 3 and not self.test_only:
             raise _bad(
                 "tiles_x",
                 "* tiles_y must be >= 3 to have a train, val and test tile",
                 (self.tiles_x, self.tiles_y),
             )
-        if self.val_fraction + self.test_fraction >= 1.0:
+        if self.val_fraction + self.test_fraction >= 1.0 and not self.test_only:
             raise _bad(
                 "test_fraction",
                 "+ val_fraction must be < 1 to leave training tiles",
@@ -120,6 +138,11 @@ class SyntheticSpec:
     def __hash__(self) -> int:  # the landcover dict would make the generated one fail
         return hash(tuple(sorted(self.landcover.items())) + dataclasses.astuple(self)[:9])
 
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as a ``synthetic`` config section (lists where the YAML has lists)."""
+        d = dataclasses.asdict(self)
+        return {**d, "origin": list(self.origin), "exclude_dates": list(self.exclude_dates)}
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SyntheticSpec:
         """Build from a resolved ``synthetic`` section (``cloudfree.config.source_settings``);
@@ -127,7 +150,14 @@ class SyntheticSpec:
         if not isinstance(d, Mapping):
             raise ConfigError(f"synthetic spec must be a mapping, got {type(d).__name__}")
         check_keys("synthetic", d, cls)
-        return cls(**{**d, "landcover": dict(d["landcover"]), "origin": tuple(d["origin"])})
+        return cls(
+            **{
+                **d,
+                "landcover": dict(d["landcover"]),
+                "origin": tuple(d["origin"]),
+                "exclude_dates": tuple(d["exclude_dates"]),
+            }
+        )
 
     @property
     def step(self) -> int:

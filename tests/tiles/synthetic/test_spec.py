@@ -36,6 +36,9 @@ def test_spec_from_resolved_settings() -> None:
         "water": 0.05, "forest": 0.2, "cropland": 0.4, "grassland": 0.2, "bare": 0.1, "urban": 0.05,
     }  # fmt: skip
     assert (spec.resolution, spec.val_fraction, spec.test_fraction) == (10.0, 0.2, 0.2)
+    assert (spec.haze, spec.outages, spec.change_rate) == (0.5, 0.15, 0.05)
+    assert spec.mask_errors is True and spec.native_resolution is True
+    assert spec.exclude_dates == () and spec.test_only is False
     assert spec.region_shape == (3 * 48 + 16, 3 * 48 + 16)
     assert spec.step == 48
     # YAML gives dates as date objects and origins as lists.
@@ -45,6 +48,13 @@ def test_spec_from_resolved_settings() -> None:
     assert spec.start == "2020-05-01" and spec.origin == (1.0, 2.0)
     assert spec.landcover == {"water": 1.0}
     assert spec.seed == 3 and isinstance(spec.resolution, float)
+    # excluded dates as the YAML gives them: date objects or strings; sorted, unique
+    excl = SyntheticSpec.from_dict(
+        {**settings(), "exclude_dates": ["2021-05-02", dt.date(2021, 1, 3), "2021-05-02"]}
+    )
+    assert excl.exclude_dates == ("2021-01-03", "2021-05-02")
+    assert excl.as_dict()["exclude_dates"] == ["2021-01-03", "2021-05-02"]
+    assert SyntheticSpec.from_dict(excl.as_dict()) == excl
 
 
 def test_split_block_is_2_from_8_blocks_of_2x2() -> None:
@@ -84,6 +94,14 @@ def test_split_block_is_2_from_8_blocks_of_2x2() -> None:
         ({"end": "2020-01-01"}, "'end'"),
         ({"origin": [1.0]}, "synthetic.origin:"),
         ({"resolution": 0}, "synthetic.resolution:"),
+        ({"haze": -0.1}, "synthetic.haze:"),
+        ({"outages": 0.9}, "synthetic.outages:"),
+        ({"change_rate": 0.6}, "synthetic.change_rate:"),
+        ({"mask_errors": "yes"}, "synthetic.mask_errors:"),
+        ({"native_resolution": 1}, "synthetic.native_resolution:"),
+        ({"exclude_dates": "2021-01-01"}, "synthetic.exclude_dates:"),
+        ({"exclude_dates": ["2021-02-30"]}, "'exclude_dates'"),
+        ({"test_only": "no"}, "synthetic.test_only:"),
     ],
 )
 def test_bad_spec_raises_config_error_naming_key(d: dict, named: str) -> None:
