@@ -78,7 +78,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/loader.json")
     args = parser.parse_args()
     batch, crop = TRAIN["batch_size"], TRAIN["crop"]
-    plain = {"seed": TRAIN["seed"], **TRAIN["sampling"]}
+    plain = {"seed": TRAIN["seed"], "augment": TRAIN["augment"], **TRAIN["sampling"]}
     with tempfile.TemporaryDirectory(prefix="cloudfree-loader-") as tmp:
         spec = SyntheticSpec.from_dict(source_settings("synthetic", {"seed": 11}))
         manifest = generate_region("bench", spec, Path(tmp) / "tiles")

@@ -3,7 +3,7 @@
 A model file is a ``torch.save`` of plain tensors, lists, dicts and scalars, so it loads with
 ``torch.load(..., weights_only=True)`` (nothing in it can run code)::
 
-    {"format_version": 1, "model": {"name", "kwargs"}, "state_dict", "norm": {"mean", "std"},
+    {"format_version": 2, "model": {"name", "kwargs"}, "state_dict", "norm": {"mean", "std"},
      "bands", "params", "regions", "best_step", "val_mae_masked", ...}
 
 ``model`` names a registered model (:mod:`cloudfree.models.registry`) and the keyword arguments
@@ -29,7 +29,7 @@ from cloudfree.errors import CloudfreeError, ModelFileError
 from cloudfree.io import atomic_path
 from cloudfree.models.registry import build_model
 
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: networks name their prior (models of 1 must be trained again)
 REQUIRED_KEYS = ("format_version", "model", "state_dict", "norm", "bands")
 
 
@@ -98,7 +98,7 @@ def read_model_file(
     if blob["format_version"] != MODEL_FORMAT_VERSION:
         raise ModelFileError(
             f"model file {path}: format_version {blob['format_version']!r}, "
-            f"expected {MODEL_FORMAT_VERSION}"
+            f"expected {MODEL_FORMAT_VERSION}; train the model again (rule train)"
         )
     if bands is not None and list(blob["bands"]) != list(bands):
         raise ModelFileError(

@@ -23,10 +23,11 @@ def write_model_file(
     widths: Sequence[int] = (8, 16),
     heads: int = 2,
     seed: int = 0,
+    prior: str = "none",
 ) -> Path:
     """Save an untrained ``utilise`` network with plausible normalisation stats."""
     torch.manual_seed(seed)
-    kwargs = {"in_channels": len(bands), "widths": list(widths), "heads": heads}
+    kwargs = {"in_channels": len(bands), "widths": list(widths), "heads": heads, "prior": prior}
     model = build_model("utilise", **kwargs)
     return save_model_file(
         path, name="utilise", kwargs=kwargs, state_dict=model.state_dict(),

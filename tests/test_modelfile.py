@@ -18,7 +18,7 @@ from .model_file import write_model_file
 
 def test_round_trip_keeps_the_format(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    kwargs = {"in_channels": 2, "widths": (4, 8), "heads": np.int64(2)}
+    kwargs = {"in_channels": 2, "widths": (4, 8), "heads": np.int64(2), "prior": "none"}
     net = build_model("utilise", **kwargs)
     path = save_model_file(
         tmp_path / "m.pt", name="utilise", kwargs=kwargs, state_dict=net.state_dict(),
@@ -30,8 +30,8 @@ def test_round_trip_keeps_the_format(tmp_path: Path) -> None:
     blob = torch.load(path, weights_only=True)
     assert list(blob) == ["format_version", "model", "state_dict", "norm", "bands", "params",
                           "regions", "best_step", "val_mae_masked"]  # fmt: skip
-    assert blob["format_version"] == MODEL_FORMAT_VERSION == 1
-    plain = {"in_channels": 2, "widths": [4, 8], "heads": 2}
+    assert blob["format_version"] == MODEL_FORMAT_VERSION == 2
+    plain = {"in_channels": 2, "widths": [4, 8], "heads": 2, "prior": "none"}
     assert blob["model"] == {"name": "utilise", "kwargs": plain}
     assert type(blob["model"]["kwargs"]["heads"]) is int
     std = [float(np.float32(0.01)), float(np.float32(0.02))]
@@ -55,7 +55,7 @@ def test_model_file_errors(tmp_path: Path) -> None:
         read_model_file(tmp_path / "list.pt")
     blob = torch.load(write_model_file(tmp_path / "m.pt"), weights_only=True)
     torch.save({**blob, "format_version": 99}, tmp_path / "v99.pt")
-    with pytest.raises(ModelFileError, match=r"v99\.pt: format_version 99, expected 1"):
+    with pytest.raises(ModelFileError, match=r"v99\.pt: format_version 99, expected 2; train"):
         read_model_file(tmp_path / "v99.pt")
     torch.save({**blob, "format_version": 0}, tmp_path / "old.pt")
     with pytest.raises(ModelFileError, match=r"old\.pt.*format_version 0"):

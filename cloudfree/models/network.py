@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cloudfree.models.prior import temporal_prior
+
 # Elements of the upsampled attention tensor materialised at once when mixing skips.
 _MIX_BUDGET = 1 << 25
 
@@ -63,6 +65,7 @@ class LayerNorm2d(nn.Module):
         return y.permute(0, 3, 1, 2)
 
 
+PRIORS = ("none", "linear_offset")
 NORMS = ("layer", "group")
 
 
@@ -206,12 +209,20 @@ class UTILISE(nn.Module):
     upsampled, mix every skip connection across dates (per head over channel groups) and
     the decoder outputs all C bands for every date.
 
+    With ``prior`` ``linear_offset`` the network refines a temporal prior
+    (:func:`cloudfree.models.prior.temporal_prior`: each date interpolated from its neighbours,
+    plus the date's radiometric offset): the prior is an input beside the bands and the
+    output is the prior plus what the network adds, so what it learns is how a date departs
+    from its neighbours (local haze, changes, missed clouds), not the radiometry of the dates
+    it trained on.
+
     ``H`` and ``W`` must be multiples of ``2 ** (len(widths) - 1)``; use :func:`pad_spatial`.
 
     Args:
         in_channels: bands C.
         widths: channels per level; each further level halves the resolution.
         heads: attention heads; every width must be divisible by it.
+        prior: ``none`` or ``linear_offset`` (see above).
         d_k: query/key size per head.
         own_skip: also give the decoder each date's own (unmixed) skip features (an
             addition to U-TILISE; off by default).
@@ -228,6 +239,7 @@ class UTILISE(nn.Module):
         in_channels: int,
         widths: Sequence[int],
         heads: int,
+        prior: str,
         d_k: int = 8,
         own_skip: bool = False,
         avail_weighting: bool = False,
@@ -242,10 +254,14 @@ class UTILISE(nn.Module):
             raise ValueError(f"widths needs >= 2 positive entries, got {widths}")
         if heads < 1 or any(w % heads for w in widths):
             raise ValueError(f"every width in {widths} must be divisible by heads={heads}")
+        if prior not in PRIORS:
+            raise ValueError(f"prior {prior!r}: expected one of {', '.join(PRIORS)}")
         self.in_channels, self.widths, self.heads = in_channels, widths, heads
+        self.prior = prior
         self.own_skip, self.avail_weighting = own_skip, avail_weighting
         self.multiple = 2 ** (len(widths) - 1)
-        self.stem = ConvBlock(in_channels + 1, widths[0], norm)
+        extra = in_channels if prior != "none" else 0
+        self.stem = ConvBlock(in_channels + 1 + extra, widths[0], norm)
         self.down = nn.ModuleList()
         for cin, cout in itertools.pairwise(widths):
             self.down.append(
@@ -289,7 +305,12 @@ class UTILISE(nn.Module):
             pad = pad.bool()
             x = x.masked_fill(pad[:, :, None, None, None], 0)
             av = av.masked_fill(pad[:, :, None, None], 0)
-        feat = self.stem(torch.cat((x, av[:, :, None]), dim=2).flatten(0, 1))
+        parts = [x, av[:, :, None]]
+        base = None
+        if self.prior != "none":
+            base = temporal_prior(x.float(), av, doy, pad).to(x.dtype)
+            parts.append(base)
+        feat = self.stem(torch.cat(parts, dim=2).flatten(0, 1))
         skips, avails = [feat], [av]
         for down in self.down:
             feat = down(feat)
@@ -314,4 +335,6 @@ class UTILISE(nn.Module):
             else contextlib.nullcontext()
         ):
             out = self.head(feat.float()).view(b, t, c, h, w)
+            if base is not None:
+                out = out + base.float()
         return (out, attn) if return_attention else out

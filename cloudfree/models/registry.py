@@ -19,7 +19,24 @@ from cloudfree.errors import ConfigError
 from cloudfree.models.baselines import BASELINE_MODELS
 from cloudfree.models.network import UTILISE
 
-MODELS: dict[str, type[nn.Module]] = {"utilise": UTILISE, **BASELINE_MODELS}
+
+class UTILISEReference(UTILISE):
+    """U-TILISE's network for SEN12MS-CR-TS (Stucker et al. 2023): widths 64, 64, 64, 64, 128
+    (four down-samplings), L-TAE with 4 heads; the config's widths and heads are ignored."""
+
+    WIDTHS = (64, 64, 64, 64, 128)
+    HEADS = 4
+
+    def __init__(self, in_channels: int, prior: str, **ignored: Any) -> None:
+        del ignored
+        super().__init__(in_channels, self.WIDTHS, self.HEADS, prior=prior)
+
+
+MODELS: dict[str, type[nn.Module]] = {
+    "utilise": UTILISE,
+    "utilise_reference": UTILISEReference,
+    **BASELINE_MODELS,
+}
 
 
 M = TypeVar("M", bound=type[nn.Module])

@@ -13,7 +13,7 @@ number of DataLoader workers; ``__init__`` only reads metadata and closes.  Noth
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,9 @@ from cloudfree.train.sequences import (
     read_dates,
     run_lengths,
 )
+
+MASKINGS = ("donor", "utilise")
+UTILISE_MIN_COVER = 0.1  # U-TILISE's donor masks cover at least this share of the crop
 
 
 def check_training_data(paths: Sequence[str], meta: PackedMeta) -> tuple[np.ndarray, np.ndarray]:
@@ -84,7 +87,11 @@ class TrainDataset(Dataset):
     ``masked_fraction`` of the sequence's dates (``None``: over every date), optionally
     dilated by ``dilation`` pixels; at least one date of a sequence stays without a gap.
     ``hidden`` (the pixels a loss scores as masked) is ``gap & known``: never on padding or
-    on pixels that are really cloudy.  Random flips and 90 degree rotations with ``augment``.
+    on pixels that are really cloudy.  ``masking`` ``utilise`` lays masks, as U-TILISE does,
+    on a random number of dates up to half of them, never the first, taken from donor dates
+    with at least UTILISE_MIN_COVER of cloud.  ``augment`` (``train.augment``): random flips
+    and 90 degree rotations, a reflectance gain and offset per date (input and target
+    alike) and a shift of the days of year.
 
     The sampling keywords are those of ``train.sampling``; with all of them None (and no
     dilation) this is the plain sampler: every date, ``seq_len`` the smallest date count of
@@ -108,7 +115,8 @@ class TrainDataset(Dataset):
         date_classes: Sequence[str] | None,
         masked_fraction: float | None,
         dilation: int,
-        augment: bool = True,
+        masking: str,
+        augment: Mapping[str, Any],
         split: str = "train",
         cache_bytes: int = 256 << 20,
     ) -> None:
@@ -160,8 +168,12 @@ class TrainDataset(Dataset):
                 "other; relax train.sampling.min_len, max_gap_days or date_classes, or the "
                 f"date class thresholds ({'; '.join(class_sources(paths))})"
             )
-        self.crop, self.samples, self.seed, self.augment = crop, samples_per_epoch, seed, augment
+        if masking not in MASKINGS:
+            raise ConfigError(f"train.sampling.masking {masking!r}: expected one of {MASKINGS}")
+        self.crop, self.samples, self.seed = crop, samples_per_epoch, seed
+        self.augment = dict(augment)
         self.masked_fraction, self.dilation = masked_fraction, int(dilation)
+        self.masking = masking
         self.reader = PackedReader(paths, cache_bytes)
 
     def close(self) -> None:
@@ -200,12 +212,24 @@ class TrainDataset(Dataset):
                 for a in (clear, cloud, gap)
             )
             doy = np.concatenate([doy, np.zeros(length - real, np.int64)])
-        if self.augment:
+        aug = self.augment
+        if aug["flips"]:
             k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
             s2, clear, gap, cloud = rotate_flip([s2, clear, gap, cloud], k, flip)
+        # Radiometry and dates drawn from their own stream: the crops and gaps stay the same.
+        arng = np.random.default_rng([self.seed, index, 1])
+        jitter = None
+        if aug["gain"] > 0 or aug["offset"] > 0:
+            gain = 1.0 + arng.normal(0.0, aug["gain"], (length, 1))
+            offset = arng.normal(0.0, aug["offset"], (length, s2.shape[1]))
+            jitter = (gain.astype(np.float32), offset.astype(np.float32))
+        if aug["doy_shift"] > 0:
+            shift = int(arng.integers(-aug["doy_shift"], aug["doy_shift"] + 1))
+            doy = np.where(pad, 0, (doy - 1 + shift) % 365 + 1)
         return sample_dict(
-            s2, clear, gap, doy, self.mean, self.std, self.meta.scale, cloud=cloud, pad=pad
-        )
+            s2, clear, gap, doy, self.mean, self.std, self.meta.scale, cloud=cloud, pad=pad,
+            jitter=jitter,
+        )  # fmt: skip
 
     def _donor(self, ref: TileRef, rng: np.random.Generator) -> TileRef:
         """Another tile of the same file (region), or the tile itself when it is alone."""
@@ -221,6 +245,8 @@ class TrainDataset(Dataset):
             else rng.integers(donor.dates, size=real)
         )
         gap = self._donor_gap(donor, order, rng)
+        if self.masking == "utilise":
+            return _utilise_masks(gap, rng)
         if self.masked_fraction is not None:
             k = round(self.masked_fraction * real)
             k = min(max(k, 1 if self.masked_fraction > 0 else 0), real - 1)
@@ -252,6 +278,23 @@ class TrainDataset(Dataset):
             reps = (1, -(-c // mask.shape[1]), -(-c // mask.shape[2]))
             mask = np.tile(mask, reps)[:, :c, :c]
         return cloudy(mask[order])
+
+
+def _utilise_masks(donor: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """U-TILISE's masking: masks on a random number of dates up to half of them (at least
+    one), never the first; each from a donor date with at least UTILISE_MIN_COVER cloud (any
+    donor date when none has that much)."""
+    real = donor.shape[0]
+    gap = np.zeros_like(donor)
+    if real < 2:
+        return gap
+    cover = donor.reshape(real, -1).mean(axis=1)
+    cloudy_dates = np.flatnonzero(cover >= UTILISE_MIN_COVER)
+    pool = cloudy_dates if cloudy_dates.size else np.arange(real)
+    k = int(rng.integers(1, max(1, real // 2) + 1))
+    dates = 1 + rng.permutation(real - 1)[:k]
+    gap[dates] = donor[rng.choice(pool, size=len(dates))]
+    return gap
 
 
 class EvalTiles(Dataset):

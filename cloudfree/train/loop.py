@@ -211,7 +211,7 @@ def _loader(
     steps, batch_size = p["steps"], p["batch_size"]
     dataset = TrainDataset(
         paths, norm, crop=p["crop"], samples_per_epoch=steps * batch_size * ctx.world_size,
-        seed=p["seed"], **dict(p["sampling"]),
+        seed=p["seed"], augment=p["augment"], **dict(p["sampling"]),
     )  # fmt: skip
     workers = p["num_workers"]
     if workers == "auto":  # measured on this node: batches/s for 0, 1, 2, 4, ... workers

@@ -35,9 +35,14 @@ def sample_dict(
     scale: float,
     cloud: np.ndarray | None = None,
     pad: np.ndarray | None = None,
+    jitter: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The sample of DN ``s2`` (T, C, h, w) with its clear pixels, gaps and dates."""
+    """The sample of DN ``s2`` (T, C, h, w) with its clear pixels, gaps and dates; ``jitter``
+    a (T, 1) gain and (T, C) offset applied to the reflectance of input and target alike."""
     refl = s2.astype(np.float32) / np.float32(scale)
+    if jitter is not None:
+        gain, offset = jitter
+        refl = refl * gain[:, :, None, None] + offset[:, :, None, None]
     norm = (refl - mean[None, :, None, None]) / std[None, :, None, None]
     avail = clear & ~gap
     x = np.where(avail[:, None], norm, np.float32(0))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cloudfree.errors import ConfigError
 from cloudfree.models.network import UTILISE, doy_encoding, mix_skip, pad_spatial
+from cloudfree.models.prior import temporal_prior
 from cloudfree.models.registry import build_model
 
 
@@ -20,10 +22,15 @@ def _inputs(b: int = 2, t: int = 5, c: int = 3, h: int = 16, w: int = 16, seed: 
 @pytest.fixture
 def model() -> UTILISE:
     torch.manual_seed(0)
-    return build_model("utilise", in_channels=3, widths=(8, 16, 16), heads=2).eval()
+    return build_model("utilise", in_channels=3, widths=(8, 16, 16), heads=2, prior="none").eval()
 
 
-VARIANTS = [{}, {"own_skip": True, "avail_weighting": True}, {"norm": "group"}]
+VARIANTS = [
+    {"prior": "none"},
+    {"prior": "linear_offset"},
+    {"prior": "none", "own_skip": True, "avail_weighting": True},
+    {"prior": "linear_offset", "norm": "group"},
+]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -81,6 +88,23 @@ def test_padded_dates_do_not_influence_others(variant: dict) -> None:
         # Same as if the padded date were not there at all.
         alone = model(x[:1, :4], avail[:1, :4], doy[:1, :4])
         torch.testing.assert_close(ref[0, :4], alone[0], rtol=1e-4, atol=1e-5)
+
+
+def test_a_network_on_the_prior_starts_from_it() -> None:
+    """With its output layer at zero, the network returns the temporal prior: what it learns
+    is a departure from it."""
+    torch.manual_seed(0)
+    net = build_model("utilise", in_channels=3, widths=(8, 16), heads=2, prior="linear_offset")
+    torch.nn.init.zeros_(net.head.weight)
+    torch.nn.init.zeros_(net.head.bias)
+    x, avail, doy = _inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, avail, doy), temporal_prior(x, avail.float(), doy))
+
+
+def test_an_unknown_prior_is_refused() -> None:
+    with pytest.raises(ConfigError, match="prior 'cubic'"):
+        build_model("utilise", in_channels=3, widths=(8, 16), heads=2, prior="cubic")
 
 
 def test_attention_ignores_padded_dates(model: UTILISE) -> None:

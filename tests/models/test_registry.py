@@ -55,8 +55,18 @@ def test_register_and_count() -> None:
 
 def test_baselines_are_registered_models() -> None:
     for name in BASELINES:
-        model = build_model(name, in_channels=3, widths=[8, 16], heads=2)  # network keys ignored
+        model = build_model(name, in_channels=3, widths=[8, 16], heads=2, prior="none")  # ignored
         assert not is_trainable(model) and count_parameters(model) == 0
         x, avail, doy = _inputs()
         assert model(x, avail, doy).shape == x.shape
-    assert is_trainable(build_model("utilise", in_channels=3, widths=(8, 16), heads=2))
+    assert is_trainable(
+        build_model("utilise", in_channels=3, widths=(8, 16), heads=2, prior="none")
+    )
+
+
+def test_the_reference_network_is_u_tilise_sized() -> None:
+    """U-TILISE's SEN12MS-CR-TS configuration: about 1.1 to 1.4 M parameters on 13 bands."""
+    for prior in ("none", "linear_offset"):
+        net = build_model("utilise_reference", in_channels=13, widths=[8], heads=1, prior=prior)
+        assert net.widths == [64, 64, 64, 64, 128] and net.heads == 4 and net.multiple == 16
+        assert 1_100_000 <= count_parameters(net) <= 1_400_000, count_parameters(net)

@@ -14,12 +14,17 @@ from cloudfree.train.dataset import TrainDataset
 
 @pytest.fixture(scope="session")
 def train_dataset() -> Callable[..., TrainDataset]:
-    """``train_dataset(paths, norm, **keywords)``: a :class:`TrainDataset` whose seed and
-    sampling keywords not given come from the schema's ``train`` section."""
+    """``train_dataset(paths, norm, **keywords)``: a :class:`TrainDataset` whose seed,
+    sampling and augment keywords not given come from the schema's ``train`` section, without
+    the radiometric jitter and day-of-year shift (tests of those give them)."""
     train = section("train")
+    still = {**train["augment"], "gain": 0.0, "offset": 0.0, "doy_shift": 0}
 
     def make(paths: Sequence[Path], norm: Any, **keywords: Any) -> TrainDataset:
-        given = {"seed": train["seed"], "samples_per_epoch": 1000, **train["sampling"]}
+        given = {
+            "seed": train["seed"], "samples_per_epoch": 1000, "augment": still,
+            **train["sampling"],
+        }  # fmt: skip
         return TrainDataset(paths, norm, **{**given, **keywords})
 
     return make

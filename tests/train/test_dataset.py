@@ -50,7 +50,8 @@ def test_train_sample_shapes_and_masks(packed: Path, train_dataset: Make) -> Non
 
 def test_train_targets_match_file(packed: Path, train_dataset: Make) -> None:
     mean, std = _norm(packed)
-    ds = train_dataset([packed], (mean, std), crop=32, samples_per_epoch=5, augment=False)
+    still = {"flips": False, "gain": 0.0, "offset": 0.0, "doy_shift": 0}
+    ds = train_dataset([packed], (mean, std), crop=32, samples_per_epoch=5, augment=still)
     s = ds[0]
     with open_packed(packed) as h5:
         truth = {n: read_tile(h5, n) for n in ("t00", "t01")}

@@ -55,7 +55,7 @@ def test_training_writes_model_and_history(trained: dict[str, Any], packed: Path
     assert hist["val_mae_masked"].dropna().iloc[-1] < hist["val_mae_masked"].dropna().iloc[0]
     assert summary["val_mae_masked"] < 0.9 * _constant_guess_mae(packed)
     blob = torch.load(trained["model"], weights_only=True)
-    assert blob["format_version"] == 1
+    assert blob["format_version"] == 2
     assert blob["model"]["name"] == "utilise"
     assert blob["model"]["kwargs"]["in_channels"] == 13
     assert len(blob["norm"]["mean"]) == len(blob["bands"]) == 13
@@ -121,7 +121,7 @@ def test_training_with_u_tilise_sampling(
 ) -> None:
     sampling = {
         "seq_len": 4, "min_len": 3, "max_gap_days": None, "date_classes": ["clear", "impaired"],
-        "masked_fraction": 0.5, "dilation": 1,
+        "masked_fraction": 0.5, "dilation": 1, "masking": "utilise",
     }  # fmt: skip
     params = {**trained_params, "steps": 4, "val_every": 2, "sampling": sampling}
     summary = train_model([packed], tmp_path / "m.pt", tmp_path / "h.csv", params)

@@ -15,8 +15,10 @@ def test_the_schema_fills_in_the_train_section() -> None:
     assert p["model"]["widths"] == [8, 16]
     assert p["sampling"] == {
         "seq_len": None, "min_len": None, "max_gap_days": None, "date_classes": None,
-        "masked_fraction": None, "dilation": 0,
+        "masked_fraction": None, "dilation": 0, "masking": "donor",
     }  # fmt: skip
+    assert p["model"]["prior"] == "linear_offset"
+    assert p["augment"] == {"flips": True, "gain": 0.05, "offset": 0.01, "doy_shift": 15}
     check_params(p)
 
 
