@@ -114,8 +114,9 @@ def region_result_settings(config: Mapping[str, Any], region: str) -> dict[str, 
 def with_region_execution_settings(
     params: Mapping[str, Any], config: Mapping[str, Any], region: str
 ) -> dict[str, Any]:
-    """A region's ``params`` (:func:`region_result_settings`) with the fetching keys back."""
-    full = config["regions"][region]
+    """A region's ``params`` (:func:`region_result_settings`) with the fetching keys back
+    (an evaluation scene, not in the config, has none)."""
+    full = config["regions"].get(region, {})
     cfg = dict(params)
     source = cfg.get("source")
     if isinstance(cfg.get(source), Mapping) and isinstance(full.get(source), Mapping):
@@ -141,7 +142,28 @@ def with_execution_settings(
 
 # Suffixes the workflow appends to a region's name in its output file names.
 REGION_SUFFIXES = ("_runs", "_tiles", "_summary", "_dates", "_coverage", "_clear_dates",
-                   "_quicklook", "_examples", "_difficulty", "_mae")  # fmt: skip
+                   "_quicklook", "_examples", "_difficulty", "_mae", "_pooled",
+                   "_inductive")  # fmt: skip
+# The evaluation scene of a synthetic region <r> is the region <r>_inductive of the file names.
+INDUCTIVE_SUFFIX = "_inductive"
+
+
+def inductive_regions(config: Mapping[str, Any]) -> dict[str, str]:
+    """Evaluation scene -> the synthetic region whose inductive set it is (none when
+    ``evaluation.inductive.enabled`` is false)."""
+    if not config["evaluation"]["inductive"]["enabled"]:
+        return {}
+    return {
+        f"{name}{INDUCTIVE_SUFFIX}": name
+        for name, region in sorted(config["regions"].items())
+        if region["source"] == "synthetic"
+    }
+
+
+def base_region(config: Mapping[str, Any], region: str) -> str:
+    """The configured region behind a region name of the workflow (itself, or the region an
+    evaluation scene evaluates)."""
+    return inductive_regions(config).get(region, region)
 
 
 def check_config(config: Mapping[str, Any]) -> None:
@@ -182,7 +204,8 @@ def check_config(config: Mapping[str, Any]) -> None:
 
 
 def experiment_of(config: Mapping[str, Any], region: str) -> str:
-    """The experiment (model) that reconstructs a region."""
+    """The experiment (model) that reconstructs a region (an evaluation scene: its region's)."""
+    region = base_region(config, region)
     for name, exp in config.get("experiments", {}).items():
         if region in exp["regions"]:
             return name

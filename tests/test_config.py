@@ -80,6 +80,45 @@ def test_experiments_map_regions_to_models():
         experiment_regions(shared, "africa")
 
 
+def test_each_synthetic_region_has_an_evaluation_scene():
+    from cloudfree.config import base_region, inductive_regions, with_region_execution_settings
+
+    config = default_config()
+    assert inductive_regions(config) == {
+        "africa_inductive": "africa", "europa_inductive": "europa"
+    }  # fmt: skip
+    assert base_region(config, "africa_inductive") == "africa"
+    assert base_region(config, "africa") == "africa"
+    # the scene is reconstructed by its region's model
+    assert experiment_of(config, "europa_inductive") == "europa"
+    shared = copy.deepcopy(config)
+    shared["experiments"] = {"all": {"regions": ["europa", "africa"]}}
+    assert experiment_of(shared, "africa_inductive") == "all"
+    # a scene has no fetching keys of its own
+    scene = {"source": "synthetic", "synthetic": {"seed": 1011}}
+    assert with_region_execution_settings(scene, config, "africa_inductive") == scene
+    # real sources have none (their held-out period is the inductive set); nor when disabled
+    config["regions"]["real"] = {"source": "folder", "folder": {"path": "/data"}}
+    assert sorted(inductive_regions(config)) == ["africa_inductive", "europa_inductive"]
+    config["evaluation"]["inductive"]["enabled"] = False
+    assert inductive_regions(config) == {}
+    assert base_region(config, "africa_inductive") == "africa_inductive"
+
+
+def test_the_evaluation_defaults():
+    evaluation = section("evaluation")
+    assert evaluation["inductive"] == {
+        "enabled": True, "seed_offset": 1000, "tiles_x": 6, "tiles_y": 6, "overlap": 0
+    }  # fmt: skip
+    assert evaluation["holdout_period"] is None
+    held = section("evaluation", {"holdout_period": {"start": "2021-06-01", "end": "2021-08-31"}})
+    assert held["holdout_period"] == {"start": "2021-06-01", "end": "2021-08-31"}
+    with pytest.raises(ConfigError, match="holdout_period"):
+        section("evaluation", {"holdout_period": {"start": "2021-06-01"}})
+    with pytest.raises(ConfigError, match="seed_offset"):
+        section("evaluation", {"inductive": {"seed_offset": 0}})
+
+
 @pytest.mark.parametrize(
     ("experiments", "named"),
     [
@@ -124,7 +163,9 @@ def test_execution_keys_leave_params_and_come_back():
     assert with_region_execution_settings(region, config, "x") == config["regions"]["x"]
 
 
-@pytest.mark.parametrize("name", ["all_regions", "africa_runs", "africa_summary"])
+@pytest.mark.parametrize(
+    "name", ["all_regions", "africa_runs", "africa_summary", "africa_pooled", "africa_inductive"]
+)
 def test_region_names_that_collide_with_outputs_are_refused(name):
     config = default_config()
     config["regions"][name] = copy.deepcopy(config["regions"]["europa"])

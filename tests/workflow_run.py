@@ -16,7 +16,8 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def tiny_config(**train: Any) -> dict[str, Any]:
-    """Two regions of three 32 px tiles, six dates, a few training steps."""
+    """Two regions of three 32 px tiles, six dates, a few training steps; each with an
+    evaluation scene of four tiles."""
 
     def region(seed: int, crs: str, origin: list[float], cloudiness: float) -> dict[str, Any]:
         return {
@@ -33,6 +34,7 @@ def tiny_config(**train: Any) -> dict[str, Any]:
             "africa": region(11, "EPSG:32737", [500000.0, 8300000.0], 0.3),
             "europa": region(23, "EPSG:32632", [600000.0, 5400000.0], 0.5),
         },
+        "evaluation": {"inductive": {"tiles_x": 2, "tiles_y": 2}},
         "train": {
             "model": {"widths": [8, 16], "heads": 2},
             "steps": 30,
@@ -71,6 +73,12 @@ def snakemake(
 
 def planned_jobs(proc: subprocess.CompletedProcess[str]) -> list[tuple[str, dict[str, str]]]:
     """(rule, wildcards) of every job a dry run plans."""
+    return [(job["rule"], job["wildcards"]) for job in planned_files(proc)]
+
+
+def planned_files(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    """Every job a dry run plans: ``rule``, ``wildcards`` and its ``input`` and ``output``
+    files (``<TBD>`` for what a checkpoint decides)."""
     text = proc.stdout + proc.stderr
     jobs = []
     for block in re.split(r"\n(?=(?:rule|checkpoint|localrule) \w+:)", text):
@@ -79,5 +87,10 @@ def planned_jobs(proc: subprocess.CompletedProcess[str]) -> list[tuple[str, dict
             continue
         wc = re.search(r"wildcards: (.*)", block)
         wildcards = dict(kv.split("=", 1) for kv in wc.group(1).split(", ")) if wc else {}
-        jobs.append((head.group(1), wildcards))
+        files = {
+            key: found.group(1).split(", ") if (found := re.search(rf"\n\s+{key}: (.*)", block))
+            else []
+            for key in ("input", "output")
+        }  # fmt: skip
+        jobs.append({"rule": head.group(1), "wildcards": wildcards, **files})
     return jobs

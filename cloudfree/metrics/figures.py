@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from cloudfree.packed import TileSeries
@@ -37,28 +38,51 @@ def method_bars(
     metric: str = "mae",
     part: str = "masked",
 ) -> None:
-    """Bars of ``<metric>_<part>`` per method (one row of ``summary`` per method).
+    """Bars of ``<metric>_<part>`` per method, one panel per evaluation set (the summary's
+    ``evaluation`` column; one panel without it).
 
     Error bars span ``<metric>_<part>_ci_low`` .. ``_ci_high`` (the 95 % bootstrap interval
-    over tiles) when both columns exist; otherwise plain bars.  Non-finite values (NaN for
-    an empty pixel set, inf PSNR of an exact copy) get no bar and an "n/a" / "inf" label.
+    over tiles) where both are finite; otherwise plain bars.  Non-finite values (NaN for an
+    empty pixel set, inf PSNR of an exact copy) get no bar and an "n/a" / "inf" label.
     """
     col = f"{metric}_{part}"
     if col not in summary:
         raise KeyError(f"summary has no column {col!r} (columns: {list(summary.columns)})")
-    methods = [str(m) for m in summary["method"]]
-    values = pd.to_numeric(summary[col], errors="coerce").to_numpy(dtype=float)
+    sets = (
+        [(str(k), g) for k, g in summary.groupby("evaluation", sort=False)]
+        if "evaluation" in summary and len(summary)
+        else [("", summary)]
+    )
+    width = max(len(g) for _, g in sets) if sets else 1
+    fig = Figure(figsize=((1.0 * width + 1.5) * len(sets) + 1.0, 3.8))
+    axes = np.atleast_1d(fig.subplots(1, len(sets), sharey=True))
+    has_ci = f"{col}_ci_low" in summary and f"{col}_ci_high" in summary
+    for ax, (name, group) in zip(axes, sets, strict=True):
+        _bars(ax, group, col, has_ci)
+        ax.set_title(f"{name} ({_tiles(group)})" if name else _tiles(group), fontsize=9)
+    axes[0].set_ylabel(f"{metric.upper()} ({part} pixels)")
+    title = with_region(f"{metric.upper()} on {part} pixels", region_names(summary))
+    if has_ci:
+        title += " (error bars: 95 % bootstrap interval over tiles)"
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def _tiles(group: pd.DataFrame) -> str:
+    if "tiles" not in group or group.empty:
+        return ""
+    return f"{int(pd.to_numeric(group['tiles']).max())} tiles"
+
+
+def _bars(ax: Axes, group: pd.DataFrame, col: str, has_ci: bool) -> None:
+    methods = [str(m) for m in group["method"]]
+    values = pd.to_numeric(group[col], errors="coerce").to_numpy(dtype=float)
     finite = np.isfinite(values)
     x = np.arange(len(methods))
-    fig = Figure(figsize=(1.0 * len(methods) + 2.5, 3.6))
-    ax = fig.subplots()
-    heights = np.where(finite, values, 0.0)
-    bars = ax.bar(x, heights, width=0.6, color="tab:blue")
-    low_col, high_col = f"{col}_ci_low", f"{col}_ci_high"
-    has_ci = low_col in summary and high_col in summary
+    bars = ax.bar(x, np.where(finite, values, 0.0), width=0.6, color="tab:blue")
     if has_ci:
-        low = pd.to_numeric(summary[low_col], errors="coerce").to_numpy(dtype=float)
-        high = pd.to_numeric(summary[high_col], errors="coerce").to_numpy(dtype=float)
+        low = pd.to_numeric(group[f"{col}_ci_low"], errors="coerce").to_numpy(dtype=float)
+        high = pd.to_numeric(group[f"{col}_ci_high"], errors="coerce").to_numpy(dtype=float)
         ok = finite & np.isfinite(low) & np.isfinite(high)
         if ok.any():
             err = np.vstack(
@@ -77,14 +101,8 @@ def method_bars(
                 textcoords="offset points",
                 fontsize=8,
             )
-    ax.set_xticks(x, methods)
+    ax.set_xticks(x, methods, rotation=30, ha="right", fontsize=8)
     ax.set_xlabel("method")
-    ax.set_ylabel(f"{metric.upper()} ({part} pixels)")
-    title = with_region(f"{metric.upper()} on {part} pixels", region_names(summary))
-    if has_ci:
-        title += "\n(error bars: 95 % bootstrap interval over tiles)"
-    ax.set_title(title, fontsize=10)
-    save_figure(fig, path)
 
 
 _DIFFICULTY = {

@@ -1,6 +1,8 @@
 """Metric kernels on arrays: MAE, RMSE, PSNR, SSIM and SAM of a (C, H, W) image on a pixel
-selection; all of them at once on several pixel sets of an image or a (T, C, H, W) series; and
-the difficulty of an input sequence per date (cloud fraction, distance to an available date).
+selection; all of them at once on several pixel sets of an image, of every date of a
+(T, C, H, W) series, or pooled over the series (U-TILISE's convention: all selected pixels of
+all dates together); and the difficulty of an input sequence (cloud fraction, distance to an
+available date), per date and pooled.
 
 Reflectance is in [0, 1] (data range 1).  Every metric is NaN for an empty selection.  Plain
 functions on numpy arrays: nothing is read or written.
@@ -88,18 +90,20 @@ def ssim_map(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(C, H, W) SSIM map per band; non-finite inputs are set to 0 before filtering."""
     pred, truth = np.asarray(pred), np.asarray(truth)
     _check_images(pred, truth)
+    return _ssim(pred[None], truth[None])[0]
+
+
+def _ssim(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """SSIM maps of (..., H, W) images: Gaussian window over the last two axes."""
     x = np.where(np.isfinite(pred), pred, 0.0).astype(np.float64)
     y = np.where(np.isfinite(truth), truth, 0.0).astype(np.float64)
-
-    def blur(a: np.ndarray) -> np.ndarray:
-        return gaussian_filter(
-            a, sigma=(0.0, SSIM_SIGMA, SSIM_SIGMA), truncate=SSIM_TRUNCATE, mode="reflect"
-        )
-
-    ux, uy = blur(x), blur(y)
-    vx = blur(x * x) - ux * ux
-    vy = blur(y * y) - uy * uy
-    vxy = blur(x * y) - ux * uy
+    # The five local moments in one filtering call (one pass over the stack).
+    stack = np.stack([x, y, x * x, y * y, x * y])
+    sigma = (0.0,) * (stack.ndim - 2) + (SSIM_SIGMA, SSIM_SIGMA)
+    ux, uy, xx, yy, xy = gaussian_filter(stack, sigma=sigma, truncate=SSIM_TRUNCATE, mode="reflect")
+    vx = xx - ux * ux
+    vy = yy - uy * uy
+    vxy = xy - ux * uy
     c1 = (SSIM_K1 * DATA_RANGE) ** 2
     c2 = (SSIM_K2 * DATA_RANGE) ** 2
     return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
@@ -129,11 +133,14 @@ def band_mae(pred: np.ndarray, truth: np.ndarray, selection: np.ndarray) -> np.n
 
 
 def score_image(
-    pred: np.ndarray, truth: np.ndarray, sets: Mapping[str, np.ndarray]
+    pred: np.ndarray,
+    truth: np.ndarray,
+    sets: Mapping[str, np.ndarray],
+    smap: np.ndarray | None = None,
 ) -> dict[str, float | int]:
-    """All metrics of one (C, H, W) image on every pixel set (SSIM map computed once)."""
+    """All metrics of one (C, H, W) image on every pixel set (SSIM map computed once, or
+    given as ``smap``)."""
     row: dict[str, float | int] = {}
-    smap: np.ndarray | None = None
     for name, selection in sets.items():
         _check(pred, truth, np.asarray(selection))
         sel = scored_pixels(truth, selection)
@@ -154,23 +161,99 @@ def score_image(
     return row
 
 
-def score_series(
-    pred: np.ndarray, truth: np.ndarray, sets: Mapping[str, np.ndarray]
-) -> list[dict[str, float | int]]:
-    """One dict per date: ``n_<set>, mae_<set>, rmse_<set>, psnr_<set>, ssim_<set>, sam_<set>``.
-
-    ``pred``/``truth`` are (T, C, H, W); every set is a (T, H, W) bool selection.
-    """
-    pred, truth = np.asarray(pred), np.asarray(truth)
+def _check_series(pred: np.ndarray, truth: np.ndarray, sets: Mapping[str, np.ndarray]) -> None:
     if pred.shape != truth.shape or pred.ndim != 4:
         raise ValueError(f"pred {pred.shape} and truth {truth.shape} must both be (T, C, H, W)")
     for name, selection in sets.items():
         if np.shape(selection) != (truth.shape[0], *truth.shape[2:]):
             raise ValueError(f"set {name!r} has shape {np.shape(selection)}, expected (T, H, W)")
+
+
+def ssim_maps(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(T, C, H, W) SSIM maps of every date of a series (:func:`ssim_map` per date)."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.shape != truth.shape or pred.ndim != 4:
+        raise ValueError(f"pred {pred.shape} and truth {truth.shape} must both be (T, C, H, W)")
+    return _ssim(pred, truth)
+
+
+def score_series(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    sets: Mapping[str, np.ndarray],
+    smaps: np.ndarray | None = None,
+) -> list[dict[str, float | int]]:
+    """One dict per date: ``n_<set>, mae_<set>, rmse_<set>, psnr_<set>, ssim_<set>, sam_<set>``.
+
+    ``pred``/``truth`` are (T, C, H, W); every set is a (T, H, W) bool selection; ``smaps``
+    the series' SSIM maps when already computed (:func:`ssim_maps`).
+    """
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    _check_series(pred, truth, sets)
     return [
-        score_image(pred[t], truth[t], {name: sel[t] for name, sel in sets.items()})
+        score_image(
+            pred[t],
+            truth[t],
+            {name: sel[t] for name, sel in sets.items()},
+            None if smaps is None else smaps[t],
+        )
         for t in range(truth.shape[0])
     ]
+
+
+def score_pooled(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    sets: Mapping[str, np.ndarray],
+    smaps: np.ndarray | None = None,
+) -> dict[str, float | int]:
+    """All metrics of a (T, C, H, W) series pooled over its dates: every selected pixel of
+    every date counts once (MAE, RMSE and PSNR over pixels and bands, SSIM the mean of the
+    dates' SSIM maps over the selected pixels, SAM the mean angle); ``n_<set>`` pixels."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    _check_series(pred, truth, sets)
+    t, c, h, w = truth.shape
+    # The dates side by side as one (C, T*H, W) image: per-pixel metrics pool over dates.
+    flat_pred = pred.transpose(1, 0, 2, 3).reshape(c, t * h, w)
+    flat_truth = truth.transpose(1, 0, 2, 3).reshape(c, t * h, w)
+    maps = ssim_maps(pred, truth) if smaps is None else smaps
+    flat_maps = maps.transpose(1, 0, 2, 3).reshape(c, t * h, w)
+    row = score_image(
+        flat_pred, flat_truth, {k: np.reshape(v, (t * h, w)) for k, v in sets.items()}, flat_maps
+    )
+    return row
+
+
+def pooled_difficulty(
+    available: np.ndarray, valid: np.ndarray, masked: np.ndarray, days: np.ndarray
+) -> tuple[float, float]:
+    """``cloud_fraction`` and ``gap_days`` of a whole input sequence: the share of its valid
+    pixels the method cannot see, and the mean over its masked pixels (with an available
+    date) of the distance in days to the nearest date where the pixel is available."""
+    valid = np.asarray(valid, dtype=bool)
+    n_valid = int(valid.sum())
+    seen = int((np.asarray(available, dtype=bool) & valid).sum())
+    cloud = 1.0 - seen / n_valid if n_valid else float("nan")
+    dist = _available_distance(np.asarray(available, dtype=bool), np.asarray(days, dtype=float))
+    d = dist[np.asarray(masked, dtype=bool)]
+    d = d[np.isfinite(d)]
+    return cloud, float(d.mean()) if d.size else float("nan")
+
+
+def _available_distance(available: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """(T, H, W) days from each date to the nearest date the pixel is available (inf: none)."""
+    n_dates = available.shape[0]
+    prev = np.empty(available.shape, dtype=np.float64)
+    nxt = np.empty(available.shape, dtype=np.float64)
+    last = np.full(available.shape[1:], -np.inf)
+    for t in range(n_dates):
+        last = np.where(available[t], days[t], last)
+        prev[t] = last
+    last = np.full(available.shape[1:], np.inf)
+    for t in range(n_dates - 1, -1, -1):
+        last = np.where(available[t], days[t], last)
+        nxt[t] = last
+    return np.minimum(days[:, None, None] - prev, nxt - days[:, None, None])
 
 
 def input_difficulty(
@@ -204,18 +287,7 @@ def input_difficulty(
     n_seen = (available & valid).sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         cloud_fraction = np.where(n_valid > 0, 1.0 - n_seen / np.maximum(n_valid, 1), np.nan)
-    # Nearest available date before/at and after/at each date, per pixel (inf: none).
-    prev = np.empty(available.shape, dtype=np.float64)
-    nxt = np.empty(available.shape, dtype=np.float64)
-    last = np.full(available.shape[1:], -np.inf)
-    for t in range(n_dates):
-        last = np.where(available[t], days[t], last)
-        prev[t] = last
-    last = np.full(available.shape[1:], np.inf)
-    for t in range(n_dates - 1, -1, -1):
-        last = np.where(available[t], days[t], last)
-        nxt[t] = last
-    dist = np.minimum(days[:, None, None] - prev, nxt - days[:, None, None])
+    dist = _available_distance(available, days)  # nearest available date, per pixel
     gap_days = np.full(n_dates, np.nan)
     for t in range(n_dates):
         d = dist[t][masked[t]]

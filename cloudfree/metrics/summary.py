@@ -1,44 +1,57 @@
-"""Per-method summaries of the evaluation table, with bootstrap intervals over tiles.
+"""Per evaluation set and method summaries, with bootstrap intervals over tiles.
 
-The unit of resampling is the tile: dates of one tile share their scene, so they are not
-independent.  Every statistic is therefore computed on per-tile values (the mean over a
-tile's dates of a metric, NaNs ignored), and intervals come from a percentile bootstrap
-that resamples tiles with replacement.
+The headline numbers pool all masked pixels of a tile's dates (U-TILISE's convention) and
+then average over tiles; the per-date convention (a tile's mean over its dates, then the mean
+over tiles) stays beside them as ``<metric>_masked_date``.  The unit of resampling is the
+tile: dates of one tile share their scene, so they are not independent; intervals come from
+a percentile bootstrap that resamples tiles with replacement, and are only given from
+MIN_TILES scored tiles on (fewer give intervals that mean nothing: NaN, and ``note`` says
+so).  Every method is paired, tile by tile, with linear interpolation and with the best
+baseline (the baseline with the lowest pooled masked MAE in that evaluation set).
 
 PSNR is ``inf`` for a perfect reconstruction (e.g. a baseline on the observed pixels it
 copies); ``inf`` values are treated as NaN before any averaging so that they do not turn
-the means into ``inf``.  A method whose PSNR is ``inf`` on every date of every tile thus
-gets a NaN PSNR.
+the means into ``inf``.
 
-Reads an evaluation table (:mod:`cloudfree.metrics.table`) or per-region summaries; returns
+Reads the tables of :mod:`cloudfree.metrics.table` or per-region summaries; returns
 DataFrames and writes nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 import pandas as pd
 
 from cloudfree.metrics.kernels import METRICS
-from cloudfree.metrics.table import SETS
+from cloudfree.metrics.table import MODEL, SETS
 
 SUMMARY_SETS: tuple[str, ...] = ("masked", "observed")  # the pixel sets summaries report
 DIFF_METRICS: tuple[str, ...] = ("mae", "rmse")
 REFERENCE = "linear"  # the baseline every method is paired with in ``*_diff_<baseline>``
 CI_LEVEL = 0.95
+MIN_TILES = 10  # fewest scored tiles for a bootstrap interval
 
 
-def summary_columns(baseline: str = REFERENCE) -> list[str]:
+def summary_columns() -> list[str]:
     """Columns of :func:`summarise`, in order."""
-    cols = ["method", "tiles", "rows", *(f"n_{s}" for s in SUMMARY_SETS)]
+    cols = ["evaluation", "method", "tiles", "rows", *(f"n_{s}" for s in SUMMARY_SETS)]
     for s in SUMMARY_SETS:
         for m in METRICS:
             base = f"{m}_{s}"
             cols += [base, f"{base}_median", f"{base}_ci_low", f"{base}_ci_high"]
+    cols += [f"{m}_masked_date" for m in METRICS]
     for m in DIFF_METRICS:
-        base = f"{m}_masked_diff_{baseline}"
+        base = f"{m}_masked_diff_{REFERENCE}"
+        cols += [base, f"{base}_ci_low", f"{base}_ci_high"]
+    cols.append("best_baseline")
+    for m in ("mae", "psnr"):
+        base = f"{m}_masked_diff_best"
         cols += [base, f"{base}_ci_low", f"{base}_ci_high"]
     cols += [f"mae_{s}_pixel" for s in SUMMARY_SETS]
+    cols.append("note")
     return cols
 
 
@@ -109,76 +122,132 @@ def pixel_weighted_mae(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarise(
-    table: pd.DataFrame, *, baseline: str = REFERENCE, n_boot: int = 2000, seed: int = 0
+    pooled: pd.DataFrame, dates: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
-    """One row per method (order of first appearance) of an evaluation table of one region.
+    """One row per evaluation set and method (order of first appearance) of one region.
 
-    ``table`` has the columns ``tile, method`` and the metric columns of
-    :func:`cloudfree.metrics.table.evaluate_tiles` (other columns are ignored).  Columns
-    (:func:`summary_columns`):
+    ``pooled`` and ``dates`` are the two tables of :func:`cloudfree.metrics.table.score_tiles`
+    (other columns are ignored).  Columns (:func:`summary_columns`):
 
-    - ``method``, ``tiles`` (distinct tiles), ``rows``, ``n_masked``, ``n_observed``
-      (total scored pixels);
+    - ``evaluation``, ``method``, ``tiles`` (distinct tiles), ``rows`` (tile-date rows),
+      ``n_masked``, ``n_observed`` (total scored pixels);
     - for each set (masked, observed) and metric (mae, rmse, psnr, ssim, sam):
-      ``<metric>_<set>`` = mean over tiles of the per-tile mean over dates (NaNs ignored,
-      ``inf`` PSNR treated as NaN), ``<metric>_<set>_median`` (median over tiles) and
-      ``<metric>_<set>_ci_low/_ci_high``, a 95 % percentile bootstrap interval of the
-      mean over tiles (tiles resampled with replacement, ``n_boot`` draws, ``seed``);
-      tiles whose per-tile value is NaN (no scored pixel) are left out;
-    - ``mae_masked_diff_<baseline>`` and ``rmse_masked_diff_<baseline>`` with
-      ``_ci_low/_ci_high``: mean over tiles of the per-tile difference method - baseline
-      (paired on the tiles both have), with a bootstrap interval over those tiles;
-      negative means better than the baseline.  Exactly 0 with a 0-width interval for
-      the baseline itself, NaN for every method if the baseline is absent;
-    - ``mae_masked_pixel``, ``mae_observed_pixel``: :func:`pixel_weighted_mae`.
+      ``<metric>_<set>`` = mean over tiles of the tile's value pooled over its dates,
+      ``_median`` over tiles, ``_ci_low/_ci_high`` a 95 % percentile bootstrap interval of
+      the mean over tiles (``n_boot`` draws, ``seed``; NaN below MIN_TILES tiles); tiles
+      without a scored pixel are left out;
+    - ``<metric>_masked_date``: the per-date convention (mean over tiles of the tile's mean
+      over its dates);
+    - ``mae_masked_diff_linear``, ``rmse_masked_diff_linear`` and ``best_baseline`` with
+      ``mae_masked_diff_best``, ``psnr_masked_diff_best``: mean over tiles of the per-tile
+      difference method - reference (pooled values, paired on the tiles both have) with its
+      interval; negative MAE and positive PSNR differences mean better than the reference;
+      exactly 0 for the reference itself, NaN when it is absent;
+    - ``mae_masked_pixel``, ``mae_observed_pixel``: :func:`pixel_weighted_mae` of the per-date
+      table (every scored pixel weighs the same, whatever its tile);
+    - ``note``: why intervals are missing, if they are.
 
-    With a single tile every interval collapses to the value itself (0 width): there is
-    no between-tile variation to resample.  Every (method, column) bootstrap uses its own
-    generator seeded with ``seed``, so results do not depend on the order of methods.
+    Every (method, column) bootstrap uses its own generator seeded with ``seed``, so results
+    do not depend on the order of methods.
     """
-    cols = [f"{m}_{s}" for s in SUMMARY_SETS for m in METRICS]
-    columns = summary_columns(baseline)
-    if table.empty:
+    columns = summary_columns()
+    if pooled.empty:
         return pd.DataFrame(columns=columns)
-    tiles = per_tile_means(table, cols)
-    methods = list(pd.unique(table["method"]))
-    rows_per_method = table.groupby("method", sort=False).size()
-    totals = table.groupby("method", sort=False)[[f"n_{s}" for s in SUMMARY_SETS]].sum()
-    has_baseline = baseline in methods
-    base = tiles.loc[baseline] if has_baseline else None
-    pixel = pixel_weighted_mae(table).set_index("method")
+    out: list[dict[str, object]] = []
+    for evaluation, group in pooled.groupby("evaluation", sort=False):
+        by_date = dates[dates["evaluation"] == evaluation]
+        out += _summarise_set(str(evaluation), group, by_date, n_boot=n_boot, seed=seed)
+    return pd.DataFrame(out, columns=columns)
+
+
+def _summarise_set(
+    evaluation: str, pooled: pd.DataFrame, dates: pd.DataFrame, *, n_boot: int, seed: int
+) -> list[dict[str, object]]:
+    cols = [f"{m}_{s}" for s in SUMMARY_SETS for m in METRICS]
+    tiles = _finite(pooled.set_index(["method", "tile"])[cols])
+    per_date = per_tile_means(dates, [f"{m}_masked" for m in METRICS])
+    methods = list(pd.unique(pooled["method"]))
+    rows_per_method = dates.groupby("method", sort=False).size()
+    totals = pooled.groupby("method", sort=False)[[f"n_{s}" for s in SUMMARY_SETS]].sum()
+    pixel = pixel_weighted_mae(dates).set_index("method")
+    baselines = [m for m in methods if m != MODEL]
+    best = min(baselines, key=lambda m: _mean_or_inf(tiles.loc[m, "mae_masked"]), default=None)
     out: list[dict[str, object]] = []
     for method in methods:
         per_tile = tiles.loc[method]
+        n_tiles = int(per_tile["mae_masked"].notna().sum())
+        intervals = n_tiles >= MIN_TILES
+
+        interval = partial(_interval, enough=intervals, n_boot=n_boot, seed=seed)
+
         row: dict[str, object] = {
+            "evaluation": evaluation,
             "method": method,
             "tiles": len(per_tile),
-            "rows": int(rows_per_method[method]),
+            "rows": int(rows_per_method.get(method, 0)),
         } | {f"n_{s}": int(totals.loc[method, f"n_{s}"]) for s in SUMMARY_SETS}
         for col in cols:
             values = per_tile[col].to_numpy(dtype=np.float64)
             row[col] = _finite_mean(values)
             row[f"{col}_median"] = _finite_median(values)
-            row[f"{col}_ci_low"], row[f"{col}_ci_high"] = bootstrap_ci(
-                values, n_boot=n_boot, seed=seed
-            )
+            row[f"{col}_ci_low"], row[f"{col}_ci_high"] = interval(values)
+        for m in METRICS:
+            column = per_date.loc[method, f"{m}_masked"] if method in per_date.index else []
+            row[f"{m}_masked_date"] = _finite_mean(np.asarray(column, dtype=np.float64))
         for m in DIFF_METRICS:
-            name = f"{m}_masked_diff_{baseline}"
-            if base is None:
-                diff, low, high = np.nan, np.nan, np.nan
-            elif method == baseline:
-                diff, low, high = 0.0, 0.0, 0.0
-            else:
-                paired = per_tile[f"{m}_masked"].align(base[f"{m}_masked"], join="inner")
-                d = (paired[0] - paired[1]).to_numpy(dtype=np.float64)
-                diff = _finite_mean(d)
-                low, high = bootstrap_ci(d, n_boot=n_boot, seed=seed)
-            row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = diff, low, high
+            _paired(row, f"{m}_masked_diff_{REFERENCE}", tiles, method, REFERENCE,
+                    f"{m}_masked", interval)  # fmt: skip
+        row["best_baseline"] = best if best is not None else ""
+        for m in ("mae", "psnr"):
+            _paired(row, f"{m}_masked_diff_best", tiles, method, best, f"{m}_masked", interval)
         for s in SUMMARY_SETS:
             col = f"mae_{s}_pixel"
-            row[col] = pixel.loc[method, col] if col in pixel else np.nan
+            row[col] = pixel.loc[method, col] if col in pixel and method in pixel.index else np.nan
+        row["note"] = (
+            "" if intervals else f"{n_tiles} scored tiles: intervals need at least {MIN_TILES}"
+        )
         out.append(row)
-    return pd.DataFrame(out, columns=columns)
+    return out
+
+
+def _paired(
+    row: dict[str, object],
+    name: str,
+    tiles: pd.DataFrame,
+    method: str,
+    reference: str | None,
+    column: str,
+    interval: Callable[[np.ndarray], tuple[float, float]],
+) -> None:
+    """``name`` (and its interval): mean over tiles of method - reference in ``column``."""
+    methods = tiles.index.get_level_values("method")
+    if reference is None or reference not in methods:
+        diff, low, high = np.nan, np.nan, np.nan
+    elif method == reference:
+        diff, low, high = 0.0, 0.0, 0.0
+    else:
+        a, b = tiles.loc[method, column].align(tiles.loc[reference, column], join="inner")
+        d = (a - b).to_numpy(dtype=np.float64)
+        diff = _finite_mean(d)
+        low, high = interval(d)
+    row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"] = diff, low, high
+
+
+def _interval(values: np.ndarray, *, enough: bool, n_boot: int, seed: int) -> tuple[float, float]:
+    """The bootstrap interval of the mean, or NaNs when there are too few tiles."""
+    if not enough:
+        return float("nan"), float("nan")
+    return bootstrap_ci(values, n_boot=n_boot, seed=seed)
+
+
+def _finite(frame: pd.DataFrame) -> pd.DataFrame:
+    """Float copy with ``inf`` as NaN (a perfect copy's PSNR)."""
+    return frame.astype(np.float64).replace([np.inf, -np.inf], np.nan)
+
+
+def _mean_or_inf(values: pd.Series) -> float:
+    mean = _finite_mean(values.to_numpy(dtype=np.float64))
+    return mean if np.isfinite(mean) else np.inf
 
 
 def combine_regions(summaries: list[pd.DataFrame]) -> pd.DataFrame:

@@ -1,42 +1,75 @@
-"""The evaluation table: every method scored on every tile and date with evaluation gaps, on
-masked, observed and all clear pixels, with per-band errors and the input's difficulty.
+"""The evaluation tables: every method scored on every tile with evaluation gaps, on masked,
+observed and all clear pixels, with per-band errors and the input's difficulty; one row per
+tile, date and method (per-date numbers) and one per tile and method pooled over the dates
+of each evaluation set (U-TILISE's convention, the headline numbers).
 
-Reads tiles (:class:`~cloudfree.packed.TileSeries`) and calls the methods on them; returns a
-DataFrame and writes nothing.  A method is the model's stored output or a baseline
+Every method is scored as its product is delivered: observed pixels pasted back (the
+gap fillers return them unchanged anyway), so masked and all pixels compare what a user gets;
+the observed set scores the raw output there (how far a method moves what it saw).
+
+Reads tiles (:class:`~cloudfree.packed.TileSeries`) and calls the methods on them; returns
+DataFrames and writes nothing.  A method is the model's stored output or a baseline
 (:func:`as_method`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from cloudfree.bands import S2_L1C_BANDS
 from cloudfree.errors import InputDataError
-from cloudfree.metrics.kernels import METRICS, band_mae, input_difficulty, score_series
+from cloudfree.metrics.kernels import (
+    METRICS,
+    band_mae,
+    input_difficulty,
+    pooled_difficulty,
+    score_pooled,
+    score_series,
+    ssim_maps,
+)
 from cloudfree.models.baselines import get_baseline
 from cloudfree.packed import TileSeries
 
 # A method: (tile, input availability) -> (T, C, H, W) reflectance.
 Method = Callable[[TileSeries, np.ndarray], np.ndarray]
 
+# A method's name in the tables; the other methods are the baselines.
+MODEL = "model"
+# Evaluation sets: held-out tiles of the training scene and its dates, and scenes or dates
+# the model never saw.
+EVALUATIONS: tuple[str, ...] = ("transductive", "inductive")
 SETS: tuple[str, ...] = ("masked", "observed", "all")
-KEY_COLUMNS: tuple[str, ...] = ("tile", "split", "date", "method")
+KEY_COLUMNS: tuple[str, ...] = ("evaluation", "tile", "split", "date", "method")
+POOLED_KEY_COLUMNS: tuple[str, ...] = ("evaluation", "tile", "split", "method", "dates")
 DIFFICULTY_COLUMNS: tuple[str, ...] = ("cloud_fraction", "gap_days")
+# Labels the dates of a tile with their evaluation set: (tile) -> (T,) labels.
+Labeller = Callable[[TileSeries], np.ndarray]
 
 
 def metric_columns(bands: Iterable[str]) -> tuple[str, ...]:
     """Columns of the :func:`evaluate_tiles` table for the given band names, in order.
 
-    ``tile, split, date, method``; per set (masked, observed, all) ``n_<set>, mae_<set>,
-    rmse_<set>, psnr_<set>, ssim_<set>, sam_<set>``; ``mae_masked_<band>`` per band;
-    ``cloud_fraction, gap_days``.
+    ``evaluation, tile, split, date, method``; per set (masked, observed, all) ``n_<set>,
+    mae_<set>, rmse_<set>, psnr_<set>, ssim_<set>, sam_<set>``; ``mae_masked_<band>`` per
+    band; ``cloud_fraction, gap_days``.
     """
+    return KEY_COLUMNS + _score_columns(bands)
+
+
+def pooled_columns(bands: Iterable[str]) -> tuple[str, ...]:
+    """Columns of the pooled table of :func:`score_tiles`: ``evaluation, tile, split, method,
+    dates`` and then the metric, per-band and difficulty columns of :func:`metric_columns`,
+    pooled over the tile's dates of the evaluation set."""
+    return POOLED_KEY_COLUMNS + _score_columns(bands)
+
+
+def _score_columns(bands: Iterable[str]) -> tuple[str, ...]:
     return (
-        KEY_COLUMNS
-        + tuple(col for s in SETS for col in (f"n_{s}", *(f"{m}_{s}" for m in METRICS)))
+        tuple(col for s in SETS for col in (f"n_{s}", *(f"{m}_{s}" for m in METRICS)))
         + tuple(f"mae_masked_{b}" for b in bands)
         + DIFFICULTY_COLUMNS
     )
@@ -57,31 +90,55 @@ def as_method(name: str) -> Method:
     return predict
 
 
+class Scores(NamedTuple):
+    """The two tables of :func:`score_tiles`."""
+
+    dates: pd.DataFrame  # one row per evaluation set, tile, method and date
+    pooled: pd.DataFrame  # one row per evaluation set, tile and method
+
+
 def evaluate_tiles(
-    tiles: Iterable[TileSeries], predict: Mapping[str, Method], bands: Iterable[str]
+    tiles: Iterable[TileSeries],
+    predict: Mapping[str, Method],
+    bands: Iterable[str],
+    evaluation: str | Labeller = "transductive",
 ) -> pd.DataFrame:
+    """The per-date table of :func:`score_tiles`."""
+    return score_tiles(tiles, predict, bands, evaluation).dates
+
+
+def score_tiles(
+    tiles: Iterable[TileSeries],
+    predict: Mapping[str, Method],
+    bands: Iterable[str],
+    evaluation: str | Labeller = "transductive",
+) -> Scores:
     """Score every method on every tile that has evaluation gaps (tiles without are skipped).
 
     Each method is called as ``predict[name](tile, available)`` with ``available = clear &
-    ~gap`` and must return (T, C, H, W) reflectance.  Truth is ``tile.reflectance()``; the
-    sets are ``masked = clear & gap`` (hidden, truth known), ``observed = clear & ~gap``
-    and ``all = clear`` (masked and observed together, so ``n_all = n_masked +
-    n_observed``).  ``bands`` names the C bands (the packed file's) for the per-band
-    columns ``mae_masked_<band>`` (MAE on masked pixels; NaN if none).
+    ~gap`` and must return (T, C, H, W) reflectance; its available pixels are then replaced
+    by the input (the product a user gets).  Truth is ``tile.reflectance()``; the sets are
+    ``masked = clear & gap`` (hidden, truth known), ``observed = clear & ~gap`` (scored on
+    the raw output) and ``all = clear`` (so ``n_all = n_masked + n_observed``).  ``bands``
+    names the C bands (the packed file's) for the per-band columns ``mae_masked_<band>``
+    (MAE on masked pixels; NaN if none).  ``evaluation`` is the evaluation set of every
+    date, or a function giving a tile's (T,) labels.
 
-    ``cloud_fraction`` and ``gap_days`` describe the input of the date (the same for every
-    method), see :func:`~cloudfree.metrics.kernels.input_difficulty`: the share of the
-    date's valid pixels the method cannot see, and the mean distance in days from a masked
-    pixel to the nearest date where that pixel is available.
+    ``cloud_fraction`` and ``gap_days`` describe the input (the same for every method), see
+    :func:`~cloudfree.metrics.kernels.input_difficulty`: the share of the valid pixels the
+    method cannot see, and the mean distance in days from a masked pixel to the nearest date
+    where that pixel is available.
 
-    Rows (one per tile, method and date, in that nesting order) have the columns
-    ``metric_columns(bands)`` (:data:`METRIC_COLUMNS` for the 13 L1C bands).  A method
-    that fails to find a tile (``KeyError``/``InputDataError``), is not callable or
-    returns the wrong shape raises :class:`InputDataError` naming the tile and method; so
-    does a tile whose band count differs from ``len(bands)``.
+    The per-date rows (one per tile, method and date, in that nesting order) have the columns
+    ``metric_columns(bands)``, the pooled rows (one per evaluation set, tile and method:
+    every date of the set together) ``pooled_columns(bands)``.  A method that fails to find
+    a tile (``KeyError``/``InputDataError``), is not callable or returns the wrong shape
+    raises :class:`InputDataError` naming the tile and method; so does a tile whose band
+    count differs from ``len(bands)``.
     """
     bands = tuple(bands)
     rows: list[dict[str, object]] = []
+    pooled: list[dict[str, object]] = []
     for tile in tiles:
         if tile.gap is None:
             continue
@@ -95,27 +152,92 @@ def evaluate_tiles(
         gap = np.asarray(tile.gap, dtype=bool)
         if gap.shape != clear.shape:
             raise InputDataError(f"tile {tile.tile}: gap {gap.shape} != mask {clear.shape}")
+        labels = _labels(tile, evaluation)
         available = clear & ~gap
         masked = clear & gap
-        sets = {"masked": masked, "observed": available, "all": clear}
         cloud_fraction, gap_days = input_difficulty(available, tile.valid, masked, tile.days)
         for method, fn in predict.items():
-            pred = _predict(tile, method, fn, available)
-            if pred.shape != truth.shape:
+            raw = _predict(tile, method, fn, available)
+            if raw.shape != truth.shape:
                 raise InputDataError(
-                    f"tile {tile.tile}, method {method!r}: prediction has shape {pred.shape}, "
+                    f"tile {tile.tile}, method {method!r}: prediction has shape {raw.shape}, "
                     f"expected {truth.shape}"
                 )
-            scored = score_series(pred, truth, sets)
-            for t, (date, scores) in enumerate(zip(tile.dates, scored, strict=True)):
-                per_band = band_mae(pred[t], truth[t], masked[t])
+            product = np.where(available[:, None], truth, raw)
+            maps = ssim_maps(product, truth)
+            # A gap filler returns its input where it saw it: its raw output is the product.
+            raw_maps = (
+                maps if np.array_equal(raw, product, equal_nan=True) else ssim_maps(raw, truth)
+            )
+            delivered = {"masked": masked, "all": clear}
+            by_date = score_series(product, truth, delivered, maps)
+            seen = score_series(raw, truth, {"observed": available}, raw_maps)
+            for t, date in enumerate(tile.dates):
+                per_band = band_mae(product[t], truth[t], masked[t])
                 rows.append(
-                    {"tile": tile.tile, "split": tile.split, "date": date, "method": method}
-                    | scores
+                    {"evaluation": labels[t], "tile": tile.tile, "split": tile.split,
+                     "date": date, "method": method}
+                    | by_date[t] | seen[t]
                     | {f"mae_masked_{b}": float(v) for b, v in zip(bands, per_band, strict=True)}
                     | {"cloud_fraction": cloud_fraction[t], "gap_days": gap_days[t]}
-                )
-    return pd.DataFrame(rows, columns=list(metric_columns(bands)))
+                )  # fmt: skip
+            for label in dict.fromkeys(labels):
+                keep = labels == label
+                arrays = (product, raw, truth, maps, raw_maps, masked, available, clear)
+                pooled.append(_pooled_row(tile, method, str(label), keep, arrays, bands))
+    return Scores(
+        pd.DataFrame(rows, columns=list(metric_columns(bands))),
+        pd.DataFrame(pooled, columns=list(pooled_columns(bands))),
+    )
+
+
+def _labels(tile: TileSeries, evaluation: str | Labeller) -> np.ndarray:
+    labels = (
+        np.full(len(tile.dates), evaluation, dtype=object)
+        if isinstance(evaluation, str)
+        else np.asarray(evaluation(tile), dtype=object)
+    )
+    if labels.shape != (len(tile.dates),):
+        raise ValueError(
+            f"tile {tile.tile}: {labels.shape} evaluation labels for {len(tile.dates)} dates"
+        )
+    return labels
+
+
+def _pooled_row(
+    tile: TileSeries,
+    method: str,
+    label: str,
+    keep: np.ndarray,
+    arrays: tuple[np.ndarray, ...],
+    bands: tuple[str, ...],
+) -> dict[str, object]:
+    """One pooled row: the dates ``keep`` of one tile and method together; ``arrays`` are
+    the product, raw output, truth, the SSIM maps of product and raw output and the masked,
+    available and clear pixels."""
+    product, raw, truth, maps, raw_maps, masked, available, clear = arrays
+    scores = score_pooled(
+        product[keep], truth[keep], {"masked": masked[keep], "all": clear[keep]}, maps[keep]
+    ) | score_pooled(raw[keep], truth[keep], {"observed": available[keep]}, raw_maps[keep])
+    sel = masked[keep]
+    err = np.abs(product[keep] - truth[keep]).transpose(1, 0, 2, 3)[:, sel]  # (C, N)
+    per_band = err.mean(axis=1) if err.shape[1] else np.full(len(bands), np.nan)
+    # the method saw every date of the tile: distances count all of them, as per date
+    only = keep[:, None, None]
+    cloud, gap = pooled_difficulty(available, tile.valid & only, masked & only, tile.days)
+    return (
+        {"evaluation": label, "tile": tile.tile, "split": tile.split, "method": method,
+         "dates": int(keep.sum())}
+        | _ordered(scores)
+        | {f"mae_masked_{b}": float(v) for b, v in zip(bands, per_band, strict=True)}
+        | {"cloud_fraction": cloud, "gap_days": gap}
+    )  # fmt: skip
+
+
+def _ordered(scores: Mapping[str, object]) -> dict[str, object]:
+    """Scores of several sets in the tables' order of sets."""
+    names = [f"n_{s}" for s in SETS] + [f"{m}_{s}" for s in SETS for m in METRICS]
+    return {k: scores[k] for k in names if k in scores}
 
 
 def _predict(tile: TileSeries, method: str, fn: Method | None, available: np.ndarray) -> np.ndarray:

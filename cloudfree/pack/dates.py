@@ -8,6 +8,7 @@ cloud masks by :func:`classes_from_clear_share` (``pack.clear_min`` / ``pack.usa
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -75,3 +76,14 @@ def clear_share_rule(clear_min: float, usable_min: float) -> str:
         f"cloud masks: clear if >= {clear_min} of the valid pixels are clear, "
         f"unusable if < {usable_min}"
     )
+
+
+def without_holdout(manifest: pd.DataFrame, period: Mapping[str, str] | None) -> pd.DataFrame:
+    """The manifest without the dates of ``evaluation.holdout_period`` of every tile that is
+    not a test tile: no training or validation tile keeps them, so the test tiles' dates in
+    the period are unseen (the inductive set of a real source)."""
+    if not period:
+        return manifest
+    dates = manifest["date"].astype(str)
+    inside = (dates >= str(period["start"])) & (dates <= str(period["end"]))
+    return manifest[~(inside & (manifest["split"] != "test"))]

@@ -29,6 +29,7 @@ from cloudfree.pack.dates import (
     classes_from_table,
     clear_share_rule,
     read_date_stats,
+    without_holdout,
 )
 from cloudfree.pack.gaps import evaluation_gaps, train_overlap
 from cloudfree.pack.load import image_bands, load_tile
@@ -169,9 +170,11 @@ def pack_region(
     image (:func:`~cloudfree.pack.load.image_bands`).  Date classes come from ``date_stats``
     (the cloud_stats table, columns tile, date, class) or, without it, from the cloud masks
     (``pack.clear_min``/``pack.usable_min``).  Normalisation sums of the train tiles are
-    stored for :func:`cloudfree.packed.compute_norm_stats`.
+    stored for :func:`cloudfree.packed.compute_norm_stats`.  Train and val tiles leave out
+    the dates of ``evaluation.holdout_period`` (:func:`~cloudfree.pack.dates.without_holdout`).
     """
     compression_filter(pack["compression"], pack["compression_level"])  # fail before reading
+    manifest = without_holdout(manifest, evaluation["holdout_period"])
     region = str(manifest["region"].iloc[0])
     source = str(manifest["source"].iloc[0])
     if bands is None:

@@ -1,4 +1,5 @@
-"""End to end: the real `snakemake` command on a tiny two-region config in a temp dir."""
+"""End to end: the real `snakemake` command on a tiny two-region config in a temp dir; each
+region with its evaluation scene (2 x 2 tiles, all test, its own seed and dates)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ import pytest
 import rasterio
 import torch
 
+from cloudfree.bands import S2_L1C_BANDS
 from cloudfree.config import section
-from cloudfree.metrics.table import METRIC_COLUMNS
+from cloudfree.metrics.table import METRIC_COLUMNS, pooled_columns
 
 from ..workflow_run import REPO, planned_jobs, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.e2e
-METHODS = ["model", *section("metrics")["baselines"]]
 CHAIN = {"download_tiles", "cloud_stats", "pack_hdf5", "train", "infer", "mosaic", "metrics"}
+SCENE_CHAIN = {"download_tiles", "cloud_stats", "pack_hdf5", "infer"}  # an evaluation scene's
+METHODS = ["model", *section("metrics")["baselines"]]
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +42,11 @@ def test_manifest_and_tiles(run):
     manifest = pd.read_csv(run / "results/tiles/africa.csv")
     assert manifest["tile"].nunique() == 3 and manifest["date"].nunique() == 6
     assert set(manifest["split"]) == {"train", "val", "test"}
+    scene = pd.read_csv(run / "results/tiles/africa_inductive.csv")
+    assert scene["tile"].nunique() == 4 and scene["date"].nunique() == 6
+    assert set(scene["split"]) == {"test"} and set(scene["region"]) == {"africa_inductive"}
+    assert not set(scene["date"]) & set(manifest["date"])  # none of the training dates
+    assert (scene["width"] == 32).all() and (scene["crs"] == "EPSG:32737").all()
     row = manifest.iloc[0]
     with rasterio.open(run / row.image) as src:
         assert src.crs.to_epsg() == 32737
@@ -67,6 +75,10 @@ def test_packed_file_keeps_georeference(run):
         first = tiles[sorted(tiles)[0]]
         assert first["s2"].shape == (6, 13, 32, 32)
         assert "32737" in first.attrs["crs"] or "UTM zone 37S" in first.attrs["crs"]
+    with h5py.File(run / "results/hdf5/africa_inductive.h5") as h5:
+        assert h5.attrs["region"] == "africa_inductive"
+        assert len(h5["tiles"]) == 4
+        assert {h5[f"tiles/{t}"].attrs["split"] for t in h5["tiles"]} == {"test"}
 
 
 def test_model_file_is_complete_and_safe_to_load(run):
@@ -90,6 +102,11 @@ def test_predictions_on_input_grid(run):
     quality = pred.with_name(f"{row.date}_quality.tif")
     with rasterio.open(quality) as q:
         assert set(np.unique(q.read(1))) <= {0, 1, 2, 3}
+    # the evaluation scene, reconstructed by the region's model
+    scene = pd.read_csv(run / "results/tiles/europa_inductive.csv")
+    with h5py.File(run / "results/predictions/europa/europa_inductive/eval.h5") as ev:
+        assert sorted(ev["tiles"]) == sorted(scene["tile"].unique())
+    assert not (run / "results/models/europa_inductive").exists()
 
 
 def test_mosaics_cover_the_region(run):
@@ -106,31 +123,73 @@ def test_mosaics_cover_the_region(run):
         assert count.min() >= 1 and count.max() == 2  # overlaps of neighbouring tiles
 
 
-def test_metrics_table(run):
-    df = pd.read_csv(run / "results/metrics/africa.csv", dtype={"tile": str, "date": str})
+def _test_tiles(run: Path, region: str) -> int:
+    manifest = pd.read_csv(run / f"results/tiles/{region}.csv")
+    return manifest.loc[manifest["split"] == "test", "tile"].nunique()
+
+
+@pytest.mark.parametrize("region", ["africa", "europa"])
+def test_metrics_table(run, region):
+    df = pd.read_csv(run / f"results/metrics/{region}.csv", dtype={"tile": str, "date": str})
     assert list(df.columns[:3]) == ["region", "source", "experiment"]
     assert set(METRIC_COLUMNS) <= set(df.columns)
-    methods = set(METHODS)
-    assert set(df["method"]) == methods
-    assert (df["split"] == "test").all()
-    n_test = df["tile"].nunique()
-    assert len(df) == n_test * 6 * len(methods)
+    assert list(pd.unique(df["method"])) == METHODS
+    assert (df["split"] == "test").all() and set(df["region"]) == {region}
+    assert list(pd.unique(df["evaluation"])) == ["transductive", "inductive"]
+    tiles = df.groupby("evaluation")["tile"].nunique().to_dict()
+    n_test = _test_tiles(run, region)
+    assert tiles == {"transductive": n_test, "inductive": 4}
+    assert len(df) == (n_test + 4) * 6 * len(METHODS)
+    scene_dates = set(pd.read_csv(run / f"results/tiles/{region}_inductive.csv")["date"])
+    assert set(df.loc[df["evaluation"] == "inductive", "date"]) == scene_dates
     scored = df[df["n_masked"] > 0]
-    assert not scored.empty
+    assert set(scored["evaluation"]) == {"transductive", "inductive"}
     assert scored["mae_masked"].between(0, 1).all()
     assert scored["psnr_masked"].gt(5).all()
     assert df.loc[df["n_masked"] == 0, "mae_masked"].isna().all()
 
 
-def test_summaries_have_intervals_and_differences(run):
-    summary = pd.read_csv(run / "results/metrics/europa_summary.csv").set_index("method")
-    assert list(summary.index) == METHODS
-    assert (summary["mae_masked_ci_low"] <= summary["mae_masked"]).all()
-    assert (summary["mae_masked"] <= summary["mae_masked_ci_high"]).all()
-    assert summary.loc["linear", "mae_masked_diff_linear"] == 0
+@pytest.mark.parametrize("region", ["africa", "europa"])
+def test_pooled_table(run, region):
+    pooled = pd.read_csv(run / f"results/metrics/{region}_pooled.csv", dtype={"tile": str})
+    dates = pd.read_csv(run / f"results/metrics/{region}.csv", dtype={"tile": str})
+    assert list(pooled.columns) == ["region", "source", "experiment", *pooled_columns(S2_L1C_BANDS)]
+    n_test = _test_tiles(run, region)
+    assert len(pooled) == (n_test + 4) * len(METHODS)
+    assert pooled.groupby("evaluation", sort=False)["tile"].nunique().to_dict() == {
+        "transductive": n_test, "inductive": 4
+    }  # fmt: skip
+    assert (pooled["dates"] == 6).all()
+    # every masked pixel of a tile's dates, once
+    keys = ["evaluation", "tile", "method"]
+    totals = dates.groupby(keys)["n_masked"].sum()
+    assert (pooled.set_index(keys)["n_masked"] == totals.loc[pooled.set_index(keys).index]).all()
+
+
+def test_summaries_per_evaluation_set(run):
+    summary = pd.read_csv(run / "results/metrics/europa_summary.csv")
+    assert list(zip(summary["evaluation"], summary["method"], strict=True)) == [
+        (e, m) for e in ("transductive", "inductive") for m in METHODS
+    ]
+    n_test = _test_tiles(run, "europa")
+    by = summary.set_index(["evaluation", "method"])
+    assert (by.loc["transductive", "tiles"] == n_test).all()
+    assert (by.loc["inductive", "tiles"] == 4).all()
+    # fewer than 10 tiles in either set: no interval, and the note says why
+    assert summary["mae_masked_ci_low"].isna().all() and summary["mae_masked_ci_high"].isna().all()
+    assert (by.loc["inductive", "note"] == "4 scored tiles: intervals need at least 10").all()
+    assert (
+        np.isfinite(summary["mae_masked"]).all() and np.isfinite(summary["mae_masked_date"]).all()
+    )
+    assert (by.xs("linear", level="method")["mae_masked_diff_linear"] == 0).all()
+    for evaluation in ("transductive", "inductive"):
+        rows = by.loc[evaluation]
+        best = rows.loc[METHODS[1:], "mae_masked"].idxmin()
+        assert (rows["best_baseline"] == best).all()
+        assert rows.loc[best, "mae_masked_diff_best"] == 0
     both = pd.read_csv(run / "results/metrics/all_regions.csv")
     assert sorted(both["region"].unique()) == ["africa", "europa"]
-    assert len(both) == 2 * len(METHODS)
+    assert len(both) == 2 * 2 * len(METHODS)
 
 
 def test_complete_run_has_nothing_to_do(run):
@@ -141,7 +200,23 @@ def test_training_value_reruns_training_and_below(run):
     config = tiny_config(lr=0.0005)
     jobs = dry_run(run, config)
     assert {rule for rule, _ in jobs} == {"train", "infer", "mosaic", "metrics", "metrics_all"}
-    assert len(jobs) == 9
+    # the scenes' inference too: they are reconstructed by the retrained models
+    assert sorted(wc["region"] for rule, wc in jobs if rule == "infer") == [
+        "africa", "africa_inductive", "europa", "europa_inductive"
+    ]  # fmt: skip
+    assert sorted(wc["experiment"] for rule, wc in jobs if rule == "train") == ["africa", "europa"]
+    assert len(jobs) == 2 + 4 + 2 + 2 + 1
+
+
+def test_scene_settings_rerun_the_scenes_and_metrics_only(run):
+    config = tiny_config()
+    config["evaluation"]["inductive"]["seed_offset"] = 77
+    jobs = dry_run(run, config)
+    scenes = {"africa_inductive", "europa_inductive"}
+    assert {rule for rule, _ in jobs} == SCENE_CHAIN | {"metrics", "metrics_all"}
+    for rule in SCENE_CHAIN:
+        assert {wc["region"] for r, wc in jobs if r == rule} == scenes, rule
+    assert {wc["region"] for r, wc in jobs if r == "metrics"} == {"africa", "europa"}
 
 
 def test_mosaic_rule_reruns_mosaic_only(run):
@@ -170,14 +245,19 @@ def test_seed_of_one_region_reruns_that_region_only(run):
     config["regions"]["europa"]["synthetic"]["seed"] = 99
     jobs = dry_run(run, config)
     assert {rule for rule, _ in jobs} == CHAIN | {"metrics_all"}
-    assert all("africa" not in wc.values() for _, wc in jobs)
+    assert all(not v.startswith("africa") for _, wc in jobs for v in wc.values())
+    # its evaluation scene derives from the region's settings: it is made again too
+    for rule in SCENE_CHAIN:
+        assert {wc["region"] for r, wc in jobs if r == rule} == {"europa", "europa_inductive"}
 
 
 def test_one_region_target_plans_no_other_region(tmp_path):
     write_config(tmp_path, tiny_config())
     jobs = dry_run(tmp_path, {}, "results/metrics/africa.csv")
     assert {rule for rule, _ in jobs} == CHAIN - {"mosaic"}
-    assert all("europa" not in wc.values() for _, wc in jobs)
+    assert all(not v.startswith("europa") for _, wc in jobs for v in wc.values())
+    assert {wc["region"] for rule, wc in jobs if rule == "infer"} == {"africa", "africa_inductive"}
+    assert [wc for rule, wc in jobs if rule == "train"] == [{"experiment": "africa"}]
 
 
 @pytest.mark.parametrize(
@@ -187,6 +267,8 @@ def test_one_region_target_plans_no_other_region(tmp_path):
         ("train", {"lr": "fast"}, "lr"),
         ("mosaic", {"rule": "average"}, "average"),
         ("flavour", {}, "flavour"),
+        ("evaluation", {"inductive": {"tiles": 3}}, "tiles"),
+        ("evaluation", {"holdout_period": {"start": "2021-06-01"}}, "end"),
     ],
 )
 def test_bad_config_fails_before_any_job(tmp_path, section, value, named):
@@ -218,5 +300,7 @@ def _readme_block(after: str) -> list[str]:
 def test_metric_columns_are_the_documented_ones(run):
     table = pd.read_csv(run / "results/metrics/africa.csv", nrows=1)
     assert list(table.columns) == _readme_block("`results/metrics/<region>.csv`, one row per")
+    pooled = pd.read_csv(run / "results/metrics/africa_pooled.csv", nrows=1)
+    assert list(pooled.columns) == _readme_block("`results/metrics/<region>_pooled.csv`, one row")
     summary = pd.read_csv(run / "results/metrics/africa_summary.csv", nrows=1)
     assert list(summary.columns) == _readme_block("`results/metrics/<region>_summary.csv`, one row")

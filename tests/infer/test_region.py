@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import rasterio
 
+from cloudfree.bands import S2_L1C_BANDS
 from cloudfree.config import section
 from cloudfree.errors import ConfigError, ModelFileError
 from cloudfree.infer.region import QUALITY, change_pairs, infer_region
 from cloudfree.metrics.region import region_metrics
-from cloudfree.metrics.table import METRIC_COLUMNS, metric_columns
+from cloudfree.metrics.table import METRIC_COLUMNS, metric_columns, pooled_columns
 from cloudfree.packed import iter_tiles
 
 from ..model_file import infer_settings, write_model_file
@@ -91,12 +92,14 @@ def test_evaluation_file_holds_gap_tiles_only(inferred):
 
 def test_region_metrics_reads_the_evaluation_file(inferred):
     root, packed = inferred
-    table, summary = region_metrics(
-        packed, root / "eval.h5", baselines=["linear", "mean"], experiment="e"
+    table, pooled, summary = region_metrics(
+        packed, root / "eval.h5", baselines=["linear", "mean"], experiment="e", holdout=None
     )
     assert list(table.columns) == ["region", "source", "experiment", *METRIC_COLUMNS]
+    assert list(pooled.columns) == ["region", "source", "experiment", *pooled_columns(S2_L1C_BANDS)]
     n_test = sum(t.split == "test" for t in iter_tiles(packed))
     assert len(table) == n_test * 6 * 3
+    assert len(pooled) == n_test * 3 and (pooled["dates"] == 6).all()
     assert list(summary["method"]) == ["model", "linear", "mean"]
 
 
@@ -118,7 +121,9 @@ def test_products_carry_the_packed_band_names(tmp_path, bands):
     tile = next(iter_tiles(packed))
     with rasterio.open(tmp_path / "tiles" / tile.tile / f"{tile.dates[0]}.tif") as src:
         assert src.count == len(bands) and list(src.descriptions) == bands
-    table, _ = region_metrics(packed, tmp_path / "e.h5", baselines=["linear"], experiment="e")
+    table, _, _ = region_metrics(
+        packed, tmp_path / "e.h5", baselines=["linear"], experiment="e", holdout=None
+    )
     assert list(table.columns) == ["region", "source", "experiment", *metric_columns(bands)]
     assert f"mae_masked_{bands[-1]}" in table.columns and "mae_masked_B01" not in table.columns
 

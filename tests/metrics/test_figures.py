@@ -42,10 +42,12 @@ def test_method_bars_plain_and_nan(tmp_path: Path, saved) -> None:
     assert_png(tmp_path / "bars.png")
     method_bars(_summary(), tmp_path / "psnr.png", metric="psnr", part="observed")
     assert_png(tmp_path / "psnr.png")
+    assert [len(fig.axes) for fig in saved] == [1, 1]  # no evaluation column: one panel
     bars, psnr = (fig.axes[0] for fig in saved)
     assert [p.get_height() for p in bars.patches] == [0.004, 0.008, 0.0, 0.014]
     assert [t.get_text() for t in bars.texts] == ["n/a"]  # no bar for the NaN
-    assert bars.get_title() == "MAE on masked pixels, synth"
+    assert saved[0].get_suptitle() == "MAE on masked pixels, synth"
+    assert bars.get_title() == "" and bars.get_ylabel() == "MAE (masked pixels)"
     assert [t.get_text() for t in bars.get_xticklabels()] == ["model", "linear", "closest", "mean"]
     assert [t.get_text() for t in psnr.texts] == ["inf", "inf"]
 
@@ -58,13 +60,45 @@ def test_method_bars_with_ci(tmp_path: Path, saved) -> None:
     method_bars(s.drop(columns="region"), tmp_path / "ci.png")
     assert_png(tmp_path / "ci.png")
     ax = saved[0].axes[0]
-    assert (
-        ax.get_title() == "MAE on masked pixels\n(error bars: 95 % bootstrap interval over tiles)"
+    assert saved[0].get_suptitle() == (
+        "MAE on masked pixels (error bars: 95 % bootstrap interval over tiles)"
     )
     (errorbar,) = ax.containers[1:]  # the bars, then one error bar set
     segments = errorbar.lines[2][0].get_segments()
     assert len(segments) == 2  # model and mean: the only rows with both bounds finite
     np.testing.assert_allclose([seg[:, 1] for seg in segments], [[0.003, 0.005], [0.014, 0.016]])
+
+
+def test_method_bars_one_panel_per_evaluation_set(tmp_path: Path, saved) -> None:
+    transductive = _summary(evaluation="transductive", tiles=2)
+    inductive = (
+        _summary(evaluation="inductive", tiles=36)
+        .iloc[:3]
+        .assign(
+            mae_masked=[0.006, 0.009, 0.011],
+            mae_masked_ci_low=[0.005, 0.008, 0.010],
+            mae_masked_ci_high=[0.007, 0.010, 0.012],
+        )
+    )
+    summary = pd.concat([transductive, inductive], ignore_index=True)
+    method_bars(summary, tmp_path / "sets.png")
+    assert_png(tmp_path / "sets.png")
+    (fig,) = saved
+    left, right = fig.axes
+    assert [ax.get_title() for ax in (left, right)] == ["transductive (2 tiles)",
+                                                        "inductive (36 tiles)"]  # fmt: skip
+    assert [p.get_height() for p in left.patches] == [0.004, 0.008, 0.0, 0.014]
+    assert [p.get_height() for p in right.patches] == [0.006, 0.009, 0.011]
+    assert [t.get_text() for t in right.get_xticklabels()] == ["model", "linear", "closest"]
+    assert left.get_shared_y_axes().joined(left, right)  # one scale to compare the sets
+    assert fig.get_suptitle().startswith("MAE on masked pixels, synth")
+    # the transductive rows have no interval columns' values: only the inductive ones get bars
+    assert len(left.containers) == 1
+    (errorbar,) = right.containers[1:]
+    segments = errorbar.lines[2][0].get_segments()
+    np.testing.assert_allclose(
+        [seg[:, 1] for seg in segments], [[0.005, 0.007], [0.008, 0.010], [0.010, 0.012]]
+    )
 
 
 def test_method_bars_unknown_metric(tmp_path: Path) -> None:

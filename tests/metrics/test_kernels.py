@@ -1,5 +1,5 @@
-"""Metric kernels against hand-computed values and scikit-image; scores of an image series;
-the input's difficulty per date."""
+"""Metric kernels against hand-computed values and scikit-image; scores of an image series,
+per date and pooled over its dates; the input's difficulty per date and pooled."""
 
 from __future__ import annotations
 
@@ -14,11 +14,16 @@ from cloudfree.metrics.kernels import (
     band_mae,
     input_difficulty,
     mae,
+    pooled_difficulty,
     psnr,
     rmse,
     sam,
+    score_image,
+    score_pooled,
     score_series,
     ssim,
+    ssim_map,
+    ssim_maps,
 )
 
 
@@ -181,3 +186,119 @@ def test_shapes_are_checked() -> None:
         input_difficulty(ones, np.ones((2, 1, 3), bool), ones, np.array([0, 5]))
     with pytest.raises(ValueError, match="does not match 2 dates"):
         input_difficulty(ones, ones, ones, np.array([0]))
+
+
+def test_ssim_maps_are_the_dates_maps() -> None:
+    rng = np.random.default_rng(8)
+    truth = rng.random((3, 2, 16, 14))
+    pred = np.clip(truth + rng.normal(0, 0.1, truth.shape), 0, 1)
+    maps = ssim_maps(pred, truth)
+    assert maps.shape == truth.shape
+    for t in range(3):
+        np.testing.assert_allclose(maps[t], skimage_ssim_maps(truth[t], pred[t]), atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(T, C, H, W\)"):
+        ssim_maps(pred[0], truth[0])
+
+
+def test_precomputed_ssim_maps_are_used() -> None:
+    pred, truth, sel = _pair()
+    flat = np.full(truth.shape, 0.25)
+    assert score_image(pred, truth, {"a": sel}, flat)["ssim_a"] == 0.25
+    assert score_image(pred, truth, {"a": sel})["ssim_a"] == pytest.approx(
+        float(ssim_map(pred, truth)[:, sel].mean())
+    )
+    rows = score_series(pred[None], truth[None], {"a": sel[None]}, flat[None])
+    assert rows[0]["ssim_a"] == 0.25 and rows[0]["mae_a"] == pytest.approx(0.15, rel=1e-6)
+
+
+# A 2-date, 2-band, 3 x 3 series.  Truth (0.3, 0.4) everywhere (norm 0.5); masked:
+#   date 0: A (0, 0) predicted (0.4, 0.3), B (1, 1) predicted (0.6, 0.8)
+#   date 1: C (0, 1) predicted (0.3, 0.5), D (2, 2) exact, E (2, 0) predicted (0.2, 0.4)
+# Every other pixel is off by 0.5 (never selected: it only shows in the SSIM maps).
+def _pooled_series() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    truth = np.empty((2, 2, 3, 3))
+    truth[:, 0], truth[:, 1] = 0.3, 0.4
+    pred = truth + 0.5
+    masked = np.zeros((2, 3, 3), bool)
+    for t, (r, c), value in (
+        (0, (0, 0), (0.4, 0.3)), (0, (1, 1), (0.6, 0.8)),
+        (1, (0, 1), (0.3, 0.5)), (1, (2, 2), (0.3, 0.4)), (1, (2, 0), (0.2, 0.4)),
+    ):  # fmt: skip
+        pred[t, :, r, c] = value
+        masked[t, r, c] = True
+    return pred, truth, masked
+
+
+def _angle(p: tuple[float, float], t: tuple[float, float] = (0.3, 0.4)) -> float:
+    cos = (p[0] * t[0] + p[1] * t[1]) / (math.hypot(*p) * math.hypot(*t))
+    return math.degrees(math.acos(min(1.0, cos)))
+
+
+def test_pooled_scores_by_hand() -> None:
+    pred, truth, masked = _pooled_series()
+    row = score_pooled(pred, truth, {"masked": masked})
+    assert list(row) == ["n_masked", *(f"{m}_masked" for m in METRICS)]
+    assert row["n_masked"] == 5
+    # |errors| A: .1 .1, B: .3 .4, C: 0 .1, D: 0 0, E: .1 0 -> 1.1 over 10 values
+    assert row["mae_masked"] == pytest.approx(0.11)
+    squared = 0.01 + 0.01 + 0.09 + 0.16 + 0.01 + 0.01
+    assert row["rmse_masked"] == pytest.approx(math.sqrt(squared / 10))
+    assert row["psnr_masked"] == pytest.approx(-10 * math.log10(squared / 10))
+    angles = [_angle(p) for p in ((0.4, 0.3), (0.6, 0.8), (0.3, 0.5), (0.3, 0.4), (0.2, 0.4))]
+    assert angles[1] == pytest.approx(0, abs=1e-6) and angles[0] > 16
+    assert row["sam_masked"] == pytest.approx(sum(angles) / 5, abs=1e-4)
+    # SSIM: the mean of each date's own map over that date's masked pixels, all together
+    maps = [ssim_map(pred[t], truth[t]) for t in range(2)]
+    values = np.concatenate([maps[t][:, masked[t]].ravel() for t in range(2)])
+    assert values.size == 10
+    assert row["ssim_masked"] == pytest.approx(float(values.mean()))
+    given = score_pooled(pred, truth, {"masked": masked}, np.full(truth.shape, 0.5))
+    assert given["ssim_masked"] == 0.5 and given["mae_masked"] == row["mae_masked"]
+
+
+def test_pooled_and_per_date_differ_with_unequal_pixel_counts() -> None:
+    pred, truth, masked = _pooled_series()
+    dates = score_series(pred, truth, {"masked": masked})
+    assert [d["n_masked"] for d in dates] == [2, 3]
+    assert [d["mae_masked"] for d in dates] == pytest.approx([0.9 / 4, 0.2 / 6])
+    per_date = (0.9 / 4 + 0.2 / 6) / 2  # each date weighs the same
+    pooled = score_pooled(pred, truth, {"masked": masked})["mae_masked"]
+    assert pooled == pytest.approx(1.1 / 10)  # each pixel weighs the same
+    assert abs(per_date - pooled) > 0.01
+    # with equal counts and the same pixels the two agree
+    same = np.stack([masked[1], masked[1]])
+    two = score_series(pred, truth, {"m": same})
+    assert score_pooled(pred, truth, {"m": same})["mae_m"] == pytest.approx(
+        (two[0]["mae_m"] + two[1]["mae_m"]) / 2
+    )
+
+
+def test_pooled_empty_and_bad_shapes() -> None:
+    pred, truth, masked = _pooled_series()
+    row = score_pooled(pred, truth, {"masked": np.zeros_like(masked)})
+    assert row["n_masked"] == 0 and all(math.isnan(row[f"{m}_masked"]) for m in METRICS)
+    with pytest.raises(ValueError, match=r"\(T, H, W\)"):
+        score_pooled(pred, truth, {"masked": masked[0]})
+    with pytest.raises(ValueError, match=r"\(T, C, H, W\)"):
+        score_pooled(pred[0], truth[0], {"masked": masked})
+
+
+def test_pooled_difficulty_by_hand() -> None:
+    # 1 x 2 pixels over days 0, 10, 20: both seen at day 0, none at day 10, p0 at day 20
+    available = np.zeros((3, 1, 2), bool)
+    available[0] = True
+    available[2, 0, 0] = True
+    masked = np.zeros((3, 1, 2), bool)
+    masked[1] = True  # p0: 10 d to day 0 or 20; p1: 10 d to day 0
+    masked[2, 0, 1] = True  # p1: 20 d to day 0
+    valid = np.ones((3, 1, 2), bool)
+    days = np.array([0, 10, 20])
+    cloud, gap = pooled_difficulty(available, valid, masked, days)
+    assert cloud == pytest.approx(1 - 3 / 6)
+    assert gap == pytest.approx((10 + 10 + 20) / 3)  # per pixel, not the dates' mean (15)
+    _, per_date = input_difficulty(available, valid, masked, days)
+    assert np.nanmean(per_date) == pytest.approx(15.0)
+    # never-available pixels are left out; no valid pixel: NaN cloud fraction
+    never = np.zeros_like(available)
+    cloud, gap = pooled_difficulty(never, np.zeros_like(valid), masked, days)
+    assert math.isnan(cloud) and math.isnan(gap)

@@ -1,4 +1,5 @@
-"""Tests of cloudfree.pack.dates: date classes from the cloud statistics or the masks."""
+"""Tests of cloudfree.pack.dates: date classes from the cloud statistics or the masks; the
+held-out period."""
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from cloudfree.pack.dates import (
     classes_from_clear_share,
     classes_from_table,
     read_date_stats,
+    without_holdout,
 )
 from cloudfree.packed import TileSeries, iter_tiles
 
@@ -89,3 +91,25 @@ def test_bad_date_stats_tables_are_named(tmp_path):
         read_date_stats(path)
     with pytest.raises(InputDataError, match="cannot read cloud statistics"):
         read_date_stats(tmp_path / "absent.csv")
+
+
+def test_without_holdout_keeps_the_period_for_test_tiles_only():
+    rows = [
+        (tile, split, date)
+        for tile, split in (("a", "train"), ("c", "val"), ("d", "test"))
+        for date in ("2021-03-31", "2021-04-01", "2021-05-15", "2021-06-30", "2021-07-01")
+    ]
+    manifest = pd.DataFrame(rows, columns=["tile", "split", "date"])
+    summer = {"start": "2021-04-01", "end": "2021-06-30"}  # both ends included
+    out = without_holdout(manifest, summer)
+    kept = out.groupby("tile")["date"].apply(list).to_dict()
+    assert kept == {
+        "a": ["2021-03-31", "2021-07-01"],
+        "c": ["2021-03-31", "2021-07-01"],
+        "d": ["2021-03-31", "2021-04-01", "2021-05-15", "2021-06-30", "2021-07-01"],
+    }
+    assert list(out.columns) == ["tile", "split", "date"]
+    assert without_holdout(manifest, None) is manifest
+    # dates as date objects (a YAML config gives them so)
+    dated = manifest.assign(date=pd.to_datetime(manifest["date"]).dt.date)
+    assert len(without_holdout(dated, summer)) == len(out)

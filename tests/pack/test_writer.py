@@ -259,3 +259,19 @@ def test_unknown_compression_is_refused_before_reading(tmp_path, manifest):
     with pytest.raises(ConfigError, match=r"pack.compression 'zip': expected one of blosc_lz4hc"):
         pack(manifest, tmp_path / "r.h5", {"compression": "zip"})
     assert not (tmp_path / "r.h5").exists()
+
+
+def test_train_and_val_tiles_leave_out_the_held_out_period(tmp_path, manifest):
+    held = {"start": "2021-02-01", "end": "2021-03-31"}  # the 2nd and 3rd of DATES
+    dest = pack(manifest, tmp_path / "r.h5", evaluation={"holdout_period": held})
+    dates = {t.tile: t.dates for t in iter_tiles(dest)}
+    outside = [DATES[0], DATES[3]]
+    assert dates == {"a": outside, "b": outside, "c": outside, "d": DATES}
+    d = next(iter_tiles(dest, split="test"))
+    assert d.s2.shape[0] == 4 and d.gap is not None and d.gap.shape[0] == 4
+    c = next(iter_tiles(dest, split="val"))
+    assert c.s2.shape[0] == 2 and c.gap.shape[0] == 2
+    kept = manifest[~manifest["date"].isin(DATES[1:3]) | (manifest["split"] == "test")]
+    validate(dest, kept)
+    with pytest.raises(InputDataError):
+        validate(dest, manifest)  # the file does not hold the train tiles' held-out dates

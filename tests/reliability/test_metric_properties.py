@@ -1,4 +1,5 @@
-"""Property-based tests of the metric kernels: ranges, symmetry, identity and empty sets."""
+"""Property-based tests of the metric kernels: ranges, symmetry, identity, empty sets and pooling
+over dates."""
 
 import numpy as np
 import pytest
@@ -93,3 +94,42 @@ def test_non_finite_truth_is_never_scored(pair):
         assert np.isnan(got)
     else:
         assert got == pytest.approx(expected, rel=1e-9)
+
+
+@st.composite
+def series_pairs(draw, max_dates: int = 4, max_bands: int = 3, max_side: int = 8):
+    t = draw(st.integers(1, max_dates))
+    c = draw(st.integers(1, max_bands))
+    h = draw(st.integers(1, max_side))
+    w = draw(st.integers(1, max_side))
+    pred = draw(arrays(np.float32, (t, c, h, w), elements=reflectance))
+    truth = draw(arrays(np.float32, (t, c, h, w), elements=reflectance))
+    sel = draw(arrays(np.bool_, (t, h, w)))
+    return pred, truth, sel
+
+
+@settings(max_examples=80, deadline=None)
+@given(series_pairs())
+def test_pooled_errors_weigh_every_pixel_once(pair):
+    """Pooled over dates, MAE is the pixel-weighted mean of the dates' MAEs, RMSE the root
+    of their pixel-weighted mean squares; one date pooled is that date."""
+    pred, truth, sel = pair
+    pooled = metrics.score_pooled(pred, truth, {"s": sel})
+    dates = metrics.score_series(pred, truth, {"s": sel})
+    n = np.array([d["n_s"] for d in dates])
+    assert pooled["n_s"] == n.sum()
+    if n.sum() == 0:
+        assert np.isnan(pooled["mae_s"]) and np.isnan(pooled["ssim_s"])
+        return
+    used = n > 0
+    mae = np.array([d["mae_s"] for d in dates])[used]
+    rmse = np.array([d["rmse_s"] for d in dates])[used]
+    ssim = np.array([d["ssim_s"] for d in dates])[used]
+    w = n[used] / n.sum()
+    assert pooled["mae_s"] == pytest.approx(float((w * mae).sum()), rel=1e-6, abs=1e-9)
+    assert pooled["rmse_s"] == pytest.approx(
+        float(np.sqrt((w * rmse**2).sum())), rel=1e-6, abs=1e-9
+    )
+    assert pooled["ssim_s"] == pytest.approx(float((w * ssim).sum()), rel=1e-6, abs=1e-9)
+    if len(dates) == 1:
+        assert pooled == pytest.approx(dates[0], nan_ok=True)

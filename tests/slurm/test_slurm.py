@@ -84,6 +84,8 @@ def test_workflow_runs_through_sbatch_and_fails_loudly(tmp_path):
     # `auto`, a GPU job that sees no CUDA stops instead of quietly running on the CPU).
     config = tiny_config(device="cpu")
     config["infer"] = {"device": "cpu"}
+    # The evaluation scenes run the same rules (tests/e2e/test_workflow.py): not twice here.
+    config["evaluation"] = {**config.get("evaluation", {}), "inductive": {"enabled": False}}
     write_config(workdir, config)
     proc = run_on_slurm(workdir, profile)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]

@@ -9,21 +9,26 @@ sys.path.insert(0, workflow.basedir)
 
 from cloudfree.packed import FORMAT_VERSION as PACK_FORMAT_VERSION
 from cloudfree.config import (
+    INDUCTIVE_SUFFIX,
     check_config,
     experiment_of,
     experiment_regions,
+    inductive_regions,
     region_result_settings,
     result_settings,
 )
+from cloudfree.tiles.synthetic.region import evaluation_scene
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 check_config(config)
 
 REGIONS = sorted(config["regions"])
+# Evaluation scenes (the inductive set of synthetic regions) run the chain up to inference.
+INDUCTIVE = inductive_regions(config)
 
 
 wildcard_constraints:
-    region="|".join(REGIONS),
+    region="|".join(REGIONS + sorted(INDUCTIVE)),
     experiment="[A-Za-z][A-Za-z0-9_]*",
 
 
@@ -49,16 +54,33 @@ def result_config(section):
     return provide
 
 
+def region_section(region):
+    """A region's config section; an evaluation scene's is derived from its region's."""
+    if region in INDUCTIVE:
+        training = config["regions"][INDUCTIVE[region]]["synthetic"]
+        scene = evaluation_scene(training, config["evaluation"]["inductive"])
+        return {"source": "synthetic", "synthetic": scene}
+    return config["regions"][region]
+
+
+def packing_evaluation(wildcards):
+    """The evaluation settings packing uses (gaps, held-out period); not the evaluation
+    scenes, which are regions of their own."""
+    return {k: v for k, v in config["evaluation"].items() if k != "inductive"}
+
+
 def region_config(wildcards):
     """The config section of one region, without how its files are fetched (retries,
     timeouts, token variable): changing those refetches nothing."""
+    if wildcards.region in INDUCTIVE:
+        return region_section(wildcards.region)
     return region_result_settings(config, wildcards.region)
 
 
 def detector_config(wildcards):
     """The cloud detector's settings, for sources that come without cloud masks only: a
     detector change then reruns just the regions it applies to."""
-    region = config["regions"][wildcards.region]
+    region = region_section(wildcards.region)
     source = region["source"]
     folder = region.get("folder", {})
     if source == "sen12mscrts" or (
@@ -93,6 +115,19 @@ def get_region_model(wildcards):
 def get_region_predictions(wildcards):
     exp = experiment_of(config, wildcards.region)
     return f"results/predictions/{exp}/{wildcards.region}/eval.h5"
+
+
+def get_metrics_inputs(wildcards):
+    """The region's packed file and evaluation file, and its evaluation scene's when it has
+    one (the inductive set)."""
+    inputs = {"h5": f"results/hdf5/{wildcards.region}.h5"}
+    inputs["predictions"] = get_region_predictions(wildcards)
+    scene = f"{wildcards.region}{INDUCTIVE_SUFFIX}"
+    if scene in INDUCTIVE:
+        exp = experiment_of(config, wildcards.region)
+        inputs["inductive_h5"] = f"results/hdf5/{scene}.h5"
+        inputs["inductive_predictions"] = f"results/predictions/{exp}/{scene}/eval.h5"
+    return inputs
 
 
 def get_region_experiment(wildcards):

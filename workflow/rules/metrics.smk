@@ -1,9 +1,9 @@
 rule metrics:
     input:
-        h5="results/hdf5/{region}.h5",
-        predictions=get_region_predictions,
+        unpack(get_metrics_inputs),
     output:
         table="results/metrics/{region}.csv",
+        pooled="results/metrics/{region}_pooled.csv",
         summary=report(
             "results/metrics/{region}_summary.csv",
             caption="../report/metrics.rst",
@@ -36,6 +36,7 @@ rule metrics:
         "../../envs/geo.yaml"
     params:
         metrics=config_provider("metrics"),
+        holdout=config_provider("evaluation", "holdout_period"),
         experiment=get_region_experiment,
     script:
         "../scripts/metrics.py"

@@ -17,7 +17,7 @@ rule pack_hdf5:
         "../../envs/geo.yaml"
     params:
         pack=config_provider("pack"),
-        evaluation=config_provider("evaluation"),
+        evaluation=packing_evaluation,
         # a new file format repacks existing files on the next run
         format_version=PACK_FORMAT_VERSION,
     script:

@@ -1,4 +1,5 @@
-"""Rule metrics: per tile, date and method metrics of a region's test tiles, and figures."""
+"""Rule metrics: per tile, date and method metrics of a region's test tiles and of its
+evaluation scene, pooled per tile, summarised per evaluation set, and figures."""
 
 import sys
 from pathlib import Path
@@ -12,13 +13,18 @@ from cloudfree.runlog import setup_script_logging
 
 log = setup_script_logging(snakemake)
 baselines = snakemake.params.metrics["baselines"]
-table, summary = region_metrics(
-    snakemake.input.h5,
-    snakemake.input.predictions,
+inputs = snakemake.input
+scene = inputs.get("inductive_h5")
+table, pooled, summary = region_metrics(
+    inputs.h5,
+    inputs.predictions,
     baselines=baselines,
     experiment=snakemake.params.experiment,
+    holdout=snakemake.params.holdout,
+    inductive=(scene, inputs.inductive_predictions) if scene else None,
 )
-for df, path in ((table, snakemake.output.table), (summary, snakemake.output.summary)):
+outputs = snakemake.output
+for df, path in ((table, outputs.table), (pooled, outputs.pooled), (summary, outputs.summary)):
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
 method_bars(summary, snakemake.output.plot)
@@ -27,4 +33,5 @@ tile, predictions = example_predictions(snakemake.input.h5, snakemake.input.pred
 example_reconstructions(
     tile, predictions, snakemake.output.examples, bands=packed_bands(snakemake.input.h5)
 )
-log.info("\n%s", summary[["method", "mae_masked", "mae_masked_ci_low", "mae_masked_ci_high"]])
+columns = ["evaluation", "method", "tiles", "mae_masked", "mae_masked_diff_best"]
+log.info("\n%s", summary[[*columns, "mae_masked_diff_best_ci_high", "best_baseline"]])

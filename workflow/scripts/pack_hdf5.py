@@ -6,6 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from cloudfree.manifest import read_manifest
 from cloudfree.pack.check import validate
+from cloudfree.pack.dates import without_holdout
 from cloudfree.pack.writer import pack_region
 from cloudfree.runlog import setup_script_logging
 
@@ -18,5 +19,5 @@ path = pack_region(
     evaluation=snakemake.params.evaluation,
     date_stats=snakemake.input.get("dates") or None,
 )
-validate(path, manifest)
+validate(path, without_holdout(manifest, snakemake.params.evaluation["holdout_period"]))
 log.info("packed %s (%.1f MB)", path, path.stat().st_size / 1e6)
