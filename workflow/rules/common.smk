@@ -57,8 +57,14 @@ def result_config(section):
 def region_section(region):
     """A region's config section; an evaluation scene's is derived from its region's."""
     if region in INDUCTIVE:
-        training = config["regions"][INDUCTIVE[region]]["synthetic"]
-        scene = evaluation_scene(training, config["evaluation"]["inductive"])
+        base = INDUCTIVE[region]
+        training = config["regions"][base]["synthetic"]
+        others = [  # the other scenes its model trains on: none of their dates either
+            config["regions"][r]["synthetic"]
+            for r in experiment_regions(config, experiment_of(config, base))
+            if r != base and config["regions"][r]["source"] == "synthetic"
+        ]
+        scene = evaluation_scene(training, config["evaluation"]["inductive"], others)
         return {"source": "synthetic", "synthetic": scene}
     return config["regions"][region]
 

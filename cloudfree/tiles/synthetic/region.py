@@ -8,7 +8,7 @@ region's manifest rows.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -93,12 +93,19 @@ def generate_region(
     return normalize_manifest(pd.DataFrame(rows), where=f"synthetic {region}")
 
 
-def evaluation_scene(training: Mapping[str, Any], inductive: Mapping[str, Any]) -> dict[str, Any]:
+def evaluation_scene(
+    training: Mapping[str, Any],
+    inductive: Mapping[str, Any],
+    others: Iterable[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
     """The ``synthetic`` section of a region's evaluation scene (``evaluation.inductive``): the
     region's settings with its own seed (land cover, weather, clouds, revisit phase), none of
-    the training scene's acquisition dates, its own grid of tiles, every tile a test tile."""
+    the acquisition dates of the training scene or of ``others`` (the synthetic sections of
+    the other regions its model trains on), its own grid of tiles, every tile a test tile."""
     spec = SyntheticSpec.from_dict(training)
-    taken = {d.isoformat() for d in acquisition_dates(spec)} | set(spec.exclude_dates)
+    taken = set(spec.exclude_dates)
+    for section in (training, *others):
+        taken |= {d.isoformat() for d in acquisition_dates(SyntheticSpec.from_dict(section))}
     return {
         **spec.as_dict(),
         "seed": spec.seed + int(inductive["seed_offset"]),

@@ -336,6 +336,19 @@ def test_the_evaluation_scene_shares_no_date_and_no_seed() -> None:
     assert evaluation_scene(training, INDUCTIVE) == scene  # derived, not drawn
 
 
+def test_the_evaluation_scene_of_a_shared_model_avoids_every_training_scene() -> None:
+    training = settings(**TRAINING)
+    others = [settings(**{**TRAINING, "seed": seed}) for seed in (12, 13)]
+    scene = evaluation_scene(training, INDUCTIVE, others)
+    seen = set()
+    for section in (training, *others):
+        seen |= set(acquisition_dates(SyntheticSpec.from_dict(section)))
+    assert len(seen) > len(acquisition_dates(SyntheticSpec.from_dict(training)))
+    scene_dates = set(acquisition_dates(SyntheticSpec.from_dict(scene)))
+    assert len(scene_dates) == 12 and not scene_dates & seen
+    assert scene["seed"] == 1011  # the region's, whatever trains beside it
+
+
 def test_test_only_makes_every_tile_a_test_tile(tmp_path: Path) -> None:
     spec = synthetic_spec(tiles_x=3, tiles_y=3, test_only=True)
     assert set(tile_splits(spec).values()) == {"test"} and len(tile_splits(spec)) == 9
