@@ -61,8 +61,13 @@ def main() -> int:
     parser.add_argument("--clean", action="store_true", help="delete results/ and tiles first")
     args = parser.parse_args()
     if args.clean:
-        for folder in ("results", "resources/tiles", ".snakemake"):
+        for folder in ("resources/tiles", ".snakemake"):
             shutil.rmtree(REPO / folder, ignore_errors=True)
+        for path in (REPO / "results").glob("*"):  # the folder and its .gitkeep stay
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.name != ".gitkeep":
+                path.unlink()
 
     cmd = [sys.executable, "-m", "snakemake", "-c", str(args.cores)]
     start = time.perf_counter()
