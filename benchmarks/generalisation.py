@@ -16,6 +16,9 @@ scene's own test tiles are scored too (``transductive``).  Prints a table and wr
 ``--out`` (JSON): per region the training time and per scene ``methods -> {mae, psnr}``,
 ``best_baseline`` and ``model_minus_best_baseline -> {mae, ci_low, ci_high}`` (and the
 PSNR difference).
+
+    python benchmarks/generalisation.py --merge OUT A.json B.json   # runs of other regions
+    python benchmarks/generalisation.py --report OUT                # the README's table
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import platform
 import sys
@@ -143,6 +147,60 @@ def run_region(
     return out
 
 
+METHOD_ORDER = ("model", "linear", "linear_offset", "harmonic", "whittaker", "closest", "mean")
+
+
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """One result from runs over different regions of the same config and training."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    first = runs[0]
+    for path, run in zip(paths[1:], runs[1:], strict=True):
+        for key in ("config", "machine", "train"):
+            if run[key] != first[key]:
+                raise SystemExit(f"{path}: {key} differs from {paths[0]}'s; not merged")
+        if clash := set(run["regions"]) & set(first["regions"]):
+            raise SystemExit(f"{path}: regions {sorted(clash)} are in {paths[0]} too")
+    merged = copy.deepcopy(first)
+    merged["command"] = " + ".join(r["command"] for r in runs) + " (run at once, merged)"
+    for run in runs[1:]:
+        merged["regions"].update(run["regions"])
+    return merged
+
+
+def report(result: dict[str, Any]) -> str:
+    """The markdown table of a result: pooled masked MAE per method and the model's paired
+    difference to the best baseline of each scene."""
+    methods = [
+        m
+        for m in METHOD_ORDER
+        if any(
+            m in scene["methods"]
+            for res in result["regions"].values()
+            for scene in res.values()
+            if isinstance(scene, dict)
+        )
+    ]
+    head = ["region", "scene", "tiles", *methods, "model − best baseline [95 % CI]"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join(["---", "---", "---:", *["---:"] * len(methods), "---"]) + " |",
+    ]
+    for region, res in result["regions"].items():
+        for name, scene in res.items():
+            if not isinstance(scene, dict) or "methods" not in scene:
+                continue
+            d = scene["model_minus_best_baseline"]
+            if any(d[k] is None or math.isnan(d[k]) for k in ("ci_low", "ci_high")):
+                diff = f"{d['mae']:+.5f} no interval (< 10 tiles)"
+            else:
+                diff = f"{d['mae']:+.5f} [{d['ci_low']:+.5f}, {d['ci_high']:+.5f}]"
+            cells = [f"{scene['methods'][m]['mae']:.5f}" if m in scene["methods"] else ""
+                     for m in methods]  # fmt: skip
+            row = [region, name, str(scene["tiles"]), *cells, f"{diff} ({scene['best_baseline']})"]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=REPO / "config/config.yaml")
@@ -153,7 +211,18 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--work", type=Path, help="keep the scenes and models here")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/generalisation.json")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar=("OUT", "JSON"),
+                        help="merge runs over other regions into OUT; stop")  # fmt: skip
+    parser.add_argument("--report", type=Path, metavar="JSON",
+                        help="print the markdown table of a result; stop")  # fmt: skip
     args = parser.parse_args()
+    if args.merge:
+        out, *parts = args.merge
+        out.write_text(json.dumps(merge(parts), indent=1) + "\n")
+        return 0
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return 0
     raw = yaml.safe_load(args.config.read_text())
     for assignment in args.set:
         _set(raw, assignment)

@@ -47,3 +47,16 @@ def test_every_test_the_docs_name_exists():
             if name and not any(re.search(rf"^def {name}\b", p.read_text(), re.M) for p in last):
                 missing.append(f"{doc.name}: {path or ''}::{name}")
     assert missing == []
+
+
+def test_readme_generalisation_tables_are_the_results():
+    """The README's generalisation tables are the benchmark's results, as its --report
+    prints them."""
+    readme = (REPO / "README.md").read_text()
+    for name in ("generalisation_default.json", "generalisation.json"):
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "benchmarks/generalisation.py"), "--report",
+             str(REPO / "benchmarks/results" / name)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert proc.stdout.strip() in readme, f"README's table of {name} differs from its results"
