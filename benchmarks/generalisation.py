@@ -41,10 +41,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cloudfree.config import resolve_config
+from cloudfree.configfile import load_config_file
 from cloudfree.infer.region import infer_region
 from cloudfree.metrics.region import region_metrics
 from cloudfree.pack.writer import pack_region
+from cloudfree.preflight import resolve_workflow_config
 from cloudfree.tiles.synthetic.region import evaluation_scene, generate_region
 from cloudfree.tiles.synthetic.spec import SyntheticSpec
 from cloudfree.train.loop import train_model
@@ -223,10 +224,10 @@ def main() -> int:
     if args.report:
         print(report(json.loads(args.report.read_text())))
         return 0
-    raw = yaml.safe_load(args.config.read_text())
+    raw = load_config_file(args.config)
     for assignment in args.set:
         _set(raw, assignment)
-    config = resolve_config(copy.deepcopy(raw))
+    config = resolve_workflow_config(copy.deepcopy(raw))
     regions = (  # one per model: an experiment by its first region
         args.regions
         or [

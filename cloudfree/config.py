@@ -1,28 +1,51 @@
 """The config: validated against the schema (the one place defaults and allowed values are
-written), cross-key checks a JSON schema cannot express, and lookups on it.
+written), the cross-key checks a JSON schema cannot express that need no stage's code, and
+lookups on it.  Shared: below every stage, it imports none.
 
-The workflow validates its config in ``workflow/rules/common.smk``; library entry points used
-outside Snakemake (the command line, the benchmarks, the tests) get their settings from
-:func:`resolve_config`, :func:`section` or :func:`source_settings`, which apply the same schema
-with the same validator.
+A config file is read strictly by :func:`cloudfree.configfile.load_config_file`.  The workflow
+checks its config with :func:`cloudfree.preflight.check_workflow_config` in
+``workflow/rules/common.smk``, before the first job: :func:`validate_config` here (names, the
+schema with its defaults, :func:`check_config`), then the values only a stage's own code can
+check.  Library entry points used outside Snakemake (the command line, the benchmarks, the
+tests) get their settings from :func:`resolve_config`, :func:`section` or
+:func:`source_settings`, which apply the same schema and checks.  Rules get their settings
+through :func:`canonical`, so a config whose keys are only reordered reruns nothing.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from cloudfree.configfile import load_config_file
 from cloudfree.errors import ConfigError
+from cloudfree.names import check_date, check_name
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 # Sections of a config that are not regions; each has a default in the schema.
 SECTIONS = ("experiments", "clouds", "pack", "evaluation", "train", "infer", "mosaic", "metrics")
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys in sorted order, recursively (lists and tuples keep
+    their order): the form params reach Snakemake in, which compares them as text."""
+    if isinstance(value, Mapping):
+        items = [(k, canonical(v)) for k, v in value.items()]
+        try:
+            items.sort(key=lambda kv: kv[0])
+        except TypeError:  # keys of several types
+            items.sort(key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
+        return dict(items)
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(canonical(v) for v in value)
+    return value
 
 
 @cache
@@ -30,14 +53,15 @@ def schema() -> dict[str, Any]:
     """The config schema (YAML), read once."""
     if not SCHEMA.is_file():
         raise ConfigError(f"config schema {SCHEMA} not found: run cloudfree from its checkout")
-    return yaml.safe_load(SCHEMA.read_text())
+    return load_config_file(SCHEMA)
 
 
-def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A whole config as the workflow sees it: validated against the schema, every default
-    filled in, cross-key checks done (:func:`check_config`).  Raises ConfigError."""
-    key = json.dumps(config, sort_keys=True, default=repr)
-    return copy.deepcopy(_resolved(key, copy.deepcopy(dict(config))))
+def resolve_config(config: Mapping[str, Any], *, whole: bool = True) -> dict[str, Any]:
+    """A whole config validated against the schema, every default filled in, the cross-key
+    checks done (:func:`check_config`; ``whole``: as there).  Raises ConfigError.  The checks
+    by the stages' own code are :func:`cloudfree.preflight.resolve_workflow_config`'s."""
+    key = json.dumps(config, sort_keys=True, default=repr) + f"|{whole}"
+    return copy.deepcopy(_resolved(key, copy.deepcopy(dict(config)), whole))
 
 
 _RESOLVED: dict[str, dict[str, Any]] = {}
@@ -56,18 +80,25 @@ def schema_error(config: Mapping[str, Any]) -> str:
     return f"{key}: {error.message} (see docs/config.md)"
 
 
-def _resolved(key: str, cfg: dict[str, Any]) -> dict[str, Any]:
+def validate_config(config: dict[str, Any], *, whole: bool = True) -> None:
+    """Validate ``config`` in place: its region and experiment names, the schema (filling
+    in every default), then :func:`check_config`.  Raises ConfigError naming the key."""
+    from snakemake.exceptions import WorkflowError  # snakemake's import is slow: on use
+    from snakemake.utils import validate
+
+    check_names(config)  # before the schema, whose patterns let a trailing newline through
+    try:
+        validate(config, str(SCHEMA), set_default=True)
+    except WorkflowError:
+        raise ConfigError(schema_error(config)) from None
+    check_config(config, whole=whole)
+
+
+def _resolved(key: str, cfg: dict[str, Any], whole: bool) -> dict[str, Any]:
     """Validation is slow (the schema is read and compiled each time): each distinct config
     is resolved once per process."""
     if key not in _RESOLVED:
-        from snakemake.exceptions import WorkflowError  # snakemake's import is slow: on use
-        from snakemake.utils import validate
-
-        try:
-            validate(cfg, str(SCHEMA), set_default=True)
-        except WorkflowError:
-            raise ConfigError(schema_error(cfg)) from None
-        check_config(cfg)
+        validate_config(cfg, whole=whole)
         _RESOLVED[key] = cfg
     return _RESOLVED[key]
 
@@ -79,14 +110,14 @@ def section(name: str, values: Mapping[str, Any] | None = None) -> dict[str, Any
         raise ConfigError(f"unknown config section {name!r}; known: {', '.join(SECTIONS)}")
     region = {"source": "synthetic", "synthetic": {}}
     cfg = {"regions": {"r": region}, name: copy.deepcopy(dict(values or {}))}
-    return resolve_config(cfg)[name]
+    return resolve_config(cfg, whole=False)[name]
 
 
 def source_settings(source: str, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A region's source section (``synthetic``, ``folder``, ``stac``, ``sen12mscrts``) with
     the schema's defaults filled in under ``values``."""
     region = {"source": source, source: copy.deepcopy(dict(values or {}))}
-    return resolve_config({"regions": {"r": region}})["regions"]["r"][source]
+    return resolve_config({"regions": {"r": region}}, whole=False)["regions"]["r"][source]
 
 
 # How a job runs, not what it makes: these keys reach their rule outside ``params:``, so a
@@ -99,7 +130,9 @@ EXECUTION_KEYS: dict[str, tuple[str, ...]] = {
 
 
 # The same for a region's source section: how its files are fetched.
-SOURCE_EXECUTION_KEYS = ("retries", "backoff", "timeout", "token_env")
+SOURCE_EXECUTION_KEYS = (
+    "retries", "backoff", "timeout", "token_env", "token_hosts", "asset_hosts", "max_pages",
+)  # fmt: skip
 
 
 def region_result_settings(config: Mapping[str, Any], region: str) -> dict[str, Any]:
@@ -166,8 +199,27 @@ def base_region(config: Mapping[str, Any], region: str) -> str:
     return inductive_regions(config).get(region, region)
 
 
-def check_config(config: Mapping[str, Any]) -> None:
-    """Cross-key checks; each error names the key."""
+def check_names(config: Mapping[str, Any]) -> None:
+    """Region and experiment names are names that may become paths
+    (:func:`cloudfree.names.check_name`: a trailing newline, which the schema's ``$`` lets
+    through, or over 128 characters is refused)."""
+    for key, what in (("regions", "region"), ("experiments", "experiment")):
+        names = config.get(key)
+        if isinstance(names, Mapping):
+            for name in names:
+                check_name(name, what, key, ConfigError)
+
+
+def check_config(config: Mapping[str, Any], *, whole: bool = True) -> None:
+    """Cross-key checks of a config validated against the schema that need no stage's code;
+    each error names the key.  The stages' own checks of a whole config (mosaic settings,
+    embedding channels, the training crop, source sections) are
+    :func:`cloudfree.preflight.check_workflow_config`'s.
+
+    ``whole``: the config is a run's, so change-map dates are checked against its regions'
+    dates.  A section resolved on its own (:func:`section`) has a placeholder region beside it
+    that says nothing: ``whole=False``."""
+    check_names(config)
     regions = config["regions"]
     seen: dict[str, str] = {}
     for name, exp in config.get("experiments", {}).items():
@@ -201,6 +253,73 @@ def check_config(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"regions.{name}.{region['source']}: section missing for its source")
         if region["source"] == "synthetic" and spec["overlap"] >= spec["tile_size"]:
             raise ConfigError(f"regions.{name}.synthetic.overlap must be below tile_size")
+        _check_region_dates(name, region["source"], spec)
+    if "evaluation" in config:
+        _check_period(config["evaluation"].get("holdout_period"), "evaluation.holdout_period")
+    if "infer" in config:
+        _check_change_pairs(config["infer"], date_spans(config) if whole else {})
+    if "mosaic" in config:
+        composite = config["mosaic"]["composite"]
+        for key in ("start", "end", "target"):
+            if composite.get(key) is not None:
+                check_date(composite[key], f"mosaic.composite.{key}", ConfigError)
+
+
+def _check_region_dates(name: str, source: str, spec: Mapping[str, Any]) -> None:
+    """The dates of a region's source section are calendar dates, the period in order."""
+    if source in ("synthetic", "stac"):
+        _check_period(spec, f"regions.{name}.{source}")
+    for i, day in enumerate(spec.get("exclude_dates") or ()):
+        check_date(day, f"regions.{name}.{source}.exclude_dates[{i}]", ConfigError)
+
+
+def _check_period(period: Mapping[str, Any] | None, key: str) -> None:
+    """``period``'s ``start`` and ``end`` (when given) are calendar dates, in that order."""
+    if period is None:
+        return
+    days = {
+        k: check_date(period[k], f"{key}.{k}", ConfigError)
+        for k in ("start", "end")
+        if period.get(k) is not None
+    }
+    if len(days) == 2 and days["end"] < days["start"]:
+        raise ConfigError(f"{key}.end: {days['end']} is before {key}.start {days['start']}")
+
+
+def date_spans(config: Mapping[str, Any]) -> dict[str, tuple[dt.date, dt.date, str]]:
+    """Region -> (first, last possible date, the keys saying so) for the regions whose
+    dates the config fixes (synthetic and STAC regions; a folder's or a dataset's are known
+    only once read)."""
+    spans = {}
+    for name, region in config["regions"].items():
+        source = region["source"]
+        spec = region.get(source) or {}
+        if source in ("synthetic", "stac") and spec.get("start") and spec.get("end"):
+            first = dt.date.fromisoformat(check_date(spec["start"], name, ConfigError))
+            last = dt.date.fromisoformat(check_date(spec["end"], name, ConfigError))
+            spans[name] = (first, last, f"regions.{name}.{source}.start and end")
+    return spans
+
+
+def _check_change_pairs(
+    infer: Mapping[str, Any], spans: Mapping[str, tuple[dt.date, dt.date, str]]
+) -> None:
+    """Change-map dates: calendar dates, each pair in order and within the years of every
+    region's dates in ``spans`` (a pair no tile has gives no map)."""
+    for i, pair in enumerate(infer["change"]["pairs"]):
+        key = f"infer.change.pairs[{i}]"
+        earlier, later = (check_date(d, key, ConfigError) for d in pair)
+        if later <= earlier:
+            raise ConfigError(f"{key}: [{earlier}, {later}] is not [earlier, later]")
+        for region, (first, last, where) in sorted(spans.items()):
+            day = next(
+                (d for d in (earlier, later) if not first.year <= int(d[:4]) <= last.year), None
+            )
+            if day is not None:
+                raise ConfigError(
+                    f"{key}: {day} is outside the years of region {region}'s dates, "
+                    f"{first} to {last} ({where}); no tile has it"
+                )
 
 
 def experiment_of(config: Mapping[str, Any], region: str) -> str:

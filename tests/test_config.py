@@ -6,15 +6,24 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from cloudfree.config import check_config, experiment_of, experiment_regions, schema, section
+from cloudfree.config import (
+    check_config,
+    experiment_of,
+    experiment_regions,
+    resolve_config,
+    schema,
+    section,
+)
+from cloudfree.configfile import load_config_file
 from cloudfree.errors import ConfigError
+from cloudfree.preflight import check_workflow_config, embedding_width, resolve_workflow_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = str(REPO / "workflow/schemas/config.schema.yaml")
 
 
 def default_config() -> dict:
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config = load_config_file(REPO / "config/config.yaml")
     validate(config, SCHEMA, set_default=True)
     return config
 
@@ -26,17 +35,18 @@ def test_default_config_is_valid_and_filled_with_defaults():
     assert config["mosaic"]["rule"] == "mean"
     assert config["regions"]["africa"]["synthetic"]["tile_size"] == 64
     check_config(config)
+    check_workflow_config(config)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("*.yaml")))
 def test_every_shipped_config_is_valid(name):
-    """The ready configs (sources, catalogues) pass the schema and the cross-key checks,
-    and their source sections build."""
+    """The ready configs (sources, catalogues) read strictly (no key twice), pass the schema
+    and the cross-key checks, and their source sections build."""
     from cloudfree.tiles.stac import StacSpec
 
-    config = yaml.safe_load((REPO / "config" / name).read_text())
+    config = load_config_file(REPO / "config" / name)
     validate(config, SCHEMA, set_default=True)
-    check_config(config)
+    check_workflow_config(config)
     for region in config["regions"].values():
         if region["source"] == "stac":
             StacSpec.from_dict(region["stac"])
@@ -132,6 +142,41 @@ def test_inconsistent_experiments_name_the_key(experiments, named):
     config["experiments"] = experiments
     with pytest.raises(ConfigError, match=named):
         check_config(config)
+
+
+def test_a_section_on_its_own_is_not_checked_against_the_placeholder_region():
+    """section() resolves a section beside a placeholder region and default sections: the
+    checks across sections wait for a whole config (resolve_workflow_config, the workflow)."""
+    composite = {"start": "2019-03-01", "end": "2019-09-30"}
+    assert section("mosaic", {"composite": composite})["composite"]["start"] == "2019-03-01"
+    assert section("train", {"crop": 128})["crop"] == 128
+    config = default_config()
+    config["mosaic"]["composite"].update(composite)
+    with pytest.raises(ConfigError, match=r"^mosaic\.composite\.start: 2019-03-01 is outside"):
+        resolve_workflow_config(config)
+    with pytest.raises(ConfigError, match=r"^mosaic\.composite\.start: date '2019-3-1'"):
+        section("mosaic", {"composite": {"start": "2019-3-1"}})  # its own checks stay
+
+
+def test_the_embedding_width_is_the_networks():
+    model = section("train", {"model": {"widths": [8, 24]}})["model"]
+    assert embedding_width(model) == 24
+    assert embedding_width({**model, "name": "utilise_reference"}) == 128  # its own widths
+    assert embedding_width({**model, "name": "linear"}) is None
+    config = default_config()
+    config["train"]["model"]["name"] = "utilise_reference"
+    config["infer"]["embeddings"] = {"enabled": True, "channels": [127]}
+    check_workflow_config(config)
+    config["train"].update(model={"name": "harmonic"}, crop=512)  # nothing trains: no crop
+    config["infer"]["embeddings"]["enabled"] = False
+    check_workflow_config(resolve_workflow_config(config))
+
+
+def test_schema_errors_name_the_dotted_key():
+    config = default_config()
+    config["mosaic"]["composite"]["rule"] = "sum"
+    with pytest.raises(ConfigError, match=r"^mosaic\.composite\.rule: 'sum' is not one of"):
+        resolve_config(config)
 
 
 def test_overlap_must_be_below_tile_size():

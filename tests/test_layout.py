@@ -14,7 +14,9 @@ from .workflow_run import REPO
 PACKAGE = REPO / "cloudfree"
 STAGES = ("tiles", "clouds", "pack", "train", "infer", "mosaic", "metrics")
 SHARED_PACKAGES = ("models",)
-ENTRY_POINTS = ("cli",)  # top-level modules that may call into the stages
+# Top-level modules that may call into the stages: the command line, and the checks of a
+# whole config by the stages' own code before the first job.
+ENTRY_POINTS = ("cli", "preflight")
 MAX_LINES = 450
 
 

@@ -1,8 +1,6 @@
-# Glue: config validation, wildcard constraints and input functions.
+# Glue: config validation, wildcard constraints and input and params functions.
 
 import sys
-
-from snakemake.utils import validate
 
 # The library beside this workflow wins over any installed copy.
 sys.path.insert(0, workflow.basedir)
@@ -10,17 +8,24 @@ sys.path.insert(0, workflow.basedir)
 from cloudfree.packed import FORMAT_VERSION as PACK_FORMAT_VERSION
 from cloudfree.config import (
     INDUCTIVE_SUFFIX,
-    check_config,
+    canonical,
     experiment_of,
     experiment_regions,
     inductive_regions,
     region_result_settings,
     result_settings,
 )
+from cloudfree.configfile import load_config_file
+from cloudfree.preflight import check_workflow_config
 from cloudfree.tiles.synthetic.region import evaluation_scene
 
-validate(config, schema="../schemas/config.schema.yaml", set_default=True)
-check_config(config)
+# Snakemake reads its config files keeping the last of a key given twice, and a YAML alias
+# bomb expands when the config is walked: each file it read is read again strictly first.
+for configfile_path in workflow.configfiles:
+    load_config_file(configfile_path)
+# Every section checked before the first job (schema, defaults, cross-key checks, then every
+# value a stage's own code reads: mosaic settings, embedding channels, training crop, sources).
+check_workflow_config(config)
 
 REGIONS = sorted(config["regions"])
 # Evaluation scenes (the inductive set of synthetic regions) run the chain up to inference.
@@ -32,6 +37,11 @@ wildcard_constraints:
     experiment="[A-Za-z][A-Za-z0-9_]*",
 
 
+# Every params function returns its settings in canonical form (cloudfree.config.canonical,
+# keys sorted): Snakemake compares params as text, so a config whose keys are only reordered
+# reruns nothing.
+
+
 def config_provider(*keys):
     """A params function that hands a rule one section of the config, and nothing more."""
 
@@ -39,7 +49,7 @@ def config_provider(*keys):
         value = config
         for key in keys:
             value = value[key]
-        return value
+        return canonical(value)
 
     return provide
 
@@ -49,7 +59,7 @@ def result_config(section):
     checkpoint interval, batch size, ...): changing those reruns nothing."""
 
     def provide(wildcards):
-        return result_settings(config, section)
+        return canonical(result_settings(config, section))
 
     return provide
 
@@ -72,15 +82,16 @@ def region_section(region):
 def packing_evaluation(wildcards):
     """The evaluation settings packing uses (gaps, held-out period); not the evaluation
     scenes, which are regions of their own."""
-    return {k: v for k, v in config["evaluation"].items() if k != "inductive"}
+    evaluation = config["evaluation"]
+    return canonical({k: v for k, v in evaluation.items() if k != "inductive"})
 
 
 def region_config(wildcards):
     """The config section of one region, without how its files are fetched (retries,
     timeouts, token variable): changing those refetches nothing."""
     if wildcards.region in INDUCTIVE:
-        return region_section(wildcards.region)
-    return region_result_settings(config, wildcards.region)
+        return canonical(region_section(wildcards.region))
+    return canonical(region_result_settings(config, wildcards.region))
 
 
 def detector_config(wildcards):
@@ -94,7 +105,7 @@ def detector_config(wildcards):
         and not folder.get("masks")
         and not folder.get("probabilities")
     ):
-        return {"detector": config["clouds"]["detector"]}
+        return canonical({"detector": config["clouds"]["detector"]})
     return {}
 
 
@@ -111,7 +122,7 @@ def get_experiment_h5(wildcards):
 
 
 def get_experiment_regions(wildcards):
-    return experiment_regions(config, wildcards.experiment)
+    return experiment_regions(config, wildcards.experiment)  # sorted
 
 
 def get_region_model(wildcards):

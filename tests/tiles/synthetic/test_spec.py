@@ -90,8 +90,8 @@ def test_split_block_is_2_from_8_blocks_of_2x2() -> None:
         ({"landcover": []}, "synthetic.landcover:"),
         ({"crs": "EPSG:4326"}, "'crs'"),
         ({"crs": "not a crs"}, "'crs'"),
-        ({"start": "2021-13-01"}, "'start'"),
-        ({"end": "2020-01-01"}, "'end'"),
+        ({"start": "2021-13-01"}, "start"),  # the config check or the spec's: both name it
+        ({"end": "2020-01-01"}, "end"),
         ({"origin": [1.0]}, "synthetic.origin:"),
         ({"resolution": 0}, "synthetic.resolution:"),
         ({"haze": -0.1}, "synthetic.haze:"),
@@ -100,8 +100,10 @@ def test_split_block_is_2_from_8_blocks_of_2x2() -> None:
         ({"mask_errors": "yes"}, "synthetic.mask_errors:"),
         ({"native_resolution": 1}, "synthetic.native_resolution:"),
         ({"exclude_dates": "2021-01-01"}, "synthetic.exclude_dates:"),
-        ({"exclude_dates": ["2021-02-30"]}, "'exclude_dates'"),
+        ({"exclude_dates": ["2021-02-30"]}, "exclude_dates"),
         ({"test_only": "no"}, "synthetic.test_only:"),
+        ({"max_tiles": 0}, "synthetic.max_tiles:"),
+        ({"max_memory_gb": 0}, "synthetic.max_memory_gb:"),
     ],
 )
 def test_bad_spec_raises_config_error_naming_key(d: dict, named: str) -> None:
