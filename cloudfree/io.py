@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import uuid
@@ -17,6 +18,12 @@ from rasterio.errors import RasterioError
 
 from cloudfree.errors import InputDataError, StorageError
 
+log = logging.getLogger(__name__)
+
+# Written into every directory :func:`atomic_path` moves into place: an existing directory
+# under an output's name is replaced only when it carries one (cloudfree wrote it).
+OUTPUT_MARKER = ".cloudfree-output"
+MARKER_TEXT = "Written by cloudfree; the next run may replace this folder as a whole.\n"
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _NEARLY_FULL = 1 << 20
 _SPACE_WORDS = ("no space left", "disk space", "disk full", "quota exceeded", "file too large")
@@ -53,8 +60,59 @@ def _free(path: Path) -> str:
         return "free space unknown"
 
 
-def _tmp_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+def _tmp_sibling(path: Path, kind: str = "tmp") -> Path:
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _is_real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _check_replaceable(final: Path, new_is_dir: bool | None) -> None:
+    """Raise StorageError unless what lies at ``final`` may be replaced by the new output (a
+    directory when ``new_is_dir``; None: not known yet).  A directory is replaced only by a
+    directory and only when it carries :data:`OUTPUT_MARKER`; a file (or a link) only by a
+    file."""
+    why = None
+    if _is_real_dir(final):
+        if not (final / OUTPUT_MARKER).is_file():
+            why = "is a directory that cloudfree did not write"
+        elif new_is_dir is False:
+            why = "is a directory and the new output is a file"
+    elif new_is_dir and (final.exists() or final.is_symlink()):
+        why = "is not a directory and the new output is one"
+    if why is not None:
+        raise StorageError(
+            errno.EEXIST, f"{final} exists and {why}; move it away (nothing was replaced)"
+        )
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """``os.replace(tmp, final)``; a directory that cloudfree wrote under ``final`` is first
+    moved aside and removed once the new one is in place."""
+    if not (_is_real_dir(tmp) and _is_real_dir(final)):
+        os.replace(tmp, final)
+        return
+    old = _tmp_sibling(final, "old")
+    os.replace(final, old)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        os.replace(old, final)
+        raise
+    try:
+        shutil.rmtree(old)
+    except OSError as exc:
+        log.warning("could not remove the replaced output %s: %s", old, exc)
+
+
+def replace_directory(tmp: Path, final: Path) -> None:
+    """Move the finished directory ``tmp`` to ``final`` with :data:`OUTPUT_MARKER`, replacing
+    a directory cloudfree wrote there; anything else under ``final`` is refused
+    (StorageError naming it) and left untouched."""
+    _check_replaceable(final, True)
+    (tmp / OUTPUT_MARKER).write_text(MARKER_TEXT)
+    _move_into_place(tmp, final)
 
 
 @contextlib.contextmanager
@@ -62,16 +120,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; move it into place only if the block succeeds.
 
     A killed or failing writer leaves at most a hidden ``.name.tmp-*`` file, never a
-    half-written file under the final name.  Works for files and for directories.
+    half-written file under the final name.  Works for files and for directories: a
+    directory gets :data:`OUTPUT_MARKER` before it is moved into place.  Nothing that
+    cloudfree did not write is deleted: a directory under the final name without that marker
+    (or any directory, when the output is a file) is refused with a StorageError naming it,
+    before the block runs when it is already there, and then both are left untouched.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _check_replaceable(final, None)  # before the work, not after it
     tmp = _tmp_sibling(final)
     try:
         yield tmp
-        if final.is_dir() and not final.is_symlink():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        new_is_dir = _is_real_dir(tmp)
+        if new_is_dir:
+            (tmp / OUTPUT_MARKER).write_text(MARKER_TEXT)
+        if tmp.exists() or tmp.is_symlink():
+            _check_replaceable(final, new_is_dir)
+        _move_into_place(tmp, final)
     except Exception as exc:
         if _out_of_space(exc) or (
             isinstance(exc, (OSError, RasterioError, RuntimeError))
@@ -83,9 +149,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             ) from exc
         raise
     finally:
-        if tmp.is_dir():
+        if _is_real_dir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
+        elif tmp.exists() or tmp.is_symlink():
             tmp.unlink()
 
 

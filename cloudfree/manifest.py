@@ -3,7 +3,8 @@
 One row per tile and date.  Columns:
 
 - ``region``, ``source``: region name and the tile source it came from;
-- ``tile``: tile id (``[A-Za-z0-9_-]+``), ``date``: ISO date (YYYY-MM-DD);
+- ``tile``: tile id (a safe name, :func:`cloudfree.names.check_name`: letters, digits, ``_``
+  and ``-``, starting with a letter or digit), ``date``: ISO calendar date (YYYY-MM-DD);
 - ``split``: ``train``, ``val`` or ``test`` (decided once, here, by spatial blocks);
 - ``image``, ``mask``: paths of the band GeoTIFF and of the cloud-mask GeoTIFF;
 - ``crs`` (WKT or EPSG string), ``left``, ``bottom``, ``right``, ``top`` (tile bounds in it),
@@ -23,7 +24,6 @@ read the CSV (``results/tiles/<region>.csv``).
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ from rasterio.crs import CRS
 
 from cloudfree.errors import InputDataError
 from cloudfree.io import atomic_path
+from cloudfree.names import NAME, check_date, check_name
 
 COLUMNS: tuple[str, ...] = (
     "region", "source", "tile", "date", "split", "image", "mask",
@@ -40,8 +41,7 @@ COLUMNS: tuple[str, ...] = (
 OPTIONAL_COLUMNS: tuple[str, ...] = ("probability", "s1")
 PATH_COLUMNS: tuple[str, ...] = ("image", "mask", "probability", "s1")
 SPLITS = ("train", "val", "test")
-TILE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
-ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+TILE_ID = NAME  # the pattern of every name that becomes a path (use it with fullmatch)
 
 
 class Footprint(Protocol):
@@ -113,11 +113,17 @@ def validate_manifest(
                 f"({len(no_mask)} rows without one)"
             )
     for tile in df["tile"].unique():
-        if not TILE_ID.match(str(tile)):
-            raise InputDataError(f"{where}: tile id {tile!r} must match {TILE_ID.pattern}")
-    bad_dates = df.loc[~df["date"].astype(str).str.match(ISO_DATE), "date"]
-    if not bad_dates.empty:
-        raise InputDataError(f"{where}: dates not in YYYY-MM-DD form: {list(bad_dates[:3])}")
+        try:
+            check_name(str(tile), "tile", where)
+        except InputDataError as exc:
+            rows = int((df["tile"] == tile).sum())
+            raise InputDataError(f"{exc}; it is the tile id of {rows} row(s)") from None
+    for date in df["date"].unique():
+        try:
+            check_date(str(date), where)
+        except InputDataError as exc:
+            tile = df.loc[df["date"] == date, "tile"].iloc[0]
+            raise InputDataError(f"{exc} (tile {tile})") from None
     bad_split = sorted(set(df["split"]) - set(SPLITS))
     if bad_split:
         raise InputDataError(f"{where}: unknown split values {bad_split}; expected {SPLITS}")

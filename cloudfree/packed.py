@@ -29,6 +29,12 @@ Layout (``FORMAT_VERSION`` 3)::
         gap    (T, H, W)    bool     evaluation gaps (val/test tiles only): pixels hidden
                                      from the model whose truth is known
 
+Tile names are safe names and dates calendar dates, strictly ascending
+(:mod:`cloudfree.names`; both become output paths), and every dataset of a tile has the shape
+its ``s2`` implies: the readers refuse any other file with an InputDataError naming it, the
+tile and the dataset, as they do a file whose data fail to read (a failed checksum or
+decompression: "... is corrupted or unreadable ...").
+
 A pixel is clear where some band has data and the mask says clear
 (:func:`cloudfree.bands.clear_pixels`); the ``norm_*`` sums are those of :func:`norm_sums`
 over the ``norm_split`` tiles, in tile-name order.  Pixel datasets are compressed with
@@ -39,6 +45,8 @@ subset of dates.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +61,7 @@ from rasterio.crs import CRS
 
 from cloudfree.bands import MASK_NODATA, NODATA, REFLECTANCE_SCALE, clear_pixels
 from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.names import check_date, check_name
 
 Paths = Sequence[str | os.PathLike[str]]
 
@@ -62,6 +71,9 @@ DATE_CLASSES = {"clear": 0, "impaired": 1, "unusable": 2}
 
 # Datasets every tile has (the others are optional).
 REQUIRED = ("s2", "mask", "dates", "doy", "valid_fraction", "date_class", "sources")
+# Datasets of one value per date, and per-pixel ones beside s2 (T, C, H, W).
+PER_DATE = ("dates", "doy", "valid_fraction", "date_class")
+PER_PIXEL = ("mask", "gap", "probability")
 
 
 @dataclass
@@ -155,12 +167,86 @@ def open_packed(path: str | os.PathLike[str]) -> h5py.File:
     return h5
 
 
+@contextlib.contextmanager
+def reading(h5: h5py.File, tile: str | None = None) -> Iterator[None]:
+    """Turn h5py's errors of a damaged file (a failed checksum or decompression, a missing or
+    misshapen object) into an InputDataError naming the file and tile."""
+    try:
+        yield
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        what = f"tile {tile} of {h5.filename}" if tile is not None else h5.filename
+        raise InputDataError(f"{what} is corrupted or unreadable ({exc}); pack it again") from exc
+
+
 def tile_names(h5: h5py.File, split: str | None = None) -> list[str]:
-    """Tiles of a packed file, optionally only those of one split."""
-    names = sorted(h5["tiles"])
+    """Tiles of a packed file, optionally only those of one split.
+
+    Every name must be a safe name (:func:`cloudfree.names.check_name`): it becomes a folder
+    of the outputs.
+    """
+    with reading(h5):
+        names = sorted(h5["tiles"])
+    for name in names:
+        check_name(name, "tile", str(h5.filename))
     if split is None:
         return names
-    return [n for n in names if h5["tiles"][n].attrs["split"] == split]
+    out = []
+    for name in names:
+        with reading(h5, name):
+            if str(h5["tiles"][name].attrs["split"]) == split:
+                out.append(name)
+    return out
+
+
+def tile_dates(h5: h5py.File, tile: str) -> list[str]:
+    """The dates of a tile: calendar dates (:func:`cloudfree.names.check_date`; each names
+    output files), strictly ascending."""
+    where = f"{h5.filename}: tile {tile}"
+    with reading(h5, tile):
+        dates = decode_strings(h5["tiles"][tile]["dates"][()])
+    for date in dates:
+        check_date(date, where)
+    for earlier, later in itertools.pairwise(dates):
+        if later <= earlier:
+            raise InputDataError(
+                f"{where}: dates not strictly ascending ({earlier!r} before {later!r})"
+            )
+    return dates
+
+
+def check_tile_layout(g: h5py.Group, name: str, bands: int, where: str) -> tuple[int, ...]:
+    """The (T, C, H, W) shape of a tile after checking that it has its datasets and that their
+    shapes agree with its ``s2`` and the file's band count (metadata only, no pixel read).
+
+    Raises InputDataError naming ``where`` (the file), the tile, the dataset and both shapes.
+    """
+    missing = [k for k in REQUIRED if k not in g]
+    if missing:
+        raise InputDataError(f"{where}: tile {name} lacks {missing}")
+    if not isinstance(g["sources"], h5py.Group):
+        raise InputDataError(f"{where}: tile {name} sources is not a group of datasets")
+    keys = ["s2", "s1", *PER_PIXEL, *PER_DATE, *(f"sources/{k}" for k in g["sources"])]
+    not_data = [k for k in keys if k in g and not isinstance(g[k], h5py.Dataset)]
+    if not_data:
+        raise InputDataError(f"{where}: tile {name} {not_data} are not datasets")
+    shape = tuple(g["s2"].shape)
+    if len(shape) != 4:
+        raise InputDataError(
+            f"{where}: tile {name} s2 has shape {shape}, expected (dates, {bands}, height, width)"
+        )
+    t, c, hh, ww = shape
+    if c != bands:
+        raise InputDataError(f"{where}: tile {name} has {c} bands, the file {bands}")
+    expect = {key: (t, hh, ww) for key in PER_PIXEL}
+    expect.update({key: (t,) for key in PER_DATE}, s1=(t, 2, hh, ww))
+    expect.update({f"sources/{kind}": (t,) for kind in g["sources"]})
+    for key, want in expect.items():
+        if key in g and g[key].shape != want:
+            raise InputDataError(
+                f"{where}: tile {name} {key} has shape {g[key].shape}, expected {want} "
+                f"(s2 has {shape})"
+            )
+    return shape
 
 
 def packed_bands(packed: h5py.File | str | os.PathLike[str]) -> tuple[str, ...]:
@@ -168,22 +254,30 @@ def packed_bands(packed: h5py.File | str | os.PathLike[str]) -> tuple[str, ...]:
     if not isinstance(packed, h5py.File):
         with open_packed(packed) as h5:
             return packed_bands(h5)
-    return tuple(decode_strings(packed.attrs["bands"]))
+    with reading(packed):
+        return tuple(decode_strings(packed.attrs["bands"]))
 
 
 def read_tile(h5: h5py.File, tile: str) -> TileSeries:
-    """Read one tile of an open packed file."""
-    try:
+    """Read one tile of an open packed file.
+
+    Refuses (InputDataError naming the file and tile) a tile whose name or dates are not
+    safe (:func:`tile_dates`), whose datasets disagree in shape (:func:`check_tile_layout`)
+    or whose data cannot be read (a failed checksum, a damaged chunk).
+    """
+    check_name(tile, "tile", str(h5.filename))
+    if tile not in h5["tiles"]:
+        raise InputDataError(f"{h5.filename}: no tile {tile!r}")
+    with reading(h5, tile):
         g = h5["tiles"][tile]
-    except KeyError:
-        raise InputDataError(f"{h5.filename}: no tile {tile!r}") from None
-    try:
+        check_tile_layout(g, tile, len(packed_bands(h5)), str(h5.filename))
+        dates = tile_dates(h5, tile)
         return TileSeries(
             tile=tile,
             split=str(g.attrs["split"]),
             s2=g["s2"][()],
             mask=g["mask"][()],
-            dates=decode_strings(g["dates"][()]),
+            dates=dates,
             doy=g["doy"][()],
             crs=CRS.from_wkt(g.attrs["crs"]),
             transform=Affine.from_gdal(*g.attrs["transform"]),
@@ -194,10 +288,6 @@ def read_tile(h5: h5py.File, tile: str) -> TileSeries:
             sources={k: decode_strings(v[()]) for k, v in g["sources"].items()},
             nodata=int(g.attrs["nodata"]),
         )
-    except (OSError, KeyError) as exc:
-        raise InputDataError(
-            f"{h5.filename}: tile {tile} is unreadable or incomplete: {exc}"
-        ) from exc
 
 
 def iter_tiles(path: str | os.PathLike[str], split: str | None = None) -> Iterator[TileSeries]:
@@ -240,7 +330,8 @@ def read_meta(paths: Paths) -> PackedMeta:
     for i, path in enumerate(paths):
         with open_packed(path) as h5:
             fbands = list(packed_bands(h5))
-            fscale = float(h5.attrs.get("scale", REFLECTANCE_SCALE))
+            with reading(h5):
+                fscale = float(h5.attrs.get("scale", REFLECTANCE_SCALE))
             if bands is None:
                 bands, scale = fbands, fscale
             elif fbands != bands or fscale != scale:
@@ -250,9 +341,10 @@ def read_meta(paths: Paths) -> PackedMeta:
                 )
             regions.append(str(h5.attrs.get("region", os.path.basename(str(path)))))
             for name in tile_names(h5):
-                g = h5["tiles"][name]
-                t, _, hh, ww = g["s2"].shape
-                tiles.append(TileRef(i, name, str(g.attrs["split"]), t, hh, ww))
+                with reading(h5, name):
+                    g = h5["tiles"][name]
+                    t, _, hh, ww = check_tile_layout(g, name, len(fbands), str(path))
+                    tiles.append(TileRef(i, name, str(g.attrs["split"]), t, hh, ww))
     assert bands is not None and scale is not None
     return PackedMeta(bands, scale, regions, tiles)
 
@@ -302,11 +394,13 @@ def file_norm_sums(h5: h5py.File, split: str, scale: float) -> NormSums:
     stored = stored_norm(h5, split)
     if stored is not None:
         return stored
-    c = len(h5.attrs["bands"])
+    c = len(packed_bands(h5))
     n, s1, sq = 0, np.zeros(c), np.zeros(c)
     for name in tile_names(h5, split):
-        g = h5["tiles"][name]
-        tn, ts1, tsq = norm_sums(g["s2"], g["mask"], int(g.attrs["nodata"]), scale)
+        with reading(h5, name):
+            g = h5["tiles"][name]
+            check_tile_layout(g, name, c, str(h5.filename))
+            tn, ts1, tsq = norm_sums(g["s2"], g["mask"], int(g.attrs["nodata"]), scale)
         n, s1, sq = n + tn, s1 + ts1, sq + tsq
     return n, s1, sq
 
@@ -331,25 +425,17 @@ def compute_norm_stats(paths: Paths, split: str = "train") -> tuple[np.ndarray, 
 
 
 def validate_layout(path: str | os.PathLike[str], where: str | None = None) -> None:
-    """Check that every tile has its datasets with consistent shapes (reads every chunk)."""
+    """Check that every tile has its datasets with consistent shapes, safe names and dates
+    (:func:`check_tile_layout`, :func:`tile_dates`), and that its s2 decompresses (reads
+    every chunk)."""
     where = where or str(path)
     with open_packed(path) as h5:
-        bands = len(h5.attrs["bands"])
+        bands = len(packed_bands(h5))
         for name in tile_names(h5):
-            g = h5["tiles"][name]
-            missing = [k for k in REQUIRED if k not in g]
-            if missing:
-                raise InputDataError(f"{where}: tile {name} lacks {missing}")
-            t, c, hh, ww = g["s2"].shape
-            expect = {"mask": (t, hh, ww), "gap": (t, hh, ww), "probability": (t, hh, ww)}
-            expect.update(s1=(t, 2, hh, ww), dates=(t,), doy=(t,), date_class=(t,))
-            for key, shape in expect.items():
-                if key in g and g[key].shape != shape:
-                    raise InputDataError(
-                        f"{where}: tile {name} {key} has shape {g[key].shape}, expected {shape}"
-                    )
-            if c != bands:
-                raise InputDataError(f"{where}: tile {name} has {c} bands, the file {bands}")
+            with reading(h5, name):
+                g = h5["tiles"][name]
+                t = check_tile_layout(g, name, bands, where)[0]
+            tile_dates(h5, name)
             try:
                 for i in range(t):  # decompress every chunk: a damaged file fails here
                     g["s2"][i]

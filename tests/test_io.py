@@ -4,7 +4,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from cloudfree.errors import InputDataError, StorageError
-from cloudfree.io import atomic_path, geotiff_profile, read_raster, write_raster
+from cloudfree.io import OUTPUT_MARKER, atomic_path, geotiff_profile, read_raster, write_raster
 
 
 def test_atomic_path_moves_file_into_place_only_on_success(tmp_path):
@@ -28,6 +28,7 @@ def test_atomic_path_replaces_directories(tmp_path):
             tmp.mkdir()
             (tmp / "a.txt").write_text(content)
     assert (dest / "a.txt").read_text() == "new"
+    assert sorted(p.name for p in dest.iterdir()) == [OUTPUT_MARKER, "a.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["tiles"]
 
 

@@ -11,6 +11,10 @@ Reads the model file and the packed region (:mod:`cloudfree.packed`); writes:
   Planaura does for bi-temporal pairs);
 - ``eval.h5``: for every tile with evaluation gaps, the raw model output when those gaps are
   hidden as well, which the metrics stage scores against the known truth.
+
+``tiles_dir`` is written whole and moved into place (:func:`cloudfree.io.atomic_path`, which
+leaves its hidden marker ``.cloudfree-output`` in it); tile names and dates come from the
+packed file's checked readers, so none of them can lead outside it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,14 @@ import numpy as np
 from cloudfree.bands import CLOUD, NODATA, SHADOW, THIN_CLOUD, to_dn
 from cloudfree.infer.predictor import load_model
 from cloudfree.io import atomic_path, geotiff_profile, write_raster
-from cloudfree.packed import TileSeries, open_packed, packed_bands, read_tile, tile_names
+from cloudfree.packed import (
+    TileSeries,
+    open_packed,
+    packed_bands,
+    read_tile,
+    reading,
+    tile_names,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +120,10 @@ def infer_region(
         atomic_path(eval_out) as tmp_eval,
         h5py.File(tmp_eval, "w") as ev,
     ):
-        ev.attrs.update(region=h5.attrs["region"], model=str(model_path))
-        for name in tile_names(h5):
+        with reading(h5):
+            ev.attrs.update(region=str(h5.attrs["region"]), model=str(model_path))
+        Path(tmp_dir).mkdir()  # a region of no tiles still gets its (empty) folder
+        for name in tile_names(h5):  # names and dates checked (they become paths)
             tile = read_tile(h5, name)
             pairs = change_pairs(tile.dates, change["pairs"]) if change["enabled"] else []
             out = predictor.predict(

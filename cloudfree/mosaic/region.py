@@ -5,7 +5,8 @@ Reads ``<tiles_dir>/<tile>/`` (the products of :data:`PRODUCTS` and their
 (``<date>.tif``, ``<date>_embedding.tif``, ``<date1>_<date2>_change.tif``) with its side
 layers (:mod:`cloudfree.mosaic.write`), all on one grid, and the temporal composite
 ``composite.tif`` (:mod:`cloudfree.mosaic.composite`).  Entry point of rule mosaic:
-:func:`mosaic_region`.
+:func:`mosaic_region`.  Hidden entries of the tree (``.*``, such as the marker
+``.cloudfree-output`` of :func:`cloudfree.io.atomic_path`) are not tiles or products.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cloudfree.mosaic.read import (
 from cloudfree.mosaic.rules import rule_of
 from cloudfree.mosaic.settings import check_setting
 from cloudfree.mosaic.write import Template, compression_options, template_of, write_mosaic
+from cloudfree.names import check_date, check_name
 from cloudfree.tiles.grid import Grid
 
 # Products of the inference stage: file name pattern (group "key") and mosaic file suffix.
@@ -40,27 +42,47 @@ PRODUCTS: dict[str, re.Pattern[str]] = {
 SUFFIX = {"reflectance": "", "embedding": "_embedding", "change": "_change"}
 
 
+def _product_key(file: Path) -> tuple[str, str] | None:
+    """(product, key) of a product file's name, its dates checked; None for other files."""
+    for product, pattern in PRODUCTS.items():
+        if m := pattern.match(file.name):
+            for date in m["key"].split("_"):
+                check_date(date, str(file))
+            return product, m["key"]
+    return None
+
+
 def product_files(tiles_dir: Path) -> dict[str, dict[str, list[Path]]]:
-    """``{product: {key: [<tile>/<file> in tile-name order]}}`` of an inference tree."""
+    """``{product: {key: [<tile>/<file> in tile-name order]}}`` of an inference tree.
+
+    Hidden entries (``.*``: temporaries, :data:`cloudfree.io.OUTPUT_MARKER`) and files of no
+    product are left out; a tile folder whose name is not a safe name, or a product file
+    whose date does not exist, raises InputDataError naming it (its name would become a
+    mosaic's file name or source).
+    """
     found: dict[str, dict[str, list[Path]]] = {p: {} for p in PRODUCTS}
-    for tile_dir in sorted(p for p in Path(tiles_dir).iterdir() if p.is_dir()):
+    folders = sorted(
+        p for p in Path(tiles_dir).iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+    for tile_dir in folders:
+        check_name(tile_dir.name, "tile", str(tiles_dir))
         for file in sorted(tile_dir.iterdir()):
-            if not file.is_file():
+            if file.name.startswith(".") or not file.is_file():
                 continue
-            for product, pattern in PRODUCTS.items():
-                m = pattern.match(file.name)
-                if m:
-                    found[product].setdefault(m["key"], []).append(file)
+            if (found_key := _product_key(file)) is not None:
+                product, key = found_key
+                found[product].setdefault(key, []).append(file)
     return {p: dict(sorted(v.items())) for p, v in found.items()}
 
 
 def _key_of(path: Path) -> str:
-    """The date (or date pair) of a product file, from its name or else its DATE tag."""
-    for pattern in PRODUCTS.values():
-        if m := pattern.match(path.name):
-            return m["key"]
+    """The date (or date pair) of a product file, from its name or else its DATE tag
+    (empty when it has none)."""
+    if (found := _product_key(path)) is not None:
+        return found[1]
     with open_input(path) as src:
-        return str(src.tags().get("DATE", ""))
+        date = str(src.tags().get("DATE", ""))
+    return check_date(date, f"{path}: DATE tag") if date else ""
 
 
 def mosaic_date(
@@ -142,9 +164,10 @@ def mosaic_region(
     tiles_dir = Path(tiles_dir)
     if not tiles_dir.is_dir():
         raise InputDataError(f"tiles directory {tiles_dir} does not exist")
+    extra = [check_date(str(d), f"dates to mosaic of {tiles_dir}") for d in dates or ()]
     found = product_files(tiles_dir)
-    for date in dates or ():
-        found["reflectance"].setdefault(str(date), [])
+    for date in extra:
+        found["reflectance"].setdefault(date, [])
     found["reflectance"] = dict(sorted(found["reflectance"].items()))
     every = [p for by_key in found.values() for paths in by_key.values() for p in paths]
     grid = target_grid(every, crs, resolution) if every else empty_grid(crs, resolution)

@@ -10,6 +10,7 @@ import pytest
 import rasterio
 
 from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.io import OUTPUT_MARKER
 from cloudfree.mosaic.region import mosaic_date, mosaic_region, product_files
 from cloudfree.mosaic.write import side_paths
 
@@ -93,7 +94,8 @@ def test_mosaic_region_products_shared_grid_and_empty_date(tmp_path: Path) -> No
     write_at_origin(root / "A" / "2021-05-01_2021-05-11_change.tif", change, float("nan"))
     (root / "A" / "notes.txt").write_text("ignored")
     dest = tmp_path / "mosaic"
-    dest.mkdir()
+    dest.mkdir()  # an earlier run's mosaics, which carry the marker of cloudfree's outputs
+    (dest / OUTPUT_MARKER).write_text("")
     (dest / "stale.tif").write_text("replaced as a whole")
     out = mosaic_region(
         root, dest, **region_settings(rule="first", resampling="nearest"),
@@ -101,11 +103,12 @@ def test_mosaic_region_products_shared_grid_and_empty_date(tmp_path: Path) -> No
     )  # fmt: skip
     assert [p.name for p in out] == ["2021-05-01.tif", "2021-05-11.tif", "2021-05-21.tif"]
     names = {p.name for p in dest.iterdir()}
+    assert OUTPUT_MARKER in names
     for stem in ("2021-05-01", "2021-05-11", "2021-05-21", "2021-05-01_2021-05-11_change",
                  "composite"):  # fmt: skip
         assert {f"{stem}.tif"} | {f"{stem}_{s}.tif" for s in side_paths(Path("x")).keys()} <= names
     assert "stale.tif" not in names
-    for p in dest.iterdir():  # one grid for the region
+    for p in dest.glob("*.tif"):  # one grid for the region
         with rasterio.open(p) as m:
             assert (m.width, m.height) == (24, 16)
     with rasterio.open(dest / "2021-05-11.tif") as m:
