@@ -12,6 +12,10 @@ with; ``bands`` the band names it was trained on; ``params`` the train section. 
 ``best_step``, ``val_mae_masked``, ``steps_done`` and, for trained networks, ``stopped_early``
 and ``world_size``.  :func:`save_model_file` writes one atomically; :func:`read_model_file`
 reads and checks it and builds the module.
+
+Both refuse (ModelFileError naming the file, and the tensor or band) weights with a NaN or
+infinite value and a normalisation whose mean is not finite or whose std is not a positive
+finite number: such a model would reconstruct every pixel as the same value.
 """
 
 from __future__ import annotations
@@ -44,6 +48,34 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
+def value_problem(
+    state_dict: Mapping[str, Any],
+    mean: Sequence[float],
+    std: Sequence[float],
+    bands: Sequence[str],
+) -> str | None:
+    """What makes the weights or the normalisation unusable, naming the first offending
+    tensor or band: a NaN or infinite floating-point weight, a mean that is not finite, a
+    std that is not a positive finite number.  None when all are usable."""
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            bad = int((~torch.isfinite(value.detach())).sum())
+            if bad:
+                return (
+                    f"weight tensor {key!r} has {bad} non-finite (NaN or infinite) of "
+                    f"{value.numel()} values"
+                )
+    names = list(bands) + [f"#{i}" for i in range(len(bands), max(len(mean), len(std)))]
+    for what, values in (("mean", mean), ("std", std)):
+        for band, v in zip(names, values, strict=False):
+            v = float(v)
+            if not np.isfinite(v):
+                return f"normalisation {what} of band {band} is {v}"
+            if what == "std" and v <= 0.0:
+                return f"normalisation std of band {band} is {v}, not positive"
+    return None
+
+
 def save_model_file(
     path: str | os.PathLike[str],
     *,
@@ -57,7 +89,14 @@ def save_model_file(
     params: Mapping[str, Any],
     **extra: Any,
 ) -> Path:
-    """Write a model file atomically; ``extra`` keys (``best_step``, ...) are stored as given."""
+    """Write a model file atomically; ``extra`` keys (``best_step``, ...) are stored as given.
+
+    Raises ModelFileError naming ``path`` (and writes nothing) when the weights or the
+    normalisation are not finite or a std is not positive (:func:`value_problem`).
+    """
+    problem = value_problem(state_dict, mean, std, bands)
+    if problem:
+        raise ModelFileError(f"not writing model file {path}: {problem}")
     blob = {
         "format_version": MODEL_FORMAT_VERSION,
         "model": {"name": name, "kwargs": _to_plain(kwargs)},
@@ -80,8 +119,9 @@ def read_model_file(
     keys (everything but ``state_dict``).
 
     Raises ModelFileError naming the file when it is missing, unreadable, of another
-    ``format_version``, lacks keys, or (with ``bands``, the data's band names) was trained
-    on other bands.
+    ``format_version``, lacks keys, holds non-finite weights or normalisation or a std that
+    is not positive (:func:`value_problem`), or (with ``bands``, the data's band names) was
+    trained on other bands.
     """
     path = Path(path)
     if not path.is_file():
@@ -107,13 +147,23 @@ def read_model_file(
         )
     try:
         spec, norm = blob["model"], blob["norm"]
+        mean, std = list(norm["mean"]), list(norm["std"])
+        if len(mean) != len(blob["bands"]) or len(std) != len(blob["bands"]):
+            raise ModelFileError(
+                f"model file {path}: normalisation of {len(mean)} bands for bands {blob['bands']}"
+            )
+        if not isinstance(blob["state_dict"], Mapping):
+            raise TypeError(f"state_dict is a {type(blob['state_dict']).__name__}, not a dict")
+        problem = value_problem(blob["state_dict"], mean, std, blob["bands"])
+        if problem:
+            raise ModelFileError(
+                f"model file {path}: {problem}; it cannot reconstruct anything: train the "
+                "model again (rule train)"
+            )
         model = build_model(spec["name"], **spec["kwargs"])
         model.load_state_dict(blob["state_dict"])
-        mean, std = norm["mean"], norm["std"]
-    except (CloudfreeError, KeyError, TypeError, RuntimeError) as exc:
+    except ModelFileError:
+        raise
+    except (CloudfreeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"model file {path}: {exc}") from exc
-    if len(mean) != len(blob["bands"]) or len(std) != len(blob["bands"]):
-        raise ModelFileError(
-            f"model file {path}: normalisation of {len(mean)} bands for bands {blob['bands']}"
-        )
     return model, {k: v for k, v in blob.items() if k != "state_dict"}

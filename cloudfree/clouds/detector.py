@@ -8,7 +8,12 @@ averaging over a disk, threshold, dilation) is s2cloudless's own code, so the an
 those of the published detector.  Compiling takes a few minutes once per machine; the
 object code is cached (``clouds.detector.cache_dir``, ``$CLOUDFREE_CACHE`` or
 ``~/.cache/cloudfree``) under a name holding the model's hash, the lleaves and llvmlite
-versions and the CPU, so a cache is never used for another model or CPU.
+versions and the CPU, so a cache is never used for another model or CPU.  The object code
+is taken from LLVM in memory and written atomically (a temporary name, then a rename) with
+its SHA-256 in a sidecar ``<name>.sha256``; before use the file is checked against it, and a
+file that does not match (truncated by a full disk, damaged, half-copied to a shared home,
+or without its hash) is compiled again with a warning naming it, instead of aborting the
+process with ``LLVM ERROR``.
 
 Reads a manifest's L1C images; writes ``masks/<tile>/<date>_mask.tif`` and
 ``_probability.tif`` in the tile folder.  Settings are the resolved ``clouds.detector``
@@ -21,7 +26,6 @@ import hashlib
 import logging
 import os
 import tempfile
-import uuid
 from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import version
@@ -41,7 +45,7 @@ from cloudfree.bands import (
     THIN_CLOUD,
 )
 from cloudfree.errors import ConfigError, InputDataError
-from cloudfree.io import geotiff_profile, read_raster, write_raster
+from cloudfree.io import atomic_path, geotiff_profile, read_raster, write_raster
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,7 @@ TAGGED_SETTINGS = ("threshold", "average_over", "dilation_size", "backend")
 # Without inlining, each tree is one function: LLVM compiles the 170 trees in about a minute
 # of CPU instead of far over ten, at a small cost in speed.
 COMPILE_OPTIONS: dict[str, Any] = {"finline": False}
+HASH_SUFFIX = ".sha256"  # sidecar of a compiled model: the SHA-256 of its bytes
 
 
 def scl_to_mask(scl: np.ndarray) -> np.ndarray:
@@ -110,32 +115,107 @@ def _cache_name() -> str:
     return f"s2cloudless-{digest}-{tools}-{opts}-{cpu}.o"
 
 
+def hash_path(path: Path) -> Path:
+    """The sidecar holding the SHA-256 of the compiled model at ``path``."""
+    return path.with_name(path.name + HASH_SUFFIX)
+
+
+def verified(path: Path) -> bool:
+    """Whether the compiled model at ``path`` exists and matches the hash in its sidecar.
+
+    A file that does not match (or has no sidecar) gets a warning naming it.
+    """
+    if not path.exists():
+        return False
+    sidecar = hash_path(path)
+    try:
+        recorded = sidecar.read_text().split() if sidecar.exists() else []
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        log.warning("cannot check the compiled model %s against %s (%s): compiling it again",
+                    path, sidecar, exc)  # fmt: skip
+        return False
+    if not recorded or recorded[0] != actual:
+        log.warning(
+            "compiled model %s does not match its hash %s (truncated, damaged or written "
+            "without one): compiling it again", path, sidecar,
+        )  # fmt: skip
+        return False
+    return True
+
+
+def compile_object(model: Path) -> bytes:
+    """Object code of the LightGBM model file ``model`` for this CPU, compiled by lleaves
+    with :data:`COMPILE_OPTIONS`; what lleaves would write as its cache, taken in memory."""
+    import llvmlite.binding as llvm  # optional: only the compiled backend needs it
+    from lleaves.compiler import compile_to_module
+
+    module = compile_to_module(str(model), **COMPILE_OPTIONS)
+    llvm.initialize()
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    try:
+        features = llvm.get_host_cpu_features().flatten()
+    except RuntimeError:  # LLVM cannot detect them: lleaves uses none either
+        features = ""
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    # the target machine lleaves loads a cached object with (host CPU, PIC, large code model)
+    machine = target.create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=features, reloc="pic", codemodel="large"
+    )
+    engine = llvm.create_mcjit_compiler(module, machine)
+    module.data_layout = str(engine.target_data)
+    objects: list[bytes] = []
+    engine.set_object_cache(notify_func=lambda _module, buffer: objects.append(bytes(buffer)))
+    engine.finalize_object()
+    if len(objects) != 1:
+        raise RuntimeError(f"LLVM produced {len(objects)} object files for {model}, expected 1")
+    return objects[0]
+
+
+def write_compiled(path: Path, code: bytes) -> None:
+    """Write object code and its hash sidecar, each atomically; the object last, so a file
+    under the final name always has its hash written before it."""
+    with atomic_path(hash_path(path)) as tmp:
+        tmp.write_text(f"{hashlib.sha256(code).hexdigest()}  {path.name}\n")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(code)
+
+
+def compiled_model(directory: Path) -> Path:
+    """The verified compiled model of :func:`model_file` in ``directory``, compiled and
+    written first when it is missing or does not match its hash.
+
+    A folder that cannot be written (read-only or full) gives a warning and a temporary one.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only home: compile into a temporary folder instead
+        log.warning("cannot use the cache folder %s (%s); using a temporary one", directory, exc)
+        directory = Path(tempfile.mkdtemp(prefix="cloudfree-cache-"))
+    path = directory / _cache_name()
+    if verified(path):
+        return path
+    log.info("compiling the s2cloudless model (once per machine), cache %s", path)
+    code = compile_object(model_file())
+    try:
+        write_compiled(path, code)
+    except OSError as exc:  # full or read-only: this run uses a temporary copy
+        path = Path(tempfile.mkdtemp(prefix="cloudfree-cache-")) / path.name
+        log.warning("cannot write the compiled model to its cache (%s); using %s", exc, path)
+        write_compiled(path, code)
+    return path
+
+
 class CompiledForest:
     """The s2cloudless model compiled by lleaves, with the classifier API s2cloudless uses."""
 
     def __init__(self, directory: Path, n_jobs: int | None = None) -> None:
         import lleaves  # optional: only the compiled backend needs it
 
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # a read-only home: compile into a temporary folder instead
-            log.warning(
-                "cannot use the cache folder %s (%s); using a temporary one", directory, exc
-            )
-            directory = Path(tempfile.mkdtemp(prefix="cloudfree-cache-"))
-        path = directory / _cache_name()
+        self.path = compiled_model(directory)
         self.model = lleaves.Model(model_file=str(model_file()))
-        if path.exists():
-            self.model.compile(cache=str(path), **COMPILE_OPTIONS)
-        else:
-            log.info("compiling the s2cloudless model (once per machine), cache %s", path)
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-            try:
-                self.model.compile(cache=str(tmp), **COMPILE_OPTIONS)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
-        self.path = path
+        self.model.compile(cache=str(self.path), **COMPILE_OPTIONS)
         self.n_jobs = n_jobs or len(os.sched_getaffinity(0))
 
     def predict(self, x: np.ndarray) -> np.ndarray:

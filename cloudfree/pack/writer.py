@@ -4,6 +4,12 @@ Reads the region's manifest, its tiles (:mod:`cloudfree.pack.load`) and, when gi
 classes of the cloud statistics (:mod:`cloudfree.pack.dates`); writes the file in the format
 of :mod:`cloudfree.packed`, atomically, with the evaluation gaps of the val/test tiles
 (:mod:`cloudfree.pack.gaps`) and the normalisation sums of the train tiles.
+
+Every pixel dataset (``s2``, ``mask``, ``gap``, ``probability``, ``s1``) carries HDF5's
+Fletcher-32 checksum of each compressed chunk: a chunk damaged on disk fails to read
+(h5py raises OSError, the readers of :mod:`cloudfree.packed` an InputDataError naming the
+file and tile) instead of decompressing to wrong pixel values.  Files written without
+checksums read as before, unchecked.
 """
 
 from __future__ import annotations
@@ -64,6 +70,16 @@ def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (1, *shape[1:-2], min(shape[-2], MAX_CHUNK_SIDE), min(shape[-1], MAX_CHUNK_SIDE))
 
 
+def write_pixels(
+    group: h5py.Group, name: str, data: np.ndarray, comp: Mapping[str, Any]
+) -> h5py.Dataset:
+    """A pixel dataset in date-wise chunks, compressed with ``comp``
+    (:func:`compression_filter`), each chunk checksummed (Fletcher-32, verified on read)."""
+    return group.create_dataset(
+        name, data=data, chunks=_chunks(data.shape), fletcher32=True, **comp
+    )
+
+
 def write_packed(
     dest: str | os.PathLike[str],
     tiles: Iterable[TileSeries],
@@ -107,7 +123,7 @@ def write_packed(
                 pixels.update(probability=tile.probability, s1=tile.s1)
                 for name, arr in pixels.items():
                     if arr is not None:
-                        g.create_dataset(name, data=arr, chunks=_chunks(arr.shape), **comp)
+                        write_pixels(g, name, arr, comp)
                 g.create_dataset("dates", data=list(tile.dates), dtype=text)
                 g.create_dataset("doy", data=day_of_year(list(tile.dates)))
                 g.create_dataset("valid_fraction", data=tile.valid_fraction)
@@ -127,7 +143,7 @@ def write_packed(
                 if gaps is not None:
                     masks[tile.tile] = tile.mask
             for name, gap in (gaps(masks) if gaps is not None else {}).items():
-                root[name].create_dataset("gap", data=gap, chunks=_chunks(gap.shape), **comp)
+                write_pixels(root[name], "gap", gap, comp)
             mean, std = norm_from_sums(n, s1, s2)
             h5.attrs.update(
                 format_version=FORMAT_VERSION,

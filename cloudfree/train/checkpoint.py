@@ -8,6 +8,11 @@ declared Snakemake output, so a failed job's rerun does not delete it) holds:
   history, best-so-far weights, early-stopping counter) and the run's *fingerprint*;
 - ``last_model.pt``: the last weights of a finished run, in the model-file format.
 
+A run's last checkpoint is that of its final step: ``state.pt`` is removed only once the
+model file is in place under its final name (:func:`release`; the rule train releases it
+after all of its outputs are written), so a run killed while writing its files resumes at
+its final step and only writes them again.
+
 The fingerprint hashes the training parameters that change the result and the identity of
 the input files (name, size, modification time): a checkpoint from other parameters or
 other data is never resumed (it is set aside with a warning and training starts at step 0).
@@ -44,6 +49,11 @@ LAST_MODEL_NAME = "last_model.pt"
 RUNTIME_KEYS = frozenset(
     {"device", "num_workers", "compile", "checkpoint_every", "tensorboard", "amp"}
 )
+
+
+def default_folder(model_out: str | os.PathLike[str]) -> Path:
+    """The checkpoint folder of a model file: ``checkpoints/`` next to it."""
+    return Path(model_out).parent / "checkpoints"
 
 
 def fingerprint(params: Mapping[str, Any], paths: Sequence[str | os.PathLike[str]]) -> str:
@@ -147,6 +157,18 @@ class CheckpointStore:
         """Remove the resumable state (the run finished)."""
         for path in (self.state_path, *self.folder.glob(f"{STATE_NAME}.*")):
             path.unlink(missing_ok=True)
+
+
+def release(
+    model_out: str | os.PathLike[str], folder: str | os.PathLike[str] | None = None
+) -> bool:
+    """Remove the resumable state of the run that wrote ``model_out`` (its checkpoint folder,
+    by default :func:`default_folder`), only if the model file is in place; True if it was."""
+    if not Path(model_out).is_file():
+        log.warning("model file %s is missing: checkpoint kept to resume from", model_out)
+        return False
+    CheckpointStore(folder if folder is not None else default_folder(model_out), "").clear()
+    return True
 
 
 def restore_scaler(scaler: torch.amp.GradScaler, state: Mapping[str, Any]) -> None:

@@ -3,6 +3,10 @@
     python -m cloudfree.train.launch --h5 results/hdf5/africa.h5 --model m.pt --history h.csv \
         --params '{"steps": 300}'
 
+:func:`train_outputs` is the rule train: :func:`launch`, the training curve, and only then
+the removal of the run's checkpoint, so a kill before every output is in place resumes the
+finished run instead of training it again from step 0.
+
 :func:`launch` runs :func:`cloudfree.train.loop.train_model` in the calling process when one
 process is asked for, and otherwise starts ``torchrun --standalone --nproc_per_node=N``
 (``python -m torch.distributed.run``) on this module: one process per GPU inside one job
@@ -25,11 +29,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from cloudfree.config import section
 from cloudfree.errors import CloudfreeError
+from cloudfree.train.checkpoint import release
 from cloudfree.train.control import TrainingInterrupted
+from cloudfree.train.curve import training_curve
 from cloudfree.train.loop import train_model
 
 log = logging.getLogger("cloudfree.train")
@@ -55,15 +62,21 @@ def launch(
     params: Mapping[str, Any],
     threads: int = 1,
     processes: int = 1,
+    keep_checkpoint: bool = False,
 ) -> dict[str, Any]:
     """Train in this process (``processes`` <= 1) or in ``processes`` torchrun workers, on a
     resolved train section ``params`` (:func:`cloudfree.config.section`).
 
-    Returns rank 0's summary.  Raises CloudfreeError when the workers fail (their messages
-    are in this process's stderr, i.e. the rule's log).
+    ``keep_checkpoint``: leave the final step's checkpoint for the caller to
+    :func:`~cloudfree.train.checkpoint.release`.  Returns rank 0's summary.  Raises
+    CloudfreeError when the workers fail (their messages are in this process's stderr, i.e.
+    the rule's log).
     """
     if processes <= 1:
-        return train_model(packed_paths, model_out, history_out, params, threads=threads)
+        return train_model(
+            packed_paths, model_out, history_out, params, threads=threads,
+            keep_checkpoint=keep_checkpoint,
+        )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="cloudfree-train-") as tmp:
         summary_path = Path(tmp) / "summary.json"
         cmd = [
@@ -72,6 +85,7 @@ def launch(
             "--h5", *map(str, packed_paths), "--model", str(model_out),
             "--history", str(history_out), "--params", json.dumps(dict(params)),
             "--threads", str(max(1, threads // processes)), "--summary", str(summary_path),
+            *(["--keep-checkpoint"] if keep_checkpoint else []),
         ]  # fmt: skip
         log.info("launching %d training processes: %s", processes, " ".join(cmd[:6]))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
@@ -83,6 +97,30 @@ def launch(
                 "see the workers' messages above"
             )
         return json.loads(summary_path.read_text())
+
+
+def train_outputs(
+    packed_paths: Sequence[str | os.PathLike[str]],
+    model_out: str | os.PathLike[str],
+    history_out: str | os.PathLike[str],
+    curve_out: str | os.PathLike[str],
+    params: Mapping[str, Any],
+    threads: int = 1,
+    processes: int = 1,
+) -> dict[str, Any]:
+    """The outputs of the rule train: :func:`launch`, then the training curve of the history,
+    then (every output in place) the removal of the checkpoint; returns the summary.
+
+    Until then the checkpoint of the final step stays, so a run killed after training (while
+    the model file, the history or the curve are written) resumes at that step.
+    """
+    summary = launch(
+        packed_paths, model_out, history_out, params, threads=threads, processes=processes,
+        keep_checkpoint=True,
+    )  # fmt: skip
+    training_curve(pd.read_csv(history_out), curve_out)
+    release(model_out)
+    return summary
 
 
 def _run_forwarding_signals(cmd: list[str], env: Mapping[str, str]) -> int:
@@ -115,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--processes", type=int, default=1, help="torchrun processes")
     parser.add_argument("--summary", help="write rank 0's summary here (JSON)")
+    parser.add_argument(
+        "--keep-checkpoint", action="store_true",
+        help="leave the final checkpoint (the caller removes it once its outputs are written)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,
@@ -124,12 +166,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         params = section("train", json.loads(args.params))
+        keep = args.keep_checkpoint
         if "RANK" in os.environ or args.processes <= 1:
-            summary = train_model(args.h5, args.model, args.history, params, args.threads)
+            summary = train_model(
+                args.h5, args.model, args.history, params, args.threads, keep_checkpoint=keep
+            )
         else:
             summary = launch(
-                args.h5, args.model, args.history, params, args.threads, args.processes
-            )
+                args.h5, args.model, args.history, params, args.threads, args.processes,
+                keep_checkpoint=keep,
+            )  # fmt: skip
     except TrainingInterrupted as exc:
         log.error("%s", exc)
         return 75  # EX_TEMPFAIL: run again to resume

@@ -19,7 +19,10 @@ Validation scores the val tiles' fixed gaps in reflectance units (MAE, and PSNR 
 data range of 1); the best-on-validation weights are kept (the last ones without val gaps).
 
 Reads the packed files; writes the model file (:mod:`cloudfree.modelfile`), the history CSV
-(:mod:`cloudfree.train.history`), the checkpoints and the TensorBoard event files.  A model
+(:mod:`cloudfree.train.history`), the checkpoints and the TensorBoard event files.  The
+model file is written last, and the final step's checkpoint is removed only after it (or,
+with ``keep_checkpoint``, by the caller once its own outputs are written too): a run killed
+while writing its files resumes at its final step instead of step 0.  A model
 that needs no training goes to :mod:`cloudfree.train.untrained` instead.
 
 TensorBoard event files (``tensorboard/`` next to the model file): train loss, learning
@@ -56,6 +59,7 @@ from cloudfree.train.checkpoint import (
     Trainable,
     checkpoint_step,
     cpu_state,
+    default_folder,
     fingerprint,
     resume_run,
     save_run,
@@ -113,6 +117,7 @@ def train_model(
     threads: int = 1,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     tensorboard_dir: str | os.PathLike[str] | None = None,
+    keep_checkpoint: bool = False,
 ) -> dict[str, Any]:
     """Train on the ``train`` tiles of ``packed_paths``, validate on their ``val`` tiles.
 
@@ -121,8 +126,11 @@ def train_model(
     atomically and returns a summary dict.  Checkpoints go to ``checkpoint_dir`` (default:
     ``checkpoints/`` next to ``model_out``), where the last weights of a finished run stay as
     ``last_model.pt``; TensorBoard files to ``tensorboard_dir`` (default: ``tensorboard/``
-    next to ``model_out``).  In a ``torchrun`` process group every process calls this; rank
-    0 validates and writes the files.
+    next to ``model_out``).  The resumable state is removed once ``model_out`` is in place;
+    with ``keep_checkpoint`` it stays (at the final step) for the caller to remove with
+    :func:`cloudfree.train.checkpoint.release` after writing its own outputs.  In a
+    ``torchrun`` process group every process calls this; rank 0 validates and writes the
+    files.
     """
     check_params(params)
     p = dict(params)
@@ -131,7 +139,7 @@ def train_model(
     ctx = distributed.setup(select_device(p["device"], "train.device"))
     try:
         return _train(paths, Path(model_out), Path(history_out), p, ctx, checkpoint_dir,
-                      tensorboard_dir)  # fmt: skip
+                      tensorboard_dir, keep_checkpoint)  # fmt: skip
     finally:
         distributed.cleanup(ctx)
 
@@ -144,6 +152,7 @@ def _train(
     ctx: distributed.DistContext,
     checkpoint_dir: str | os.PathLike[str] | None,
     tensorboard_dir: str | os.PathLike[str] | None,
+    keep_checkpoint: bool,
 ) -> dict[str, Any]:
     """Build the run, resume it from its checkpoint, step it to the end, write its files."""
     device = ctx.device
@@ -165,7 +174,7 @@ def _train(
         log.warning("no val tiles: keeping the last weights")
 
     store = CheckpointStore(
-        checkpoint_dir if checkpoint_dir is not None else model_out.parent / "checkpoints",
+        checkpoint_dir if checkpoint_dir is not None else default_folder(model_out),
         fingerprint(p, paths),
     )
     optimizer = build_optimizer(raw, p["lr"], p["weight_decay"])
@@ -197,7 +206,7 @@ def _train(
         tb=tb, state=state, start_step=state.step,
     )  # fmt: skip
     _loop(run, loader)
-    return _finish(run, model_out, history_out)
+    return _finish(run, model_out, history_out, keep_checkpoint)
 
 
 def _loader(
@@ -355,9 +364,12 @@ def _checkpoint(run: Run) -> None:
         save_run(run.store, run.state, run.parts, seconds, run.ctx.world_size)
 
 
-def _finish(run: Run, model_out: Path, history_out: Path) -> dict[str, Any]:
-    """Write the model file (best weights), the last weights and the history (rank 0);
-    return the summary."""
+def _finish(run: Run, model_out: Path, history_out: Path, keep_checkpoint: bool) -> dict[str, Any]:
+    """Write the last weights, the history and, last, the model file (best weights) (rank 0);
+    then, unless ``keep_checkpoint``, remove the resumable state; return the summary.
+
+    Until the model file is in place the final step's checkpoint stays: a process killed on
+    the way resumes at the final step and writes the files again."""
     state, ctx = run.state, run.ctx
     run.tb.close()
     run.val_tiles.close()
@@ -377,15 +389,16 @@ def _finish(run: Run, model_out: Path, history_out: Path) -> dict[str, Any]:
         done = {"steps_done": state.step, "stopped_early": state.stopped_early,
                 "world_size": ctx.world_size}  # fmt: skip
         save_model_file(
-            model_out, state_dict=best["state"], **common, best_step=int(best["step"]),
-            val_mae_masked=float(best["mae"]), **done,
-        )  # fmt: skip
-        save_model_file(
             run.store.last_model_path, state_dict=last_state, **common, best_step=state.step,
             val_mae_masked=math.nan, **done,
         )  # fmt: skip
         write_history(state.history, history_out)
-        run.store.clear()
+        save_model_file(
+            model_out, state_dict=best["state"], **common, best_step=int(best["step"]),
+            val_mae_masked=float(best["mae"]), **done,
+        )  # fmt: skip
+        if not keep_checkpoint:
+            run.store.clear()
         log.info(
             "done in %.1f s (%d steps%s); best val masked MAE %.4f at step %d",
             seconds, state.step, ", stopped early" if state.stopped_early else "", best["mae"],

@@ -3,6 +3,8 @@
 Reads the ``s2`` and ``mask`` datasets of packed files (:mod:`cloudfree.packed`); writes
 nothing.  Handles open once per process, so a dataset holding a reader works with any number
 of DataLoader workers (forked or spawned); small tiles are kept in memory up to a budget.
+A chunk that fails to read (a checksum mismatch, a damaged or truncated file) raises
+InputDataError naming the file and the tile.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from cloudfree.errors import InputDataError
 from cloudfree.packed import Paths, TileRef, open_packed
 
 
@@ -58,19 +61,26 @@ class PackedReader:
     ) -> tuple[np.ndarray, np.ndarray]:
         """s2 (T, C, h, w) and mask (T, h, w) uint8 of a window of a tile.
 
-        ``dates`` is a slice or increasing date indices (only those chunks are read).
+        ``dates`` is a slice or increasing date indices (only those chunks are read).  Raises
+        InputDataError naming the file and tile when the tile cannot be read.
         """
         key = (ref.file, ref.tile)
-        h5 = self.h5(ref.file)
         if key not in self._cache:
-            g = h5["tiles"][ref.tile]
-            size = g["s2"].nbytes + g["mask"].nbytes
-            if self._cached + size > self.cache_bytes:
-                return (
-                    g["s2"][dates, :, rows, cols],
-                    g["mask"][dates, rows, cols],
-                )
-            self._cache[key] = (g["s2"][()], g["mask"][()])
+            h5 = self.h5(ref.file)
+            try:
+                g = h5["tiles"][ref.tile]
+                size = g["s2"].nbytes + g["mask"].nbytes
+                if self._cached + size > self.cache_bytes:
+                    return (
+                        g["s2"][dates, :, rows, cols],
+                        g["mask"][dates, rows, cols],
+                    )
+                self._cache[key] = (g["s2"][()], g["mask"][()])
+            except (OSError, KeyError) as exc:
+                raise InputDataError(
+                    f"tile {ref.tile} of {self.paths[ref.file]} is corrupted or unreadable "
+                    f"({exc}); pack it again"
+                ) from exc
             self._cached += size
         s2, mask = self._cache[key]
         return s2[dates, :, rows, cols], mask[dates, rows, cols]

@@ -16,9 +16,11 @@ from cloudfree.clouds.detector import (
     compiled_available,
     compiled_forest,
     detect_clouds,
+    hash_path,
     l2a_mask,
     masks_for_manifest,
     scl_to_mask,
+    verified,
 )
 from cloudfree.config import section
 from cloudfree.errors import ConfigError, InputDataError
@@ -129,6 +131,8 @@ def test_compiled_model_is_cached_under_a_versioned_name():
     name = forest.path.name
     assert forest.path.exists() and forest.path.parent == cache_dir(DETECTOR)
     assert name.startswith("s2cloudless-") and "lleaves" in name and "llvmlite" in name
+    # written with its hash, checked before every use
+    assert hash_path(forest.path).is_file() and verified(forest.path)
 
 
 def test_cache_dir_setting_then_environment_then_home(tmp_path, monkeypatch):

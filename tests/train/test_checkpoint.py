@@ -20,6 +20,7 @@ from cloudfree.train.checkpoint import (
     Trainable,
     checkpoint_step,
     fingerprint,
+    release,
     restore_scaler,
     resume_run,
     rng_state,
@@ -113,6 +114,16 @@ def test_store_round_trip_and_fingerprint(
     assert torch.equal(torch.rand(3), expected)
     assert CheckpointStore(tmp_path, "other").load() is None  # set aside, not resumed
     assert (tmp_path / "state.pt.stale").exists() and not (tmp_path / "state.pt").exists()
+
+
+def test_the_state_is_released_only_once_the_model_file_is_in_place(tmp_path: Path) -> None:
+    model = tmp_path / "model.pt"
+    store = CheckpointStore(tmp_path / "checkpoints", "this")
+    store.save({"step": 12})
+    assert not release(model) and store.state_path.is_file()  # no model yet: kept
+    model.write_bytes(b"model")
+    assert release(model) and not store.state_path.exists()
+    assert release(model)  # nothing left: no error
 
 
 def test_a_run_saved_without_fp16_resumes_with_a_fresh_scaler() -> None:
