@@ -1,19 +1,75 @@
-"""Check a packed file against the manifest it was packed from (rule pack_hdf5's last step).
+"""Check a manifest's tiles before packing, and the packed file against the manifest after.
 
-Reads the packed file (every chunk, :func:`cloudfree.packed.validate_layout`) and the
-manifest; writes nothing, raises :class:`~cloudfree.errors.InputDataError` listing the
-differences.
+:func:`check_tiles_stamp` (rule pack_hdf5's first step) compares the download stamp beside
+the manifest with the one in its tile folder: another run that rewrote the folder (a working
+directory sharing ``resources/``) is caught before its tiles are packed as this manifest's.
+:func:`validate` (the last step) reads the packed file (every chunk,
+:func:`cloudfree.packed.validate_layout`) and the manifest.  Both write nothing and raise
+:class:`~cloudfree.errors.InputDataError` naming what differs.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 
 import pandas as pd
 
 from cloudfree.errors import InputDataError
+from cloudfree.manifest import PATH_COLUMNS
 from cloudfree.pack.load import optional_paths
 from cloudfree.packed import decode_strings, open_packed, tile_names, validate_layout
+from cloudfree.tiles.settings import TILES_STAMP, manifest_stamp_path, read_stamp
+
+log = logging.getLogger(__name__)
+
+
+def _points_into(manifest: pd.DataFrame, folder: str) -> bool:
+    prefix = folder.rstrip("/\\") + os.sep
+    for col in PATH_COLUMNS:
+        if col in manifest.columns and manifest[col].astype(str).str.startswith(prefix).any():
+            return True
+    return False
+
+
+def check_tiles_stamp(
+    manifest_path: str | os.PathLike[str], manifest: pd.DataFrame | None = None
+) -> None:
+    """Refuse a manifest whose tile folder another run has rewritten since.
+
+    The tile stage writes one download stamp into the tile folder and beside the manifest
+    (:mod:`cloudfree.tiles.settings`); they differ when another run (with its own settings,
+    or the same) made the folder anew.  A manifest without a stamp (written by hand) and one
+    that points at no file in its tile folder (SEN12MS-CR-TS without cropping) are not
+    checked.  Raises InputDataError naming the manifest, the folder and both stamps.
+    """
+    ours = read_stamp(manifest_stamp_path(manifest_path))
+    if ours is None:
+        log.info("%s: no download stamp beside it; its tile folder is not checked", manifest_path)
+        return
+    folder = ours["tiles"]
+    if manifest is not None and not _points_into(manifest, folder):
+        return
+    theirs = read_stamp(Path(folder) / TILES_STAMP)
+    if theirs is not None and (theirs["settings"], theirs["download"]) == (
+        ours["settings"],
+        ours["download"],
+    ):
+        return
+    now = (
+        f"download {theirs['download']} (settings {theirs['settings']})"
+        if theirs is not None
+        else "no download stamp"
+    )
+    raise InputDataError(
+        f"{manifest_path}: written by download {ours['download']} (settings "
+        f"{ours['settings']}), but its tile folder {folder} now holds {now}: another run "
+        f"rewrote {folder} (a working directory sharing this resources folder, or a "
+        f"download of region {ours['region']} with other settings), so these tiles are not "
+        "this manifest's. Rerun download_tiles for the region (snakemake --forcerun "
+        "download_tiles), or give each working directory its own resources folder"
+    )
 
 
 def validate(path: str | os.PathLike[str], manifest: pd.DataFrame) -> None:

@@ -1,9 +1,10 @@
 """A tile's GeoTIFF series read from its manifest rows, for packing.
 
-Reads the images (integer DN, band names from their descriptions), the uint8 cloud masks
-and the optional per-date cloud probability and Sentinel-1 layers a manifest lists; returns
-a :class:`~cloudfree.packed.TileSeries` (without date classes) and writes nothing.  Every
-problem names the file, tile and date.
+Reads the images (integer DN, band names from their descriptions: a date whose file orders
+its bands otherwise is reordered to the region's), the cloud masks (their values checked in
+the file's own dtype before the cast to uint8) and the optional per-date cloud probability
+and Sentinel-1 layers a manifest lists; returns a :class:`~cloudfree.packed.TileSeries`
+(without date classes) and writes nothing.  Every problem names the file, tile and date.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 
-from cloudfree.bands import NODATA, S2_L1C_BANDS
+from cloudfree.bands import MASK_NODATA, NODATA, S2_L1C_BANDS
 from cloudfree.errors import InputDataError
 from cloudfree.io import read_raster, read_raster_named
 from cloudfree.packed import TileSeries, day_of_year
+from cloudfree.tiles.grid import bad_mask_values, mask_nodata, mask_values_problem
 
 
 def optional_paths(rows: pd.DataFrame, column: str) -> list[str] | None:
@@ -72,6 +74,41 @@ def band_names(
     )
 
 
+def in_region_order(
+    path: str | os.PathLike[str], names: Sequence[str], bands: Sequence[str], where: str
+) -> list[int] | None:
+    """The 0-based positions of the region's ``bands`` among a file's band ``names`` (None
+    when they are the same, in the same order); a region band the file lacks is an error."""
+    if tuple(names) == tuple(bands):
+        return None
+    missing = [b for b in bands if b not in names]
+    if missing:
+        raise InputDataError(
+            f"{path} ({where}): {len(names)} bands, expected {len(bands)} "
+            f"({', '.join(bands)}): {', '.join(missing)} missing (the file has "
+            f"{', '.join(names)})"
+        )
+    return [list(names).index(b) for b in bands]
+
+
+def checked_mask(
+    path: str | os.PathLike[str], values: np.ndarray, nodata: float | None, where: str
+) -> np.ndarray:
+    """A cloud mask as uint8 classes, its values checked in the file's own dtype first (an
+    int16 -1 must not become 0, clear); the file's nodata becomes :data:`MASK_NODATA`."""
+    if values.dtype.kind not in "uifb":
+        raise InputDataError(f"{path} ({where}): cloud mask of {values.dtype} pixels")
+    bad = bad_mask_values(values, nodata)
+    if bad:
+        raise InputDataError(f"{path} ({where}): {mask_values_problem(values.dtype, bad, nodata)}")
+    if values.dtype == np.uint8 and mask_nodata(nodata) == MASK_NODATA:
+        return values
+    out = np.where(values == mask_nodata(nodata), MASK_NODATA, values)
+    if nodata is not None and np.isnan(nodata):
+        out[np.isnan(values)] = MASK_NODATA
+    return out.astype(np.uint8)
+
+
 def load_series(rows: pd.DataFrame, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Read a tile's images and masks listed in manifest rows (sorted by date)."""
     images, masks = [], []
@@ -80,17 +117,10 @@ def load_series(rows: pd.DataFrame, bands: Sequence[str]) -> tuple[np.ndarray, n
         img, prof, descriptions = read_raster_named(row.image)
         msk, mprof = read_raster(row.mask)
         where = f"tile {row.tile}, date {row.date}"
-        if img.shape[0] != len(bands):
-            raise InputDataError(
-                f"{row.image} ({where}): {img.shape[0]} bands, expected {len(bands)} "
-                f"({', '.join(bands)})"
-            )
         names = band_names(row.image, img.shape[0], descriptions, where)
-        if names != tuple(bands):
-            raise InputDataError(
-                f"{row.image} ({where}): bands {', '.join(names)}; the region's are "
-                f"{', '.join(bands)} (other bands or another order)"
-            )
+        order = in_region_order(row.image, names, bands, where)
+        if order is not None:
+            img = img[order]
         if img.dtype.kind not in "ui":
             raise InputDataError(f"{row.image} ({where}): {img.dtype} pixels, expected integers")
         if msk.shape[1:] != img.shape[1:] or mprof["transform"] != prof["transform"]:
@@ -105,7 +135,7 @@ def load_series(rows: pd.DataFrame, bands: Sequence[str]) -> tuple[np.ndarray, n
                 f"{images[0].dtype}"
             )
         images.append(img)
-        masks.append(msk[0].astype(np.uint8, copy=False))
+        masks.append(checked_mask(row.mask, msk[0], mprof.get("nodata"), where))
     return np.stack(images), np.stack(masks)
 
 

@@ -6,12 +6,23 @@ bands, bilinear for probabilities, nearest for masks) one row of tiles at a time
 tiles with overlap, tiles with too little valid data are dropped, and the split is decided
 per spatial block of tiles.  Reads the files the globs match; writes
 ``<dest>/<tile>/<date>_S2.tif``, ``_CLD.tif`` (or ``_PROB.tif``) and returns the manifest rows.
+
+What is checked before anything is cast or allocated (:mod:`cloudfree.tiles.folder_checks`,
+bands by :mod:`cloudfree.tiles.folder_bands`), each error naming the file and date:
+bands are taken by their descriptions when the files have them (any order; a configured
+band missing is an error), by position otherwise; all dates are integers (DN) or all are
+floats (reflectance), and their valid values, scaled, are plausible reflectance (non-finite
+values become nodata, counted in the log); cloud masks hold only classes, in their own
+dtype; a date whose footprint lies off the others' is refused or left out
+(``outliers``); the region grid has at most ``max_tiles`` tiles and one row of them fits in
+``max_memory_gb``.
 """
 
 from __future__ import annotations
 
 import glob
 import logging
+import math
 import os
 import re
 import shutil
@@ -32,11 +43,20 @@ from rasterio.warp import transform_bounds
 from cloudfree.bands import MASK_NODATA
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.manifest import manifest_row
+from cloudfree.tiles.folder_checks import (
+    Image,
+    ValueStats,
+    check_aligned,
+    check_dtypes,
+    check_image,
+    check_strip_memory,
+    drop_outliers,
+)
 from cloudfree.tiles.grid import (
     Grid,
     Tiling,
+    check_mask_file,
     mask_from_probability,
-    open_raster,
     read_on_grid,
     scaled_to_dn,
     tile_strips,
@@ -45,8 +65,8 @@ from cloudfree.tiles.grid import (
 from cloudfree.tiles.settings import check_keys
 
 SOURCE = "folder"
-MASK_VALUES = (0, 1, 2, 3, MASK_NODATA)
 DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%Y_%m_%d")
+OUTLIER_RULES = ("error", "drop")
 log = logging.getLogger(__name__)
 
 
@@ -67,26 +87,43 @@ class FolderSpec(Tiling):
     crs: str | None
     resolution: float | None
     resampling: str  # a name of rasterio's Resampling (the schema lists the allowed ones)
+    outliers: str = "error"  # a date far off the others' footprint: "error" or "drop"
+    max_memory_gb: float = 16.0
 
     @classmethod
-    def from_dict(cls, cfg: Mapping[str, Any]) -> FolderSpec:
-        """Build from a resolved ``folder`` section; checks what the schema cannot."""
-        check_keys("folder", cfg, cls)
+    def from_dict(cls, cfg: Mapping[str, Any], where: str = "folder") -> FolderSpec:
+        """Build from a resolved ``folder`` section; checks what the schema cannot.  Errors
+        name the key under ``where`` (``regions.<name>.folder`` in the workflow)."""
+        check_keys(where, cfg, cls)
         if not cfg["images"]:
-            raise ConfigError("folder.images: a glob pattern of the image files is required")
+            raise ConfigError(f"{where}.images: a glob pattern of the image files is required")
         if cfg["masks"] and cfg["probabilities"]:
-            raise ConfigError("folder: give either masks or probabilities, not both")
+            raise ConfigError(f"{where}: give either masks or probabilities, not both")
         args = dict(cfg)
         for key in ("bands", "band_indexes"):
             if args[key] is not None:
                 args[key] = tuple(args[key])
         spec = cls(**args)
         if spec.band_indexes is not None and len(spec.band_indexes) != len(spec.bands):
-            raise ConfigError("folder.band_indexes: needs one index per name in folder.bands")
+            raise ConfigError(f"{where}.band_indexes: needs one index per name in {where}.bands")
         try:
             re.compile(spec.date_regex)
         except re.error as exc:
-            raise ConfigError(f"folder.date_regex: {exc}") from exc
+            raise ConfigError(f"{where}.date_regex: {exc}") from exc
+        if not (isinstance(spec.scale, (int, float)) and 0 < spec.scale < math.inf):
+            raise ConfigError(
+                f"{where}.scale: {spec.scale!r} must be > 0 and finite (reflectance = value * "
+                "scale + offset; DN x 10000: 0.0001, reflectance 0..1: 1); 0 or less would "
+                "make every pixel DN 1"
+            )
+        if not math.isfinite(spec.offset):
+            raise ConfigError(f"{where}.offset: {spec.offset!r} must be a finite number")
+        if spec.outliers not in OUTLIER_RULES:
+            raise ConfigError(
+                f"{where}.outliers: {spec.outliers!r} is not one of {list(OUTLIER_RULES)}"
+            )
+        if not spec.max_memory_gb > 0:
+            raise ConfigError(f"{where}.max_memory_gb: {spec.max_memory_gb!r} must be > 0")
         return spec
 
 
@@ -104,122 +141,120 @@ def parse_date(path: str, regex: str) -> str:
     raise InputDataError(f"{path}: {text!r} from the file name is not a date (YYYYMMDD or ISO)")
 
 
-def files_by_date(pattern: str, regex: str, what: str) -> dict[str, str]:
+def files_by_date(pattern: str, regex: str, what: str, where: str = "folder") -> dict[str, str]:
     """Date -> file for a glob; an empty glob or two files of one date are errors."""
     files = sorted(glob.glob(pattern, recursive=True))
     if not files:
-        raise InputDataError(f"folder.{what}: no files match {pattern!r}")
+        raise InputDataError(f"{where}.{what}: no files match {pattern!r}")
     out: dict[str, str] = {}
     for path in files:
         iso = parse_date(path, regex)
         if iso in out:
-            raise InputDataError(f"{path}: date {iso} is also in {out[iso]} (folder.{what})")
+            raise InputDataError(f"{path}: date {iso} is also in {out[iso]} ({where}.{what})")
         out[iso] = path
     return out
 
 
-def _check_image(path: str, spec: FolderSpec) -> tuple[CRS, float, tuple[float, ...]]:
-    with open_raster(path) as src:
-        need = max(spec.band_indexes) if spec.band_indexes else len(spec.bands)
-        ok = src.count >= need if spec.band_indexes else src.count == need
-        if not ok:
-            raise InputDataError(
-                f"{path}: {src.count} bands, but folder.bands lists {len(spec.bands)} "
-                f"({', '.join(spec.bands)})"
-                + (f" and band_indexes go up to {need}" if spec.band_indexes else "")
-            )
-        if src.crs is None:
-            raise InputDataError(f"{path}: has no CRS; it cannot be placed on a region grid")
-        return src.crs, float(src.res[0]), tuple(src.bounds)
-
-
-def _check_aligned(mask_path: str, image_path: str, image_crs: CRS, image_bounds: tuple) -> None:
-    """A mask must be georeferenced and cover its image; then it can be warped onto it."""
-    with open_raster(mask_path, "cloud mask") as src:
-        if src.crs is None:
-            raise InputDataError(
-                f"{mask_path}: cloud mask has no CRS, so it cannot be aligned with {image_path}"
-            )
-        left, bottom, right, top = transform_bounds(src.crs, image_crs, *src.bounds)
-    il, ib, ir, it = image_bounds
-    w = max(0.0, min(right, ir) - max(left, il))
-    h = max(0.0, min(top, it) - max(bottom, ib))
-    cover = w * h / max((ir - il) * (it - ib), 1e-12)
-    if cover < 0.99:
-        raise InputDataError(
-            f"{mask_path}: cloud mask covers {cover:.0%} of {image_path}; it is on another "
-            "grid that cannot be aligned with the image"
-        )
-
-
 def _date_on_grid(
-    iso: str,
-    path: str,
-    masks: Mapping[str, str],
-    probs: Mapping[str, str],
+    image: Image,
+    mask_path: str | None,
+    mask_read: tuple[float, str],
+    prob_path: str | None,
     grid: Grid,
     spec: FolderSpec,
     resampling: Resampling,
+    stats: ValueStats,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
     """One date on the region grid: DN, mask, probability (or None) and valid pixels."""
     data = read_on_grid(
-        path, grid, resampling=resampling, indexes=spec.band_indexes,
+        image.path, grid, resampling=resampling, indexes=image.indexes,
         src_nodata=spec.nodata, dst_nodata=np.nan,
     )  # fmt: skip
+    inf = np.isinf(data).any(axis=0)
+    if inf.any():
+        data[:, inf] = np.nan
+        stats.nonfinite += int(np.count_nonzero(inf))
     valid = ~np.isnan(data).any(axis=0)
+    stats.add(data, valid)
     dn = scaled_to_dn(data, valid, spec.scale, spec.offset)  # NaN only where invalid: set to 0
     mask = prob = None
-    if masks:
+    if mask_path:
+        # Its values were checked in the file's own dtype (check_mask_file), and it is warped
+        # in one that holds them and its nodata: only classes and 255 are left to cast.
+        nodata, dtype = mask_read
         mask = read_on_grid(
-            masks[iso], grid, resampling=Resampling.nearest, src_nodata=MASK_NODATA,
-            dst_nodata=MASK_NODATA, dtype="uint8",
-        )[0]  # fmt: skip
-        bad = sorted(set(np.unique(mask).tolist()) - set(MASK_VALUES))
-        if bad:
-            raise InputDataError(
-                f"{masks[iso]}: cloud mask values {bad[:5]} are not classes {MASK_VALUES}"
-            )
+            mask_path, grid, resampling=Resampling.nearest, src_nodata=nodata,
+            dst_nodata=MASK_NODATA, dtype=dtype,
+        )[0].astype(np.uint8, copy=False)  # fmt: skip
         mask[~valid] = MASK_NODATA
-    elif probs:
+    elif prob_path:
         # Probabilities are a continuous field: bilinear whatever the bands' resampling.
-        prob = read_on_grid(probs[iso], grid, resampling=Resampling.bilinear, dst_nodata=np.nan)[0]
+        prob = read_on_grid(prob_path, grid, resampling=Resampling.bilinear, dst_nodata=np.nan)[0]
         ok = valid & ~np.isnan(prob)
         mask = mask_from_probability(np.nan_to_num(prob), ok, spec.threshold)
     return dn, mask, prob, valid
 
 
+def _region_grid(
+    images: dict[str, Image], spec: FolderSpec, where: str
+) -> tuple[Grid, dict[str, tuple[float, ...]]]:
+    """The grid covering the images (CRS and resolution of the configured ones, else of the
+    first date's image) and each image's footprint in its CRS."""
+    first = images[min(images)]
+    try:
+        crs = CRS.from_user_input(spec.crs) if spec.crs else first.crs
+    except CRSError as exc:
+        raise ConfigError(f"{where}.crs: {exc}") from exc
+    res = float(spec.resolution or first.res)
+    boxes = {iso: tuple(transform_bounds(m.crs, crs, *m.bounds)) for iso, m in images.items()}
+    union = (
+        min(b[0] for b in boxes.values()),
+        min(b[1] for b in boxes.values()),
+        max(b[2] for b in boxes.values()),
+        max(b[3] for b in boxes.values()),
+    )
+    return Grid.covering(crs, union, res), boxes
+
+
 def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
     """Warp, crop and write a folder's images and masks as tiles; return manifest rows."""
-    spec = FolderSpec.from_dict(cfg)
-    images = files_by_date(spec.images, spec.date_regex, "images")
-    masks = files_by_date(spec.masks, spec.date_regex, "masks") if spec.masks else {}
+    where = f"regions.{region}.folder"
+    spec = FolderSpec.from_dict(cfg, where)
+    paths = files_by_date(spec.images, spec.date_regex, "images", where)
+    masks = files_by_date(spec.masks, spec.date_regex, "masks", where) if spec.masks else {}
     probs = (
-        files_by_date(spec.probabilities, spec.date_regex, "probabilities")
+        files_by_date(spec.probabilities, spec.date_regex, "probabilities", where)
         if spec.probabilities
         else {}
     )
-    meta = {iso: _check_image(path, spec) for iso, path in images.items()}
-    first = meta[min(meta)]
+    images = {iso: check_image(path, iso, spec, where) for iso, path in paths.items()}
+    check_dtypes(images, where)
+    grid, boxes = _region_grid(images, spec, where)
+    dropped = drop_outliers(images, boxes, spec, where)
+    if dropped:
+        images = {iso: m for iso, m in images.items() if iso not in dropped}
+        grid, boxes = _region_grid(images, spec, where)
     try:
-        crs = CRS.from_user_input(spec.crs) if spec.crs else first[0]
-    except CRSError as exc:
-        raise ConfigError(f"folder.crs: {exc}") from exc
-    res = float(spec.resolution or first[1])
-    boxes = [transform_bounds(c, crs, *b) for c, _, b in meta.values()]
-    union = (
-        min(b[0] for b in boxes),
-        min(b[1] for b in boxes),
-        max(b[2] for b in boxes),
-        max(b[3] for b in boxes),
-    )
-    grid = Grid.covering(crs, union, res)
-    for iso, path in images.items():
-        other = masks or probs
+        windows = spec.windows(grid.width, grid.height, where)
+    except ConfigError as exc:
+        big = max(images.values(), key=lambda m: m.width * m.height)
+        raise ConfigError(
+            f"{exc}. The grid covers every image at {grid.transform.a:g} CRS units a pixel; "
+            f"the largest is {big.at}, {big.width} x {big.height} px at {big.res:g}"
+        ) from None
+    strips = tile_strips(windows)
+    check_strip_memory(strips, spec, region, where)
+    other = masks or probs
+    mask_read: dict[str, tuple[float, str]] = {}
+    for iso, image in images.items():
         if other:
             if iso not in other:
-                raise InputDataError(f"{path}: no cloud mask or probability file for date {iso}")
-            _check_aligned(other[iso], path, meta[iso][0], meta[iso][2])
-    windows = spec.windows(grid.width, grid.height)
+                raise InputDataError(
+                    f"{image.path}: no cloud mask or probability file for date {iso}"
+                )
+            check_aligned(other[iso], image.path, image.crs, image.bounds)
+        if masks:
+            mask_read[iso] = check_mask_file(masks[iso], f"date {iso}")
     valid_sum = dict.fromkeys(windows, 0.0)
     written: dict[str, dict[str, dict[str, str]]] = {t: {} for t in windows}
     resampling = Resampling[spec.resampling]
@@ -227,14 +262,16 @@ def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFram
     # region's width, not its area.  GDAL compresses with the GIL released: threads write
     # one strip's tiles while the next strip is warped (one strip in flight).
     pending: dict[tuple[str, str], Future[dict[str, str]]] = {}
-    strips = tile_strips(windows)
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         for iso in sorted(images):
-            path = images[iso]
+            image = images[iso]
+            stats = ValueStats.for_scale(spec.scale, spec.offset)
+            read = mask_read.get(iso, (MASK_NODATA, "uint8"))
             for strip, tiles in strips:
                 dn, mask, prob, valid = _date_on_grid(
-                    iso, path, masks, probs, grid.window(strip), spec, resampling
-                )
+                    image, masks.get(iso), read, probs.get(iso), grid.window(strip), spec,
+                    resampling, stats,
+                )  # fmt: skip
                 for key, job in pending.items():
                     written[key[0]][key[1]] = job.result()  # re-raises write errors
                 pending = {}
@@ -248,8 +285,9 @@ def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFram
                         image=dn[(slice(None), *sl)], band_names=spec.bands,
                         mask=None if mask is None else mask[sl],
                         probability=None if prob is None else prob[sl],
-                        tags={"SOURCE": SOURCE, "SOURCE_FILE": path},
+                        tags={"SOURCE": SOURCE, "SOURCE_FILE": image.path},
                     )  # fmt: skip
+            stats.check(image, spec, where)
         for key, job in pending.items():
             written[key[0]][key[1]] = job.result()
     n_dates = len(images)
@@ -258,7 +296,7 @@ def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFram
         shutil.rmtree(dest / tile, ignore_errors=True)
     if not keep:
         raise InputDataError(
-            f"folder.images {spec.images!r}: no tile has a valid fraction >= {spec.min_valid}"
+            f"{where}.images {spec.images!r}: no tile has a valid fraction >= {spec.min_valid}"
         )
     log.info("%d of %d tiles kept (min_valid %.2f)", len(keep), len(windows), spec.min_valid)
     splits = spec.splits(keep)

@@ -1,7 +1,9 @@
 """Region grids, tile windows, spatial-block splits and tile writing shared by the sources.
 
 Reads rasters onto a region grid (:func:`read_on_grid`); writes a tile's image, cloud mask and
-cloud probability GeoTIFFs (:func:`write_tile`).
+cloud probability GeoTIFFs (:func:`write_tile`).  Sizes are checked before anything is
+allocated (:meth:`Tiling.windows` against ``max_tiles``, :func:`check_memory`), and cloud
+masks in their own dtype before any cast (:func:`bad_mask_values`, :func:`check_mask_file`).
 """
 
 from __future__ import annotations
@@ -23,12 +25,27 @@ from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from cloudfree.bands import CLEAR, CLOUD, MASK_NODATA, NODATA, REFLECTANCE_SCALE
+from cloudfree.bands import (
+    CLEAR,
+    CLOUD,
+    MASK_NODATA,
+    NODATA,
+    REFLECTANCE_SCALE,
+    SHADOW,
+    THIN_CLOUD,
+)
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.io import geotiff_profile, write_raster
 
 MASK_TAGS = {"CLASSES": "0=clear,1=cloud,2=thin_cloud,3=shadow"}
+MASK_VALUES = (CLEAR, CLOUD, THIN_CLOUD, SHADOW, MASK_NODATA)
+MASK_MEANING = "0 clear, 1 cloud, 2 thin cloud, 3 shadow, 255 nodata"
 SPLIT_STREAM = 3  # random stream of the block-to-split draw: np.random.default_rng([seed, 3])
+# Default of ``max_tiles``: above the SEN12MS-CR-TS "all" region (53 ROIs, about 15,600
+# patches of 256 px), so a region of the dataset's scale passes.
+DEFAULT_MAX_TILES = 20000
+MASK_CHUNK_PX = 1 << 22  # pixels of a mask read at a time by check_mask_file
+GB = 1e9
 
 
 @dataclass(frozen=True)
@@ -118,8 +135,13 @@ class Tiling:
     val_fraction: float
     test_fraction: float
     seed: int
+    max_tiles: int = DEFAULT_MAX_TILES
 
-    def windows(self, width: int, height: int) -> dict[str, Window]:
+    def windows(self, width: int, height: int, where: str = "") -> dict[str, Window]:
+        """The tile windows of a ``width`` x ``height`` px region grid; a grid of more than
+        ``max_tiles`` tiles is refused (ConfigError naming ``<where>.max_tiles``) before any
+        window is made."""
+        check_tile_count(width, height, self.tile_size, self.overlap, self.max_tiles, where)
         return tile_windows(width, height, self.tile_size, self.overlap)
 
     def splits(self, tiles: Mapping[str, Window]) -> dict[str, str]:
@@ -127,6 +149,61 @@ class Tiling:
             tiles, block=self.block, val_fraction=self.val_fraction,
             test_fraction=self.test_fraction, seed=self.seed,
         )  # fmt: skip
+
+
+def _starts(n: int, size: int, step: int) -> int:
+    """How many tiles of ``size`` px, ``step`` px apart, cover ``n`` px (see tile_windows)."""
+    if n < size:
+        return 0
+    full = (n - size) // step + 1
+    return full + (1 if (full - 1) * step + size < n else 0)
+
+
+def tile_count(width: int, height: int, size: int, overlap: int) -> int:
+    """The number of tiles :func:`tile_windows` makes, computed without making them."""
+    if overlap >= size:
+        raise ConfigError(f"overlap ({overlap}) must be smaller than tile_size ({size})")
+    step = size - overlap
+    return _starts(int(width), size, step) * _starts(int(height), size, step)
+
+
+def check_tile_count(
+    width: int, height: int, size: int, overlap: int, max_tiles: int, where: str = ""
+) -> int:
+    """The tile count of a region grid; above ``max_tiles`` a ConfigError names the region
+    (``where``, e.g. ``regions.<name>.folder``), the count and the key."""
+    n = tile_count(width, height, size, overlap)
+    if n > max_tiles:
+        key = f"{where}.max_tiles" if where else "max_tiles"
+        region = where.rsplit(".", 1)[0] if where.count(".") >= 2 else (where or "region")
+        raise ConfigError(
+            f"{region}: the region grid of {width} x {height} px makes {n} tiles of "
+            f"{size} px, above {key} ({max_tiles}); check the extent and resolution of the "
+            f"region, or raise {key} if it is meant to be this large"
+        )
+    return n
+
+
+def physical_memory() -> int | None:
+    """Bytes of memory of this machine (None where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_memory(need: float, max_gb: float, key: str, what: str, region: str) -> None:
+    """Refuse (ConfigError naming ``region`` and ``key``) work whose arrays would take
+    ``need`` bytes, above ``max_gb`` GB or above this machine's memory, before allocating."""
+    have = physical_memory()
+    limit, why = max_gb * GB, f"{key} ({max_gb:g})"
+    if have is not None and have < limit:
+        limit, why = have, f"this machine's {have / GB:.1f} GB of memory (and {key} {max_gb:g})"
+    if need > limit:
+        raise ConfigError(
+            f"{region}: {what} would need about {need / GB:.1f} GB of memory, above {why}; "
+            f"make the region or its tiles smaller, or raise {key}"
+        )
 
 
 def tile_windows(width: int, height: int, size: int, overlap: int) -> dict[str, Window]:
@@ -226,6 +303,82 @@ def scaled_to_dn(values: np.ndarray, valid: np.ndarray, scale: float, offset: fl
     dn = refl.astype(np.uint16)
     dn[:, ~valid] = NODATA
     return dn
+
+
+def bad_mask_values(values: np.ndarray, nodata: float | None = None) -> list[float]:
+    """Up to five distinct values of a cloud mask, in its own dtype, that are no mask class:
+    neither one of :data:`MASK_VALUES` nor the file's ``nodata``.  A float mask may hold only
+    those integral values (0.6 is not rounded to a class; NaN only as its nodata)."""
+    if values.dtype.kind == "b":
+        return []
+    if values.dtype.kind not in "uif":
+        raise TypeError(f"cloud mask of dtype {values.dtype}")
+    wide = values.astype(np.float64, copy=False)
+    ok = np.zeros(values.shape, dtype=bool)
+    for c in MASK_VALUES:
+        ok |= wide == c
+    if nodata is not None:
+        ok |= np.isnan(wide) if math.isnan(nodata) else wide == nodata
+    if ok.all():
+        return []
+    return np.unique(values[~ok])[:5].tolist()
+
+
+def mask_nodata(nodata: float | None) -> float:
+    """The nodata a mask file is read with: its own when that is no class (an int16 mask's
+    -1, say), else :data:`MASK_NODATA` (a file calling 0 nodata still means clear by it)."""
+    if nodata is None or nodata in (CLEAR, CLOUD, THIN_CLOUD, SHADOW):
+        return MASK_NODATA
+    return nodata
+
+
+def check_mask_file(path: str | os.PathLike[str], where: str = "") -> tuple[float, str]:
+    """Check every value of a cloud mask file in its own dtype, a block of rows at a time,
+    before anything casts it to uint8 (an int16 -1 would become 0, clear, without a word).
+
+    Returns the nodata the mask is to be read with (:func:`mask_nodata`) and the dtype to warp
+    it in (uint8 for a uint8 mask, else float32: the warp casts to its working dtype before
+    it tests for nodata); raises InputDataError naming the file and the offending values.
+    """
+    at = f" ({where})" if where else ""
+    with open_raster(path, "cloud mask") as src:
+        dtype = np.dtype(src.dtypes[0])
+        nodata = src.nodata
+        if dtype.kind not in "uifb":
+            raise InputDataError(
+                f"{path}{at}: cloud mask of {dtype} pixels; masks hold integer classes "
+                f"({MASK_MEANING})"
+            )
+        rows = max(1, MASK_CHUNK_PX // max(1, src.width))
+        bad: list[float] = []
+        for r0 in range(0, src.height, rows):
+            win = Window(0, r0, src.width, min(rows, src.height - r0))
+            try:
+                block = src.read(1, window=win)
+            except RasterioError as exc:
+                raise InputDataError(
+                    f"{path}{at}: cannot read the cloud mask ({exc}); truncated or corrupt?"
+                ) from exc
+            bad = sorted(set(bad) | set(bad_mask_values(block, nodata)), key=_sort_key)[:5]
+            if len(bad) == 5:
+                break
+    if bad:
+        raise InputDataError(f"{path}{at}: {mask_values_problem(dtype, bad, nodata)}")
+    return mask_nodata(nodata), "uint8" if dtype == np.uint8 else "float32"
+
+
+def mask_values_problem(dtype: np.dtype | str, bad: Sequence[float], nodata: float | None) -> str:
+    """What is wrong with a mask holding ``bad`` values (:func:`bad_mask_values`)."""
+    shown = ", ".join(f"{v:g}" for v in bad)
+    said = f" or its nodata {nodata:g}" if mask_nodata(nodata) != MASK_NODATA else ""
+    return (
+        f"cloud mask ({dtype}) holds values [{shown}] that are no class ({MASK_MEANING})"
+        f"{said}; recode the mask: its values are never rounded or clipped into classes"
+    )
+
+
+def _sort_key(v: float) -> tuple[bool, float]:
+    return (math.isnan(v), 0.0 if math.isnan(v) else v)
 
 
 def mask_from_probability(prob: np.ndarray, valid: np.ndarray, threshold: float) -> np.ndarray:

@@ -4,7 +4,9 @@ Sources (``regions.<name>.source``): ``synthetic`` (generated), ``sen12mscrts`` 
 on disk), ``folder`` (per-date GeoTIFFs) and ``stac`` (L2A COGs over HTTP).  Each returns
 manifest rows whose paths are either inside the staging folder (tiles it wrote) or outside
 it (files it points at, never copied).  Rows without a cloud mask go through the cloud
-detector before the manifest is written.
+detector before the manifest is written.  The tile folder and the manifest carry the same
+download stamp (:mod:`cloudfree.tiles.settings`), so packing can tell when another run has
+rewritten the tile folder since.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd
 from cloudfree.clouds.detector import masks_for_manifest
 from cloudfree.config import SOURCE_EXECUTION_KEYS
 from cloudfree.errors import ConfigError
+from cloudfree.io import replace_directory
 from cloudfree.manifest import (
     OPTIONAL_COLUMNS,
     PATH_COLUMNS,
@@ -31,6 +34,7 @@ from cloudfree.manifest import (
 )
 from cloudfree.tiles.folder import folder_tiles
 from cloudfree.tiles.sen12mscrts import sen12mscrts_tiles
+from cloudfree.tiles.settings import TILES_STAMP, manifest_stamp_path, new_stamp, write_stamp
 from cloudfree.tiles.stac import stac_tiles
 from cloudfree.tiles.synthetic.region import synthetic_tiles
 
@@ -139,6 +143,9 @@ def download_tiles(
     The tiles are written to a hidden staging folder moved into place at the end, so a
     failed run never leaves a tile folder that looks complete.  A resumable source (STAC)
     keeps its staging folder after a failure, so the next run fetches only what is missing.
+    The tile folder gets a download stamp (settings hash and a unique id, ``.download.json``)
+    and the manifest the same one beside it (``<manifest stem>.download.json``, written
+    before the manifest).
     """
     source = region_cfg.get("source")
     if source not in SOURCES:
@@ -166,12 +173,13 @@ def download_tiles(
         manifest = _relocate(manifest, tmp, final)
         manifest = normalize_manifest(manifest, f"regions.{region}")
         stamp.unlink()
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        download = new_stamp(region, settings, final)
+        write_stamp(tmp / TILES_STAMP, download)
+        replace_directory(tmp, final)  # never a folder that cloudfree did not write
     except BaseException:
         if source not in RESUMABLE or not any(p != stamp for p in tmp.iterdir()):
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+    write_stamp(manifest_stamp_path(manifest_out), download)
     write_manifest(manifest, manifest_out)
     return manifest

@@ -1,11 +1,14 @@
-"""Tests of cloudfree.pack.check: a packed file against its manifest."""
+"""Tests of cloudfree.pack.check: a manifest's tile folder before packing, the packed file
+against its manifest after."""
 
 import h5py
 import pandas as pd
 import pytest
 
 from cloudfree.errors import InputDataError
-from cloudfree.pack.check import validate
+from cloudfree.manifest import write_manifest
+from cloudfree.pack.check import check_tiles_stamp, validate
+from cloudfree.tiles.settings import TILES_STAMP, manifest_stamp_path, new_stamp, write_stamp
 
 from .sample import DATES, pack
 
@@ -43,3 +46,20 @@ def test_truncated_and_damaged_files_are_named(tmp_path, manifest):
         del h5["tiles/b/doy"]
     with pytest.raises(InputDataError, match=r"good\.h5: tile b lacks \['doy'\]"):
         validate(good, manifest)
+
+
+def test_the_tile_folder_must_hold_the_download_of_its_manifest(tmp_path, manifest):
+    csv = write_manifest(manifest, tmp_path / "results/tiles/testland.csv")
+    check_tiles_stamp(csv, manifest)  # no stamp beside it (written by hand): not checked
+    tiles = tmp_path / "tiles"  # where the sample's files are
+    ours = new_stamp("testland", "settings", tiles)
+    write_stamp(manifest_stamp_path(csv), ours)
+    with pytest.raises(InputDataError, match=r"now holds no download stamp: another run rewrote"):
+        check_tiles_stamp(csv, manifest)
+    write_stamp(tiles / TILES_STAMP, ours)
+    check_tiles_stamp(csv, manifest)
+    write_stamp(tiles / TILES_STAMP, new_stamp("testland", "other settings", tiles))
+    with pytest.raises(InputDataError, match=rf"{csv}: written by download {ours['download']}"):
+        check_tiles_stamp(csv, manifest)
+    # a manifest pointing at no file in its tile folder (the dataset's own files) is not checked
+    check_tiles_stamp(csv, manifest.assign(image="/data/x.tif", mask="/data/x_cld.tif"))

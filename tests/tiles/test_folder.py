@@ -15,6 +15,8 @@ from cloudfree.config import source_settings
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.manifest import read_manifest
 from cloudfree.tiles.folder import FolderSpec, folder_tiles, parse_date
+from cloudfree.tiles.folder_bands import band_indexes, description_keys
+from cloudfree.tiles.folder_checks import Image, check_dtypes, far_off
 from cloudfree.tiles.grid import Grid, read_on_grid
 from cloudfree.tiles.region import download_tiles, staging_dir
 
@@ -130,7 +132,7 @@ def test_probabilities_with_threshold_and_dropped_tiles(tmp_path):
         write_tif(root / "prob" / f"P_{day}.tif", p, res=res, origin=(x0, ORIGIN[1]), nodata=None)
     probs = str(root / "prob" / "*.tif")
     cfg = folder_cfg(root, masks=None, probabilities=probs, threshold=0.5, bands=["NDVI"],
-                     scale=0.5, offset=0.0, min_valid=0.85)  # fmt: skip
+                     scale=0.0002, offset=-0.05, min_valid=0.85)  # fmt: skip
     manifest = folder_tiles("f", cfg, tmp_path / "out")
     # the right column of tiles (x from 74 px) has no data beyond 96 px on two dates: dropped
     assert sorted(manifest["tile"].unique()) == [f"r{r}c{c}" for r in range(3) for c in range(3)]
@@ -147,7 +149,11 @@ def test_probabilities_with_threshold_and_dropped_tiles(tmp_path):
     [
         ("truncate", r"S2_20210210_L1C\.tif: cannot"),
         ("nodate", r"S2_undated\.tif: no date"),
-        ("bands", r"S2_20210105_L1C\.tif: 4 bands, but folder\.bands lists 13"),
+        (
+            "bands",
+            r"S2_20210105_L1C\.tif \(date 2021-01-05\): 4 bands, but "
+            r"regions\.f\.folder\.bands lists 13",
+        ),
         ("mask_grid", r"CLD_20210322\.tif: cloud mask covers 0%"),
         ("mask_nocrs", r"CLD_20210105\.tif: cloud mask has no CRS"),
         ("empty", r"folder\.images: no files match"),
@@ -201,4 +207,73 @@ def test_spec_checks_what_the_schema_cannot(tmp_path):
         folder_cfg(tmp_path, resampling="gauss")
     assert FolderSpec.from_dict(folder_cfg(tmp_path, resampling="cubic_spline")).resampling == (
         "cubic_spline"
+    )
+
+
+def _spec(**extra) -> FolderSpec:
+    return FolderSpec.from_dict(folder_cfg(Path("x"), bands=["B02", "B03", "B04"], **extra))
+
+
+def test_bands_are_taken_by_their_descriptions_when_the_file_has_them():
+    spec, none = _spec(), (None, None, None, None)
+    assert band_indexes("f", 3, (None,) * 3, spec, "folder") is None  # by position
+    assert band_indexes("f", 4, (" b04", "B02", "B03 ", "B08"), spec, "folder") == (2, 3, 1)
+    long = ("B04 L1C TOA reflectance x10000", "B2 (blue)", "b03", "B8A")
+    assert band_indexes("f", 4, long, spec, "folder") == (2, 3, 1)
+    assert description_keys("B8A: narrow NIR") == {"B8A", "B8A: NARROW NIR"}
+    assert band_indexes("f", 4, none, _spec(band_indexes=[4, 3, 2]), "folder") == (4, 3, 2)
+    # descriptions of another kind: the configured positions hold
+    other = ("blue", "green", "red", "nir")
+    assert band_indexes("f", 4, other, _spec(band_indexes=[1, 2, 3]), "folder") == (1, 2, 3)
+    with pytest.raises(InputDataError, match=r"f: band descriptions blue, .*B02, B03, B04 of"):
+        band_indexes("f", 4, other, spec, "folder")
+    with pytest.raises(InputDataError, match=r"B04 of folder\.bands \(B02, B03, B04\) missing"):
+        band_indexes("f", 3, ("B02", "B03", "B05"), spec, "folder")
+    with pytest.raises(InputDataError, match=r"name B02 more than once"):
+        band_indexes("f", 4, ("B02", "B03", "B04", "B02"), spec, "folder")
+    with pytest.raises(InputDataError, match=r"at bands 1, 2, 3, but folder\.band_indexes says 3"):
+        band_indexes("f", 3, ("B02", "B03", "B04"), _spec(band_indexes=[3, 2, 1]), "folder")
+    with pytest.raises(InputDataError, match=r"f: 4 bands, but folder\.bands lists 3"):
+        band_indexes("f", 4, none, spec, "folder")
+
+
+def test_dates_of_another_dtype_kind_are_refused_naming_the_odd_one(tmp_path):
+    def image(iso: str, dtype: str) -> Image:
+        return Image(f"{iso}.tif", iso, CRS.from_epsg(32737), 10.0, (0, 0, 1, 1), 1, 1, dtype,
+                     None)  # fmt: skip
+
+    check_dtypes({d: image(d, t) for d, t in [("a", "uint16"), ("b", "int16")]}, "folder")
+    three = {"a": image("a", "uint16"), "b": image("b", "float32"), "c": image("c", "uint16")}
+    with pytest.raises(InputDataError, match=r"b\.tif \(date b\): float32 pixels, but 2 of the 3"):
+        check_dtypes(three, "folder")
+    tie = {"a": image("a", "float64"), "b": image("b", "uint16")}  # the earliest date's kind
+    with pytest.raises(InputDataError, match=r"b\.tif \(date b\): uint16 pixels.*are float"):
+        check_dtypes(tie, "folder")
+
+
+def test_footprints_far_off_the_median_are_found():
+    near = {"a": (0, 0, 10, 10), "b": (2, 2, 12, 12), "c": (1, -1, 9, 9)}
+    assert far_off(near)[0] == []
+    far, median = far_off({**near, "d": (1000, 0, 1010, 10)})
+    assert far == ["d"] and median == (1.5, 0.0, 11.0, 10.0)
+    assert far_off({"a": (0, 0, 10, 10), "b": (20, 0, 30, 10)})[0] == ["a", "b"]  # who is off?
+
+
+def test_the_new_keys_are_checked(tmp_path):
+    cfg = folder_cfg(tmp_path)
+    for change, message in [
+        ({"scale": 0}, r"folder\.scale: 0 must be > 0"),
+        ({"scale": float("nan")}, r"folder\.scale: nan must be > 0"),
+        ({"scale": float("inf")}, r"folder\.scale: inf must be > 0 and finite"),
+        ({"offset": float("inf")}, r"folder\.offset: inf must be a finite number"),
+        ({"outliers": "keep"}, r"folder\.outliers: 'keep' is not one of \['error', 'drop'\]"),
+        ({"max_memory_gb": 0}, r"folder\.max_memory_gb: 0 must be > 0"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            FolderSpec.from_dict({**cfg, **change})
+    for key, value in [("outliers", "keep"), ("max_tiles", 0), ("max_memory_gb", 0)]:
+        with pytest.raises(ConfigError, match=rf"regions\.r\.folder\.{key}"):
+            folder_cfg(tmp_path, **{key: value})
+    assert FolderSpec.from_dict(cfg).max_tiles == 20000 and FolderSpec.from_dict(cfg).outliers == (
+        "error"
     )

@@ -6,9 +6,10 @@ import rasterio
 
 from cloudfree.bands import MASK_CLASSES, MASK_NODATA, S2_L1C_BANDS
 from cloudfree.config import schema, source_settings
-from cloudfree.errors import ConfigError
+from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.manifest import read_manifest
 from cloudfree.tiles.region import SOURCES, download_tiles
+from cloudfree.tiles.settings import TILES_STAMP, manifest_stamp_path, read_stamp
 
 SMALL = {
     "source": "synthetic",
@@ -54,3 +55,26 @@ def test_a_missing_source_section_names_the_key(tmp_path):
 def test_sources_are_the_schemas():
     enum = schema()["properties"]["regions"]["additionalProperties"]["properties"]["source"]
     assert sorted(SOURCES) == sorted(enum["enum"])
+
+
+def test_the_tile_folder_and_the_manifest_carry_the_same_download_stamp(tmp_path):
+    tiles_dir, manifest_csv = tmp_path / "resources/tiles/r", tmp_path / "results/tiles/r.csv"
+    download_tiles("r", SMALL, tiles_dir, manifest_csv, {})
+    folder = read_stamp(tiles_dir / TILES_STAMP)
+    beside = read_stamp(manifest_stamp_path(manifest_csv))
+    assert manifest_stamp_path(manifest_csv) == tmp_path / "results/tiles/r.download.json"
+    assert folder == beside and folder["tiles"] == str(tiles_dir) and folder["region"] == "r"
+    again = download_tiles("r", SMALL, tiles_dir, manifest_csv, {})
+    second = read_stamp(tiles_dir / TILES_STAMP)
+    assert second["settings"] == folder["settings"] and second["download"] != folder["download"]
+    assert read_stamp(manifest_stamp_path(manifest_csv)) == second and len(again) == 9
+    other = {**SMALL, "synthetic": {**SMALL["synthetic"], "cloudiness": 0.1}}
+    download_tiles("r", other, tiles_dir, manifest_csv, {})
+    assert read_stamp(tiles_dir / TILES_STAMP)["settings"] != folder["settings"]
+
+
+def test_a_stamp_that_is_not_one_is_named(tmp_path):
+    assert read_stamp(tmp_path / "none.json") is None
+    (tmp_path / "bad.json").write_text('{"region": "r"}')
+    with pytest.raises(InputDataError, match=r"bad\.json: not a download stamp"):
+        read_stamp(tmp_path / "bad.json")

@@ -23,7 +23,7 @@ from cloudfree.errors import ConfigError
 from cloudfree.manifest import manifest_row, normalize_manifest
 from cloudfree.tiles.grid import Grid, block_splits, tile_windows, write_tile
 from cloudfree.tiles.synthetic.scene import build_scene, render_date
-from cloudfree.tiles.synthetic.spec import SOURCE, SyntheticSpec
+from cloudfree.tiles.synthetic.spec import SOURCE, SyntheticSpec, check_size
 from cloudfree.tiles.synthetic.weather import acquisition_dates, date_conditions
 
 
@@ -56,10 +56,13 @@ def generate_region(
 ) -> pd.DataFrame:
     """Write every tile and date of a synthetic region as GeoTIFFs; return its manifest.
 
-    Paths in the manifest are ``dest_dir`` as given joined with the file names.
+    Paths in the manifest are ``dest_dir`` as given joined with the file names.  A region
+    too large to generate is refused before anything is allocated
+    (:func:`~cloudfree.tiles.synthetic.spec.check_size`).
     """
     if not isinstance(region, str) or not region:
         raise ConfigError(f"synthetic region name must be a non-empty string, got {region!r}")
+    check_size(spec, f"regions.{region}.synthetic")
     dest = Path(dest_dir)
     grid = region_grid(spec)
     scene = build_scene(spec)

@@ -2,7 +2,8 @@
 
 The schema (``$defs/synthetic``) holds every default and allowed value; :class:`SyntheticSpec`
 is built from the resolved section and checks what the schema cannot express (cross-key
-limits, dates, the CRS), with errors naming the key.
+limits, dates, the CRS), with errors naming the key.  :func:`check_size` refuses a region
+too large to generate (``max_tiles``, ``max_memory_gb``) before anything is allocated.
 """
 
 from __future__ import annotations
@@ -19,10 +20,15 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
 from cloudfree.errors import ConfigError
+from cloudfree.tiles.grid import DEFAULT_MAX_TILES, check_memory
 from cloudfree.tiles.settings import check_keys
 
 SOURCE = "synthetic"
 REVISIT_DAYS = 5
+# Peak memory of rendering one date, per pixel of the region grid: the scene's static
+# fields, 13 float32 bands of surface, observation and noise, the cloud fields' FFTs
+# (measured: about 550 bytes).
+BYTES_PER_PIXEL = 600
 
 
 class Stream(IntEnum):
@@ -71,15 +77,18 @@ class SyntheticSpec:
     native_resolution: bool
     exclude_dates: tuple[str, ...]
     test_only: bool
+    max_tiles: int = DEFAULT_MAX_TILES
+    max_memory_gb: float = 16.0
 
     def __post_init__(self) -> None:
         def put(key: str, value: Any) -> None:
             object.__setattr__(self, key, value)
 
-        for key in ("seed", "tiles_x", "tiles_y", "tile_size", "overlap", "n_dates"):
+        for key in ("seed", "tiles_x", "tiles_y", "tile_size", "overlap", "n_dates", "max_tiles"):
             put(key, int(getattr(self, key)))
         for key in ("cloudiness", "resolution", "val_fraction", "test_fraction", "haze"):
             put(key, float(getattr(self, key)))
+        put("max_memory_gb", float(self.max_memory_gb))
         for key in ("outages", "change_rate"):
             put(key, float(getattr(self, key)))
         put("origin", (float(self.origin[0]), float(self.origin[1])))
@@ -177,3 +186,23 @@ class SyntheticSpec:
         """Tiles per side of the spatial blocks that go to one split: 2 x 2 when the grid
         gives at least 8 such blocks, else single tiles."""
         return 2 if math.ceil(self.tiles_y / 2) * math.ceil(self.tiles_x / 2) >= 8 else 1
+
+
+def check_size(spec: SyntheticSpec, where: str = "synthetic") -> None:
+    """Refuse a region of more than ``max_tiles`` tiles, or whose one date would take more
+    than ``max_memory_gb`` (or this machine's memory) to render, before anything is allocated:
+    ConfigError naming the region and the keys under ``where`` (``regions.<name>.synthetic``)."""
+    region = where.rsplit(".", 1)[0] if where.count(".") >= 2 else where
+    n = spec.tiles_x * spec.tiles_y
+    if n > spec.max_tiles:
+        raise ConfigError(
+            f"{region}: {where}.tiles_x * tiles_y = {spec.tiles_x} * {spec.tiles_y} = {n} "
+            f"tiles, above {where}.max_tiles ({spec.max_tiles}); make the region smaller, or "
+            "raise max_tiles if it is meant to be this large"
+        )
+    rows, cols = spec.region_shape
+    check_memory(
+        float(rows) * cols * BYTES_PER_PIXEL, spec.max_memory_gb, f"{where}.max_memory_gb",
+        f"rendering one date of the {cols} x {rows} px region grid ({spec.tiles_x} x "
+        f"{spec.tiles_y} tiles of {where}.tile_size {spec.tile_size} px)", region,
+    )  # fmt: skip
