@@ -7,8 +7,15 @@ client's timeout); ``fail_paths`` makes the matching requests fail every time; `
 answers 401 to requests without ``Authorization: Bearer <token>``; ``sas_token`` answers 403
 to COG requests whose query is not that token, handed out by ``/sas/<collection>`` as
 Planetary Computer's token API does (valid ``sas_seconds``).  An item's ``properties`` are
-added to its STAC properties.  Every request is logged for tests that count what was
-fetched."""
+added to its STAC properties and its ``hrefs`` (asset key -> href) replace its asset URLs;
+``asset_base`` puts the asset URLs on another server, ``redirect_base`` answers COG
+requests with a redirect to the same file there, ``search_base`` puts the landing page's
+search links there.  ``page_size=n`` answers a search in
+pages of n items linked by ``next`` links (on ``next_base`` if given); ``cycle=n`` links the
+last page back to the first for the first n searches (then answers an empty page, so a client
+that follows the loop forever still ends); ``raw`` answers the given paths with the given
+bytes as JSON.  Every request is logged for tests that count what was fetched, and the
+Authorization header of every request that had one (``auth``)."""
 
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import numpy as np
 import rasterio
@@ -92,6 +99,13 @@ class StacServer:
         token: str | None = None,
         sas_token: str | None = None,
         sas_seconds: float = 3600.0,
+        asset_base: str | None = None,
+        page_size: int = 0,
+        next_base: str | None = None,
+        cycle: int = 0,
+        raw: dict[str, bytes] | None = None,
+        redirect_base: str | None = None,
+        search_base: str | None = None,
     ) -> None:
         self.root, self.items, self.fail_every = root, items, fail_every
         self.fail_paths = fail_paths  # requests whose path contains this always fail
@@ -102,7 +116,11 @@ class StacServer:
         )
         self.token = token
         self.sas_token, self.sas_seconds, self.sas_fetches = sas_token, sas_seconds, 0
+        self.asset_base, self.page_size, self.next_base = asset_base, page_size, next_base
+        self.cycle, self.raw, self.searches = cycle, dict(raw or {}), 0
+        self.redirect_base, self.search_base = redirect_base, search_base
         self.log: list[tuple[str, str, str]] = []
+        self.auth: list[tuple[str, str]] = []  # (path, Authorization) of requests with one
         self.failures = 0
         self.drops = self.stalls = self.unauthorised = 0
         self._count = 0
@@ -125,15 +143,16 @@ class StacServer:
     # --------------------------------------------------------------- STAC documents
 
     def landing(self) -> dict[str, Any]:
+        search = (self.search_base or self.url) + "/search"
         return {
             "type": "Catalog", "id": "test", "stac_version": "1.0.0", "description": "test",
             "conformsTo": CONFORMS,
             "links": [
                 {"rel": "self", "href": self.url + "/", "type": "application/json"},
                 {"rel": "root", "href": self.url + "/", "type": "application/json"},
-                {"rel": "search", "href": self.url + "/search", "method": "GET",
+                {"rel": "search", "href": search, "method": "GET",
                  "type": "application/geo+json"},
-                {"rel": "search", "href": self.url + "/search", "method": "POST",
+                {"rel": "search", "href": search, "method": "POST",
                  "type": "application/geo+json"},
             ],
         }  # fmt: skip
@@ -142,6 +161,8 @@ class StacServer:
         side = SCENE_PX * 10.0
         box = (ORIGIN[0], ORIGIN[1] - side, ORIGIN[0] + side, ORIGIN[1])
         w, s, e, n = transform_bounds(CRS, "EPSG:4326", *box)
+        base = self.asset_base or self.url
+        hrefs = {k: f"{base}/cogs/{v}" for k, v in it["assets"].items()} | it.get("hrefs", {})
         return {
             "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [],
             "id": f"S2_{it['date']}", "collection": "sentinel-2-l2a", "bbox": [w, s, e, n],
@@ -149,12 +170,11 @@ class StacServer:
                          "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
             "properties": {"datetime": f"{it['date']}T08:00:00Z", "eo:cloud_cover": it["cover"],
                            **it.get("properties", {})},
-            "assets": {k: {"href": f"{self.url}/cogs/{v}", "type": "image/tiff"}
-                       for k, v in it["assets"].items()},
+            "assets": {k: {"href": href, "type": "image/tiff"} for k, href in hrefs.items()},
             "links": [],
         }  # fmt: skip
 
-    def search(self, params: dict[str, Any]) -> dict[str, Any]:
+    def search(self, params: dict[str, Any], method: str = "GET") -> dict[str, Any]:
         start, end = str(params.get("datetime", "../..")).split("/")
         query = params.get("query") or {}
         if isinstance(query, str):
@@ -167,7 +187,27 @@ class StacServer:
             for it in self.items
             if lo <= date.fromisoformat(it["date"]) <= hi and it["cover"] <= lte
         ]
-        return {"type": "FeatureCollection", "features": feats, "links": []}
+        self.searches += 1
+        if self.cycle and self.searches > self.cycle:
+            feats = []
+        if not self.page_size:
+            return {"type": "FeatureCollection", "features": feats, "links": []}
+        page = int(params.get("page", 0))
+        chunk = feats[page * self.page_size : (page + 1) * self.page_size]
+        links = []
+        target = page + 1 if (page + 1) * self.page_size < len(feats) else None
+        if target is None and self.cycle and feats:
+            target = 0
+        if target is not None:
+            base = (self.next_base or self.url) + "/search"
+            following = {**params, "page": target}
+            if method == "POST":
+                links.append({"rel": "next", "href": base, "method": "POST", "body": following,
+                              "type": "application/geo+json"})  # fmt: skip
+            else:
+                links.append({"rel": "next", "href": f"{base}?{urlencode(following)}",
+                              "type": "application/geo+json"})  # fmt: skip
+        return {"type": "FeatureCollection", "features": chunk, "links": links}
 
     # --------------------------------------------------------------- HTTP
 
@@ -184,6 +224,8 @@ class StacServer:
                 with server._lock:
                     server._count += 1
                     server.log.append((self.command, self.path, self.headers.get("Range", "")))
+                    if self.headers.get("Authorization") is not None:
+                        server.auth.append((self.path, self.headers["Authorization"]))
                     n = server._count
                     fail = (server.fail_every and n % server.fail_every == 0) or (
                         server.fail_paths and server.fail_paths in self.path
@@ -216,7 +258,9 @@ class StacServer:
                 return bool(fail)
 
             def _json(self, doc: dict) -> None:
-                body = json.dumps(doc).encode()
+                self._body(json.dumps(doc).encode())
+
+            def _body(self, body: bytes) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -227,8 +271,10 @@ class StacServer:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self._flaky():
                     return
-                if urlparse(self.path).path == "/search":
-                    self._json(server.search(json.loads(body or b"{}")))
+                if urlparse(self.path).path in server.raw:
+                    self._body(server.raw[urlparse(self.path).path])
+                elif urlparse(self.path).path == "/search":
+                    self._json(server.search(json.loads(body or b"{}"), "POST"))
                 else:
                     self.send_error(404)
 
@@ -239,6 +285,8 @@ class StacServer:
                 if self._flaky():
                     return
                 url = urlparse(self.path)
+                if url.path in server.raw:
+                    return self._body(server.raw[url.path])
                 if url.path in ("/", ""):
                     return self._json(server.landing())
                 if url.path == "/search":
@@ -253,6 +301,12 @@ class StacServer:
                     })  # fmt: skip
                 if not url.path.startswith("/cogs/"):
                     return self.send_error(404)
+                if server.redirect_base:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirect_base + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
                 if server.sas_token and url.query != server.sas_token:
                     return self.send_error(403)
                 path = server.root / Path(url.path).name

@@ -1,37 +1,49 @@
 """HTTP access of the ``stac`` source: retries, tokens and signed URLs, secrets kept secret.
 
 Failed GDAL/HTTP reads are retried with exponential backoff (:func:`with_retries`); a bearer
-token comes from the environment variable named by ``stac.token_env``; COG URLs are signed
-with a SAS token of the collection where the catalogue needs it (:class:`SasSigner`); while
-:func:`redacted` runs, every token is replaced in the log records, and :meth:`SasSigner.clean`
-cuts them out of error messages.  :func:`gdal_env` holds GDAL's network settings.
+token comes from the environment variable named by ``stac.token_env`` and goes only to the
+API's own origin (scheme, host and port of ``stac.url``) and the hosts of
+``stac.token_hosts`` (:class:`~cloudfree.tiles.hosts.HostPolicy`): on the API requests by a
+per-request :class:`ScopedBearer`, on a COG read by :func:`gdal_auth`, a GDAL option set for
+that one read.  :class:`CatalogueIO` keeps pystac-client on the API: no request to another
+host, no local file, answers that are not JSON named by their URL, paging bounded by
+``stac.max_pages`` and stopped where it loops.  COG URLs are signed with a SAS token of the
+collection where the catalogue needs it (:class:`SasSigner`); while :func:`redacted` runs,
+every token is replaced in the log records, and :meth:`SasSigner.clean` cuts them out of
+error messages.  :func:`gdal_env` holds GDAL's network settings.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import rasterio
 import requests
+from pystac import Link
+from pystac_client.stac_api_io import StacApiIO
 from rasterio.errors import RasterioError
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
 from urllib3.util.retry import Retry
 
 from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.tiles.hosts import HostPolicy, HostSettings, host_port
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class HttpSettings(Protocol):
-    """The keys of the ``stac`` section that say how its server is reached (a StacSpec)."""
+class HttpSettings(HostSettings, Protocol):
+    """The keys of the ``stac`` section that say how its server is reached (a StacSpec):
+    those of :class:`~cloudfree.tiles.hosts.HostSettings` and these."""
 
     @property
     def retries(self) -> int: ...
@@ -45,6 +57,155 @@ class HttpSettings(Protocol):
     def collection(self) -> str: ...
     @property
     def sign_url(self) -> str: ...
+    @property
+    def max_pages(self) -> int: ...
+
+
+class ScopedBearer(AuthBase):
+    """``Authorization: Bearer <token>`` on the requests whose URL ``allowed`` accepts
+    only (requests drops it itself on a redirect to another host)."""
+
+    def __init__(self, token: str | None, allowed: Callable[[str], bool]) -> None:
+        self.token, self.allowed = token, allowed
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self.token and request.url and self.allowed(request.url):
+            request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
+def _href(source: Any) -> str:
+    if isinstance(source, Link):
+        return str(source.to_dict().get("href", ""))
+    return str(source)
+
+
+def _page_key(href: str, method: str | None, body: Any) -> str:
+    return json.dumps([(method or "GET").upper(), href, body], sort_keys=True, default=str)
+
+
+class CatalogueIO(StacApiIO):
+    """pystac-client's I/O kept on the STAC API: every request goes to the API's origin
+    (the token with it, no other header of ours), a local path is never opened, an answer
+    that is not a JSON object is an InputDataError naming its URL, and search paging stops
+    with an error after ``max_pages`` pages, at a ``next`` link to another host and at one
+    that leads back to a page already read."""
+
+    def __init__(self, spec: HttpSettings, token: str | None, where: str = "stac") -> None:
+        retry = Retry(
+            total=spec.retries, backoff_factor=spec.backoff, status_forcelist=RETRY_STATUS,
+            allowed_methods=None, raise_on_status=False,
+        )  # fmt: skip
+        super().__init__(max_retries=retry, timeout=spec.timeout)
+        self.spec, self.where = spec, where
+        self.policy = HostPolicy.of(spec, where)
+        if token:
+            self.session.auth = ScopedBearer(token, self.policy.gets_token)
+        self.pages = 0
+
+    def _refuse(self, href: str, what: str) -> InputDataError:
+        return InputDataError(
+            f"STAC API {self.spec.url}: {what} {href!r} is not on the API's host "
+            f"({self.policy.api[1]}:{self.policy.api[2]}); refused, nothing of the search "
+            "is sent to another host"
+        )
+
+    def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
+        href = _href(source)
+        if not self.policy.is_api(href):
+            raise self._refuse(href, "a link to")
+        return super().read_text(source, *args, **kwargs)
+
+    def request(
+        self,
+        href: str,
+        method: str | None = None,
+        headers: dict[str, str] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> str:
+        if not self.policy.is_api(href):
+            raise self._refuse(href, "a request to")
+        return super().request(href, method=method, headers=headers, parameters=parameters)
+
+    def read_json(self, source: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        href = _href(source)
+        text = self.read_text(source, *args, **kwargs)
+        try:
+            doc = self.json_loads(text)
+        except ValueError as exc:
+            start = " ".join(text[:60].split())
+            raise InputDataError(
+                f"STAC API {self.spec.url}: the answer of {href} is not JSON ({exc}); it "
+                f"starts with {start!r}"
+            ) from None
+        if not isinstance(doc, dict):
+            raise InputDataError(
+                f"STAC API {self.spec.url}: the answer of {href} is JSON but not an object "
+                f"(a {type(doc).__name__})"
+            )
+        return doc
+
+    def get_pages(
+        self, url: str, method: str | None = None, parameters: dict[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The pages of a search, first to last, following ``next`` links on the API."""
+        seen = {_page_key(url, method, parameters): 1}
+        page = self.read_json(url, method=method, parameters=parameters)
+        number = 1
+        while True:
+            self.pages = number
+            features = page.get("features")
+            if not features:
+                return
+            if not isinstance(features, list):
+                raise InputDataError(
+                    f"STAC API {self.spec.url}: page {number} of the search at {url} has "
+                    f"'features' that are not a list ({type(features).__name__})"
+                )
+            yield page
+            link = self._next_link(page, url, number)
+            if link is None:
+                return
+            href = link["href"]
+            if not self.policy.is_api(href):
+                raise InputDataError(
+                    f"STAC API {self.spec.url}: page {number} of the search links its next "
+                    f"page to {host_port(href)} ({href}), not the API's host "
+                    f"{self.policy.api[1]}:{self.policy.api[2]}; refused"
+                )
+            method_ = str(link.get("method", "GET")).upper()
+            body = link.get("body", {})
+            if method_ == "POST" and link.get("merge"):
+                body = {**(parameters or {}), **body}
+            key = _page_key(href, method_, body if method_ == "POST" else {})
+            if key in seen:
+                raise InputDataError(
+                    f"STAC API {self.spec.url}: page {number} of the search links back to "
+                    f"page {seen[key]} ({href}); the paging loops, stopped"
+                )
+            if number >= self.spec.max_pages:
+                raise InputDataError(
+                    f"STAC API {self.spec.url}: the search has more than {self.spec.max_pages}"
+                    f" pages ({self.where}.max_pages); narrow {self.where}.bbox or the dates, "
+                    f"or raise {self.where}.max_pages"
+                )
+            number += 1
+            seen[key] = number
+            page = self.read_json(Link.from_dict(link), parameters=parameters)
+
+    def _next_link(self, page: dict[str, Any], url: str, number: int) -> dict[str, Any] | None:
+        links = page.get("links") or []
+        if not isinstance(links, list):
+            links = []
+        link = next((x for x in links if isinstance(x, dict) and x.get("rel") == "next"), None)
+        if link is None:
+            return None
+        if not isinstance(link.get("href"), str) or not isinstance(link.get("body", {}), dict):
+            raise InputDataError(
+                f"STAC API {self.spec.url}: page {number} of the search at {url} has a "
+                f"malformed next link {json.dumps(link, default=str)[:200]}"
+            )
+        return link
 
 
 class SasSigner:
@@ -129,9 +290,14 @@ def bearer_token(spec: HttpSettings) -> str | None:
     return token
 
 
-def auth_headers(spec: HttpSettings) -> dict[str, str]:
-    token = bearer_token(spec)
-    return {"Authorization": f"Bearer {token}"} if token else {}
+def gdal_auth(
+    url: str, token: str | None, policy: HostPolicy
+) -> contextlib.AbstractContextManager[Any]:
+    """GDAL's options of one read of ``url``: the bearer token as a header if the URL's
+    host gets it, nothing otherwise (never an option for every host)."""
+    if not token or not policy.gets_token(url):
+        return contextlib.nullcontext()
+    return rasterio.Env(GDAL_HTTP_HEADERS=f"Authorization: Bearer {token}")
 
 
 class _Redact(logging.Filter):
@@ -167,10 +333,8 @@ def redacted(secrets: set[str]) -> Iterator[None]:
 
 
 def gdal_env(spec: HttpSettings) -> rasterio.Env:
-    headers = auth_headers(spec)
-    extra = {"GDAL_HTTP_HEADERS": f"Authorization: {headers['Authorization']}"} if headers else {}
+    """GDAL's network settings of a run (no credentials: see :func:`gdal_auth`)."""
     return rasterio.Env(
-        **extra,
         GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",
         CPL_VSIL_CURL_ALLOWED_EXTENSIONS=".tif,.TIF,.tiff",
         GDAL_HTTP_TIMEOUT=str(int(max(1, spec.timeout))),

@@ -10,6 +10,16 @@ short-lived signature (Planetary Computer) are signed with a SAS token fetched p
 collection and renewed before it expires (:mod:`cloudfree.tiles.http`); L2A values of
 processing baseline 04.00 and later get the BOA offset removed per item (``offset: auto``).
 Writes ``<dest>/<tile>/<date>_S2.tif`` and ``_CLD.tif`` and returns the manifest rows.
+
+What a catalogue says is not trusted: the bearer token goes only to the API's own host (and
+``stac.token_hosts``), an asset is read only from an http(s) URL (never a local path,
+``file://`` or GDAL ``/vsi`` path; only from the API's host, ``token_hosts`` and
+``asset_hosts`` when ``asset_hosts`` is set: :mod:`cloudfree.tiles.hosts`), paging stays on
+the API's host, within ``stac.max_pages`` and stops where it loops, and an item without a
+date, with a cloud cover that is not a percentage or with a malformed bbox is an error naming
+it (:mod:`cloudfree.tiles.stac_items`).  The bbox is checked as lon/lat and the region grid
+it plans is refused above ``max_tiles`` tiles before anything is allocated or fetched
+(:mod:`cloudfree.tiles.stac_settings`).
 """
 
 from __future__ import annotations
@@ -18,7 +28,6 @@ import logging
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -26,34 +35,43 @@ import numpy as np
 import pandas as pd
 import rasterio
 import requests
+from pystac import Item, STACError, STACTypeError
 from pystac_client import Client
 from pystac_client.exceptions import APIError
-from pystac_client.stac_api_io import StacApiIO
+from pystac_client.warnings import DoesNotConformTo
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.errors import CRSError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
-from urllib3.util.retry import Retry
 
 from cloudfree.bands import MASK_NODATA, NODATA, S2_L1C_BANDS
 from cloudfree.clouds.detector import scl_to_mask
-from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.errors import InputDataError
 from cloudfree.manifest import manifest_row
 from cloudfree.tiles.grid import Grid, Tiling, write_tile
+from cloudfree.tiles.hosts import HostPolicy
 from cloudfree.tiles.http import (
-    RETRY_STATUS,
+    CatalogueIO,
     SasSigner,
-    auth_headers,
     bearer_token,
+    gdal_auth,
     gdal_env,
     redacted,
     with_retries,
 )
 from cloudfree.tiles.settings import check_keys
+from cloudfree.tiles.stac_items import (
+    asset_href,
+    cloud_cover,
+    item_bbox,
+    items_by_date,
+    parse_item,
+)
+from cloudfree.tiles.stac_settings import check_stac, plan_grid
 
 SOURCE = "stac"
 BOA_OFFSET = -1000.0  # L2A processing baseline 04.00 on (January 2022): DN = reflectance + 1000
+PAGE_SIZE = 100  # items asked for per page of a search (the server may send fewer)
 log = logging.getLogger(__name__)
 
 
@@ -82,23 +100,31 @@ class StacSpec(Tiling):
     sign_url: str
     resampling: str  # a name of rasterio's Resampling (the schema lists the allowed ones)
     token_env: str | None = None  # optional in the schema, without a default
+    token_hosts: tuple[str, ...] = ()
+    asset_hosts: tuple[str, ...] = ()
+    max_pages: int = 100
 
     @classmethod
-    def from_dict(cls, cfg: Mapping[str, Any]) -> StacSpec:
-        """Build from a resolved ``stac`` section; checks what the schema cannot."""
-        check_keys("stac", cfg, cls)
+    def from_dict(cls, cfg: Mapping[str, Any], where: str = "stac") -> StacSpec:
+        """Build from a resolved ``stac`` section; checks what the schema cannot
+        (:func:`~cloudfree.tiles.stac_settings.check_stac`, errors naming ``<where>.<key>``)."""
+        check_keys(where, cfg, cls)
+        check_stac(cfg, where)
         args = dict(cfg)
         args["bbox"] = tuple(float(v) for v in cfg["bbox"])
         args["start"], args["end"] = str(cfg["start"])[:10], str(cfg["end"])[:10]
-        spec = cls(**args)
-        unknown_bands = sorted(set(spec.assets) - set(S2_L1C_BANDS))
-        if unknown_bands:
-            raise ConfigError(f"stac.assets: unknown bands {unknown_bands}")
-        try:
-            CRS.from_user_input(spec.crs)
-        except CRSError as exc:
-            raise ConfigError(f"stac.crs: {exc}") from exc
-        return spec
+        for key in ("token_hosts", "asset_hosts"):
+            args[key] = tuple(str(h) for h in cfg.get(key) or ())
+        return cls(**args)
+
+
+@dataclass(frozen=True)
+class Access:
+    """How the COGs are reached: which hosts get the token, the token, the URL signer."""
+
+    policy: HostPolicy
+    token: str | None = None
+    signer: SasSigner | None = None
 
 
 def item_offset(item: Any, spec: StacSpec) -> float:
@@ -120,67 +146,67 @@ def item_offset(item: Any, spec: StacSpec) -> float:
         ) from None
 
 
-def search_items(spec: StacSpec) -> list[Any]:
-    """Items of the collection over the bbox and dates, below the scene cloud cover."""
-    retry = Retry(
-        total=spec.retries, backoff_factor=spec.backoff, status_forcelist=RETRY_STATUS,
-        allowed_methods=None, raise_on_status=False,
-    )  # fmt: skip
-    io = StacApiIO(max_retries=retry, timeout=spec.timeout)
+def search_items(spec: StacSpec, token: str | None = None, where: str = "stac") -> list[Item]:
+    """Items of the collection over the bbox and dates, below the scene cloud cover, each
+    checked (:func:`~cloudfree.tiles.stac_items.parse_item`, :func:`check_assets`); an item
+    on two pages comes once."""
+    io = CatalogueIO(spec, token, where)
     try:
-        client = Client.open(spec.url, stac_io=io, headers=auth_headers(spec))
+        client = Client.open(spec.url, stac_io=io, timeout=spec.timeout)
         search = client.search(
             collections=[spec.collection],
             bbox=list(spec.bbox),
             datetime=f"{spec.start}/{spec.end}",
             query={"eo:cloud_cover": {"lte": spec.max_cloud_cover}},
+            limit=PAGE_SIZE,
         )
-        items = list(search.items())
+        features = [f for page in search.pages_as_dicts() for f in page["features"]]
     except (requests.RequestException, APIError) as exc:
         raise InputDataError(
             f"STAC API {spec.url} cannot be reached or answered with an error: {exc}. "
             "Check stac.url and the network (or a proxy), then run again."
         ) from exc
+    except (STACError, STACTypeError, DoesNotConformTo, KeyError, TypeError, ValueError) as exc:
+        raise InputDataError(
+            f"STAC API {spec.url}: not a STAC API with item search "
+            f"({type(exc).__name__}: {exc}); check {where}.url"
+        ) from exc
+    items: dict[str, Item] = {}
+    for feature in features:
+        item = parse_item(feature, spec.url)
+        items.setdefault(item.id, item)
     # Catalogues that ignore the query extension: filter here as well.
-    return [
-        it for it in items
-        if float(it.properties.get("eo:cloud_cover", 0.0)) <= spec.max_cloud_cover
-    ]  # fmt: skip
+    kept = [it for it in items.values() if cloud_cover(it) <= spec.max_cloud_cover]
+    for item in kept:
+        check_assets(item, spec, io.policy)
+    log.info("%d items in %d pages of %s", len(kept), io.pages, spec.url)
+    return kept
 
 
-def items_by_date(items: list[Any], max_items: int | None) -> dict[str, list[Any]]:
-    """ISO date -> that day's items (granules), least cloudy first; ``max_items`` least
-    cloudy dates kept."""
-    days: dict[str, list[Any]] = {}
-    for it in sorted(items, key=lambda i: float(i.properties.get("eo:cloud_cover", 0.0))):
-        day = (
-            it.datetime.date()
-            if it.datetime
-            else date.fromisoformat(it.properties["start_datetime"][:10])
-        )
-        days.setdefault(day.isoformat(), []).append(it)
-    if max_items is not None:
-        cover = {
-            d: min(float(i.properties.get("eo:cloud_cover", 0.0)) for i in v)
-            for d, v in days.items()
-        }
-        days = {d: days[d] for d in sorted(cover, key=cover.__getitem__)[:max_items]}
-    return dict(sorted(days.items()))
+def check_assets(item: Item, spec: StacSpec, policy: HostPolicy) -> None:
+    """The hrefs of the item's assets that would be read, before anything is read."""
+    for key in (spec.scl_asset, *spec.assets.values()):
+        if key in item.assets:
+            asset_href(item, key, policy)
 
 
 def _read_asset(
-    href: str,
+    item: Item,
+    key: str,
     grid: Grid,
     spec: StacSpec,
+    access: Access,
     *,
     resampling: Resampling,
     dtype: str,
     nodata: float,
-    signer: SasSigner | None = None,
 ) -> np.ndarray:
+    href = asset_href(item, key, access.policy)
+    signer = access.signer
+
     def read() -> np.ndarray:
         url = signer.sign(href) if signer else href  # signed at each try: tokens expire
-        with rasterio.open(url) as src, WarpedVRT(
+        with gdal_auth(href, access.token, access.policy), rasterio.open(url) as src, WarpedVRT(
             src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
             resampling=resampling, src_nodata=src.nodata if src.nodata is not None else 0,
             nodata=nodata, dtype=dtype,
@@ -192,7 +218,7 @@ def _read_asset(
 
 
 def _fetch_tile(
-    items: list[Any], grid: Grid, spec: StacSpec, signer: SasSigner | None = None
+    items: list[Item], grid: Grid, spec: StacSpec, access: Access
 ) -> tuple[np.ndarray, np.ndarray]:
     """(13, H, W) uint16 DN and (H, W) mask of one tile and date, first granule first."""
     h, w = grid.height, grid.width
@@ -201,7 +227,8 @@ def _fetch_tile(
     resampling = Resampling[spec.resampling]
     tile_ll = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds)
     for item in items:
-        if item.bbox and not _intersects(item.bbox, tile_ll):
+        box = item_bbox(item)
+        if box and not _intersects(box, tile_ll):
             continue
         if spec.scl_asset not in item.assets:
             raise InputDataError(
@@ -210,9 +237,8 @@ def _fetch_tile(
         todo = scl == 0
         if not todo.any():
             break
-        s = _read_asset(item.assets[spec.scl_asset].href, grid, spec,
-                        resampling=Resampling.nearest, dtype="uint8", nodata=0,
-                        signer=signer)  # fmt: skip
+        s = _read_asset(item, spec.scl_asset, grid, spec, access,
+                        resampling=Resampling.nearest, dtype="uint8", nodata=0)  # fmt: skip
         take = todo & (s != 0)
         if not take.any():
             continue
@@ -224,8 +250,8 @@ def _fetch_tile(
                 continue
             if key not in item.assets:
                 raise InputDataError(f"STAC item {item.id}: no asset {key!r} for band {band}")
-            data = _read_asset(item.assets[key].href, grid, spec, resampling=resampling,
-                               dtype="float32", nodata=np.nan, signer=signer)  # fmt: skip
+            data = _read_asset(item, key, grid, spec, access, resampling=resampling,
+                               dtype="float32", nodata=np.nan)  # fmt: skip
             bands[i][take] = data[take] * np.float32(spec.scale) + np.float32(offset)
     filled = [i for i, b in enumerate(S2_L1C_BANDS) if b not in spec.assets]
     bands[filled] = spec.fill_value
@@ -237,7 +263,7 @@ def _fetch_tile(
     return dn, mask
 
 
-def _intersects(a: Any, b: tuple[float, ...]) -> bool:
+def _intersects(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return not (a[2] < b[0] or a[0] > b[2] or a[3] < b[1] or a[1] > b[3])
 
 
@@ -246,20 +272,25 @@ def stac_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
 
     Tiles already in ``dest`` (an earlier run stopped half-way) are not fetched again.
     """
-    spec = StacSpec.from_dict(cfg)
-    secrets = {t for t in (bearer_token(spec),) if t}
+    where = f"regions.{region}.stac"
+    spec = StacSpec.from_dict(cfg, where)
+    token = bearer_token(spec)
+    secrets = {token} if token else set()
     with redacted(secrets):
         signer = SasSigner(spec, secrets) if spec.sign else None
-        return _stac_tiles(region, spec, dest, signer)
+        access = Access(HostPolicy.of(spec, where), token, signer)
+        return _stac_tiles(region, spec, dest, access, where)
 
 
 def _stac_tiles(
-    region: str, spec: StacSpec, dest: Path, signer: SasSigner | None = None
+    region: str, spec: StacSpec, dest: Path, access: Access, where: str
 ) -> pd.DataFrame:
     crs = CRS.from_user_input(spec.crs)
-    grid = Grid.covering(crs, transform_bounds("EPSG:4326", crs, *spec.bbox), spec.resolution)
-    windows = spec.windows(grid.width, grid.height)
-    days = items_by_date(search_items(spec), spec.max_items)
+    grid = plan_grid(
+        crs, spec.bbox, spec.resolution, spec.tile_size, spec.overlap, spec.max_tiles, where
+    )
+    windows = spec.windows(grid.width, grid.height, where)
+    days = items_by_date(search_items(spec, access.token, where), spec.max_items)
     if not days:
         raise InputDataError(
             f"STAC API {spec.url}: no {spec.collection} items over {list(spec.bbox)} between "
@@ -279,7 +310,7 @@ def _stac_tiles(
                         m = src.read(1)
                     paths = {"image": str(image), "mask": str(mask)}
                 else:
-                    dn, m = _fetch_tile(items, tgrid, spec, signer)
+                    dn, m = _fetch_tile(items, tgrid, spec, access)
                     ids = ",".join(i.id for i in items)
                     tags = {"SOURCE": SOURCE, "STAC_ITEMS": ids}
                     paths = write_tile(

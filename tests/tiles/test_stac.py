@@ -16,6 +16,8 @@ from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.manifest import read_manifest
 from cloudfree.tiles.region import download_tiles, staging_dir
 from cloudfree.tiles.stac import StacSpec, item_offset
+from cloudfree.tiles.stac_items import cloud_cover, item_bbox, parse_item
+from cloudfree.tiles.stac_settings import check_stac
 
 from ..stac_server import CRS, ORIGIN, StacServer, make_scenes
 
@@ -174,7 +176,7 @@ def test_planetary_computer_urls_are_signed_once_per_collection(tmp_path, scenes
 
 def test_a_failing_signed_read_names_the_file_without_the_token(tmp_path, scenes, caplog):
     root, items = scenes
-    cfg = stac_cfg("", sign="planetary_computer", retries=1)
+    cfg = stac_cfg("http://unused", sign="planetary_computer", retries=1)
     with StacServer(root, items, sas_token=SAS, fail_paths="_green.tif") as server:
         cfg |= {"url": server.url, "sign_url": server.url + "/sas"}
         with caplog.at_level("DEBUG"), pytest.raises(InputDataError) as err:
@@ -254,3 +256,39 @@ def test_spec_checks_what_the_schema_cannot():
         StacSpec.from_dict({k: v for k, v in cfg.items() if k != "url"})
     with pytest.raises(ConfigError, match=r"stac: unknown keys \['colour'\]"):
         StacSpec.from_dict({**cfg, "colour": 1})
+
+
+def test_check_stac_names_the_key_of_what_is_wrong():
+    cfg = stac_cfg("http://x")
+    spec = StacSpec.from_dict(cfg)
+    assert (spec.token_hosts, spec.asset_hosts, spec.max_pages) == ((), (), 100)
+    where = "regions.x.stac"
+    for bad, named in [
+        ({"url": "file:///catalog.json"}, r"regions\.x\.stac\.url: 'file:///catalog\.json' is not"),
+        ({"sign": "planetary_computer", "sign_url": "/sas"}, r"regions\.x\.stac\.sign_url: '/sas'"),
+        ({"start": "2021-04-01"}, r"regions\.x\.stac\.end: 2021-03-31 is before"),
+        ({"bbox": [0, 0, 1, float("nan")]}, r"regions\.x\.stac\.bbox: .* is not four numbers"),
+        ({"bbox": [0, -91, 1, 1]}, r"regions\.x\.stac\.bbox: south -91 is outside -90\.\.90"),
+        ({"token_hosts": ["a/b"]}, r"regions\.x\.stac\.token_hosts: 'a/b' is not a host"),
+        ({"assets": {"B13": "x"}}, r"regions\.x\.stac\.assets: unknown bands \['B13'\]"),
+    ]:
+        with pytest.raises(ConfigError, match=named):
+            check_stac({**cfg, **bad}, where)
+    with pytest.raises(ConfigError, match=r"regions\.r\.stac\.token_hosts\.0"):
+        stac_cfg("http://x", token_hosts=["a b"])  # the schema's pattern
+    with pytest.raises(ConfigError, match=r"regions\.r\.stac\.max_pages"):
+        stac_cfg("http://x", max_pages=0)
+
+
+def test_parse_item_reads_3d_bboxes_and_numeric_strings():
+    feature = {
+        "type": "Feature", "stac_version": "1.0.0", "id": "S2X", "geometry": None,
+        "bbox": [39.0, -15.0, 0.0, 39.1, -14.9, 10.0], "links": [], "assets": {},
+        "properties": {"datetime": "2021-03-02T08:00:00Z", "eo:cloud_cover": "12.5"},
+    }  # fmt: skip
+    item = parse_item(feature, "http://api")
+    assert item_bbox(item) == (39.0, -15.0, 39.1, -14.9) and cloud_cover(item) == 12.5
+    with pytest.raises(InputDataError, match=r"STAC item S2X: bbox \[1, 2\] is not 4 or 6"):
+        parse_item({**feature, "bbox": [1, 2]}, "http://api")
+    with pytest.raises(InputDataError, match=r"STAC API http://api: a search result without an"):
+        parse_item({**feature, "id": None}, "http://api")
