@@ -91,8 +91,9 @@ class HostRule:
 @dataclass(frozen=True)
 class HostPolicy:
     """Where the bearer token goes and where COGs may come from.  The token goes to the
-    API's own origin and to ``token_hosts``; COG hrefs must be http(s) URLs, on the API's
-    origin, ``token_hosts`` or ``asset_hosts`` when ``asset_hosts`` is not empty."""
+    API's own origin and to ``token_hosts`` (over https, unless the API is plain http); COG
+    hrefs must be http(s) URLs, on the API's origin, ``token_hosts`` or ``asset_hosts`` when
+    ``asset_hosts`` is not empty."""
 
     api: Origin
     token_hosts: tuple[HostRule, ...]
@@ -115,10 +116,15 @@ class HostPolicy:
         return url_origin(url) == self.api
 
     def gets_token(self, url: str) -> bool:
+        """The API's own origin, or a ``token_hosts`` entry over https: the token never goes
+        unencrypted to another host unless the API itself is plain http (a local server)."""
         origin = url_origin(url)
-        return origin is not None and (
-            origin == self.api or any(r.matches(origin) for r in self.token_hosts)
-        )
+        if origin is None:
+            return False
+        if origin == self.api:
+            return True
+        encrypted = origin[0] == "https" or self.api[0] == "http"
+        return encrypted and any(r.matches(origin) for r in self.token_hosts)
 
     def asset_problem(self, href: str) -> str | None:
         """Why a COG href may not be read (None: it may)."""

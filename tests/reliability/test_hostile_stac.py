@@ -11,6 +11,7 @@ import time
 import pytest
 
 from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.tiles.hosts import HostPolicy
 from cloudfree.tiles.region import download_tiles
 from cloudfree.tiles.stac_settings import check_stac
 from tests.stac_server import StacServer, make_scenes
@@ -71,6 +72,29 @@ def test_token_hosts_extend_the_token_to_the_named_hosts_only(tmp_path, scenes, 
             run(tmp_path, stac_cfg(api.url, token_env=TOKEN_ENV, token_hosts=hosts))
     assert cogs.unauthorised == 0 and cogs.cog_requests()  # the named host got the token
     assert other.cog_requests() and other.auth == []  # the blue band's host did not
+
+
+@pytest.mark.parametrize(
+    ("api", "url", "gets"),
+    [
+        ("https://stac.example.org/api", "https://cogs.example.org/a.tif", True),
+        ("https://stac.example.org/api", "http://cogs.example.org/a.tif", False),
+        ("https://stac.example.org/api", "https://cogs.example.org:8443/a.tif", False),
+        ("https://stac.example.org/api", "https://evil.example.com/a.tif", False),
+        ("https://stac.example.org/api", "http://stac.example.org/api/search", False),
+        ("http://127.0.0.1:8000/api", "http://cogs.example.org/a.tif", True),
+    ],
+)
+def test_a_token_host_gets_the_token_only_over_https(api, url, gets):
+    """A listed host gets the token only encrypted (unless the API itself is plain http, a
+    local server), only on its port, and the API's own origin includes its scheme."""
+
+    class Spec:
+        token_hosts = ("cogs.example.org",)
+        asset_hosts = ()
+
+    Spec.url = api
+    assert HostPolicy.of(Spec()).gets_token(url) is gets
 
 
 def test_a_redirect_to_another_host_does_not_carry_the_token(tmp_path, scenes, monkeypatch):

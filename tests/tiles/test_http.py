@@ -109,9 +109,8 @@ def test_the_token_goes_to_the_api_origin_and_token_hosts_only():
     assert not policy.gets_token("http://api.example/v1")  # another scheme and port
     assert not policy.gets_token("https://api.example:8443/v1")  # another port
     assert not policy.gets_token("https://api.example.evil/v1")
-    assert policy.gets_token("https://cogs.example/a.tif") and policy.gets_token(
-        "http://cogs.example/a"
-    )
+    assert policy.gets_token("https://cogs.example/a.tif")
+    assert not policy.gets_token("http://cogs.example/a")  # never unencrypted to another host
     assert not policy.gets_token("https://cogs.example:444/a.tif")
     assert policy.gets_token("https://x.blob.example:8443/a.tif")
     assert not policy.gets_token("https://blob.example:8443/a.tif")  # subdomains only
