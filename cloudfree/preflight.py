@@ -20,7 +20,7 @@ from typing import Any
 
 from cloudfree.config import date_spans, resolve_config, schema, validate_config
 from cloudfree.errors import ConfigError
-from cloudfree.models.registry import MODELS
+from cloudfree.models.presets import PRESET_WIDTHS
 from cloudfree.mosaic.check import check_mosaic
 from cloudfree.tiles.folder import FolderSpec
 from cloudfree.tiles.sen12mscrts import PATCH_PX, Sen12mscrtsSpec
@@ -80,7 +80,7 @@ def embedding_width(model: Mapping[str, Any]) -> int | None:
         return None
     if model["name"] == "utilise":
         return int(model["widths"][-1])
-    return int((getattr(MODELS[model["name"]], "WIDTHS", None) or model["widths"])[-1])
+    return int(PRESET_WIDTHS.get(model["name"], model["widths"])[-1])
 
 
 def _check_embeddings(infer: Mapping[str, Any], model: Mapping[str, Any] | None) -> None:

@@ -18,14 +18,15 @@ from torch import nn
 from cloudfree.errors import ConfigError
 from cloudfree.models.baselines import BASELINE_MODELS
 from cloudfree.models.network import UTILISE
+from cloudfree.models.presets import REFERENCE_HEADS, REFERENCE_WIDTHS
 
 
 class UTILISEReference(UTILISE):
     """U-TILISE's network for SEN12MS-CR-TS (Stucker et al. 2023): widths 64, 64, 64, 64, 128
     (four down-samplings), L-TAE with 4 heads; the config's widths and heads are ignored."""
 
-    WIDTHS = (64, 64, 64, 64, 128)
-    HEADS = 4
+    WIDTHS = REFERENCE_WIDTHS
+    HEADS = REFERENCE_HEADS
 
     def __init__(self, in_channels: int, prior: str, **ignored: Any) -> None:
         del ignored

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +12,7 @@ from torch import nn
 from cloudfree.config import schema
 from cloudfree.errors import ConfigError
 from cloudfree.models.baselines import BASELINES
+from cloudfree.models.presets import PRESET_WIDTHS
 from cloudfree.models.registry import MODELS, build_model, count_parameters, is_trainable, register
 
 
@@ -70,3 +74,17 @@ def test_the_reference_network_is_u_tilise_sized() -> None:
         net = build_model("utilise_reference", in_channels=13, widths=[8], heads=1, prior=prior)
         assert net.widths == [64, 64, 64, 64, 128] and net.heads == 4 and net.multiple == 16
         assert 1_100_000 <= count_parameters(net) <= 1_400_000, count_parameters(net)
+
+
+def test_every_fixed_size_network_has_its_widths_in_the_presets():
+    """The config checks read a network's widths from the presets (without torch): each
+    registered network of a fixed size is there, with the widths it is built with."""
+    names = schema()["properties"]["train"]["properties"]["model"]["properties"]["name"]["enum"]
+    fixed = {n: tuple(MODELS[n].WIDTHS) for n in names if getattr(MODELS[n], "WIDTHS", None)}
+    assert fixed == PRESET_WIDTHS
+
+
+def test_the_config_checks_before_the_first_job_do_not_import_torch():
+    """Snakemake runs them at every parse of the workflow (each cluster job too)."""
+    code = "import sys, cloudfree.preflight; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
