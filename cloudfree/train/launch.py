@@ -38,6 +38,7 @@ from cloudfree.train.checkpoint import release
 from cloudfree.train.control import TrainingInterrupted
 from cloudfree.train.curve import training_curve
 from cloudfree.train.loop import train_model
+from cloudfree.train.tracking import log_training_run
 
 log = logging.getLogger("cloudfree.train")
 
@@ -107,18 +108,36 @@ def train_outputs(
     params: Mapping[str, Any],
     threads: int = 1,
     processes: int = 1,
+    *,
+    tracking: str | None = None,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """The outputs of the rule train: :func:`launch`, then the training curve of the history,
     then (every output in place) the removal of the checkpoint; returns the summary.
 
     Until then the checkpoint of the final step stays, so a run killed after training (while
     the model file, the history or the curve are written) resumes at that step.
+
+    ``tracking``: an MLflow tracking URI or path; the run (``run_name``, default: the model
+    file's directory name, i.e. the experiment) is logged there once the curve is written
+    (:func:`cloudfree.train.tracking.log_training_run`).  Tracking is optional and the model
+    is the product: a tracking failure (MLflow missing, store unreachable) is logged as a
+    warning and training still succeeds, since raising would make Snakemake delete the
+    finished outputs.
     """
     summary = launch(
         packed_paths, model_out, history_out, params, threads=threads, processes=processes,
         keep_checkpoint=True,
     )  # fmt: skip
     training_curve(pd.read_csv(history_out), curve_out)
+    if tracking:
+        try:
+            log_training_run(
+                tracking, run_name or Path(model_out).parent.name, params,
+                pd.read_csv(history_out), summary, tags={"model_file": str(model_out)},
+            )  # fmt: skip
+        except Exception as exc:  # the model and its history are written: keep them
+            log.warning("MLflow tracking to %s failed, the model is kept: %s", tracking, exc)
     release(model_out)
     return summary
 
