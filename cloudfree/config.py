@@ -28,7 +28,10 @@ from cloudfree.names import check_date, check_name
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 # Sections of a config that are not regions; each has a default in the schema.
-SECTIONS = ("experiments", "clouds", "pack", "evaluation", "train", "infer", "mosaic", "metrics")
+SECTIONS = (
+    "experiments", "clouds", "pack", "evaluation", "train", "infer", "mosaic", "metrics",
+    "tracking",
+)  # fmt: skip
 
 
 def canonical(value: Any) -> Any:
@@ -176,7 +179,7 @@ def with_execution_settings(
 # Suffixes the workflow appends to a region's name in its output file names.
 REGION_SUFFIXES = ("_runs", "_tiles", "_summary", "_dates", "_coverage", "_clear_dates",
                    "_quicklook", "_examples", "_difficulty", "_mae", "_pooled",
-                   "_inductive")  # fmt: skip
+                   "_inductive", "_experiments")  # fmt: skip
 # The evaluation scene of a synthetic region <r> is the region <r>_inductive of the file names.
 INDUCTIVE_SUFFIX = "_inductive"
 
@@ -221,31 +224,16 @@ def check_config(config: Mapping[str, Any], *, whole: bool = True) -> None:
     that says nothing: ``whole=False``."""
     check_names(config)
     regions = config["regions"]
-    seen: dict[str, str] = {}
-    for name, exp in config.get("experiments", {}).items():
-        if name in regions and exp["regions"] != [name]:
-            raise ConfigError(f"experiments.{name}: name clashes with region {name!r}")
-        for region in exp["regions"]:
-            if region not in regions:
-                raise ConfigError(
-                    f"experiments.{name}.regions: unknown region {region!r}; "
-                    f"known regions: {', '.join(sorted(regions))}"
-                )
-            if region in seen:
-                raise ConfigError(
-                    f"experiments.{name}.regions: region {region!r} is already in "
-                    f"experiments.{seen[region]}"
-                )
-            seen[region] = name
     # Output names of one region that another region's name could take.
-    reserved = {"all_regions"} | {
+    reserved = {"all_regions", "all_experiments"} | {
         f"{name}{suffix}" for name in regions for suffix in REGION_SUFFIXES
     }
     for name in regions:
         if name in reserved:
             raise ConfigError(
                 f"regions.{name}: the name collides with an output of the workflow "
-                f"(all_regions, or another region's name + one of {', '.join(REGION_SUFFIXES)})"
+                "(all_regions, all_experiments, or another region's name + one of "
+                f"{', '.join(REGION_SUFFIXES)})"
             )
     for name, region in regions.items():
         spec = region.get(region["source"])
@@ -320,22 +308,3 @@ def _check_change_pairs(
                     f"{key}: {day} is outside the years of region {region}'s dates, "
                     f"{first} to {last} ({where}); no tile has it"
                 )
-
-
-def experiment_of(config: Mapping[str, Any], region: str) -> str:
-    """The experiment (model) that reconstructs a region (an evaluation scene: its region's)."""
-    region = base_region(config, region)
-    for name, exp in config.get("experiments", {}).items():
-        if region in exp["regions"]:
-            return name
-    return region
-
-
-def experiment_regions(config: Mapping[str, Any], experiment: str) -> list[str]:
-    """Regions whose training tiles train an experiment's model."""
-    exps = config.get("experiments", {})
-    if experiment in exps:
-        return sorted(exps[experiment]["regions"])
-    if experiment in config["regions"] and experiment_of(config, experiment) == experiment:
-        return [experiment]
-    raise ConfigError(f"unknown experiment {experiment!r}")

@@ -14,12 +14,20 @@ it.  The workflow calls :func:`check_workflow_config` on its config in
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from cloudfree.config import date_spans, resolve_config, schema, validate_config
 from cloudfree.errors import ConfigError
+from cloudfree.experiments import (
+    check_experiments,
+    experiment_names,
+    experiment_regions,
+    run_train,
+    runs,
+)
 from cloudfree.models.presets import PRESET_WIDTHS
 from cloudfree.mosaic.check import check_mosaic
 from cloudfree.tiles.folder import FolderSpec
@@ -27,6 +35,7 @@ from cloudfree.tiles.sen12mscrts import PATCH_PX, Sen12mscrtsSpec
 from cloudfree.tiles.stac import StacSpec
 from cloudfree.tiles.synthetic.spec import SyntheticSpec
 from cloudfree.train.params import check_params
+from cloudfree.train.tracking import MISSING, tracking_uri
 
 # The settings builder each source's rule runs on its section.
 SOURCE_SPECS: dict[str, Callable[..., Any]] = {
@@ -56,14 +65,33 @@ def resolve_workflow_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check_stages(config: Mapping[str, Any]) -> None:
     """The checks of a resolved whole config that need a stage's code."""
-    if "infer" in config:
-        _check_embeddings(config["infer"], config.get("train", {}).get("model"))
+    check_experiments(config)
+    uri = config.get("tracking", {}).get("mlflow")
+    if uri is not None:
+        tracking_uri(uri)
+        if importlib.util.find_spec("mlflow") is None:
+            raise ConfigError(MISSING)
     if "mosaic" in config:
         check_mosaic(config["mosaic"], date_spans(config))
     for name, region in config["regions"].items():
         _check_source(name, region["source"], region[region["source"]])
-    if "train" in config:
-        _check_train(config)
+    if "train" not in config:
+        return
+    for experiment in experiment_names(config):
+        # each experiment's own train section (the global one where it overrides nothing)
+        where = "train" if experiment not in config["experiments"] else (
+            f"experiments.{experiment}.train"
+        )  # fmt: skip
+        train = run_train(config, runs(config, experiment)[0])
+        regions = {r: config["regions"][r] for r in experiment_regions(config, experiment)}
+        try:
+            if "infer" in config:
+                _check_embeddings(config["infer"], train["model"])
+            _check_train({"train": train, "regions": regions})
+        except ConfigError as exc:
+            if where == "train":
+                raise
+            raise ConfigError(str(exc).replace("train.", f"{where}.")) from None
 
 
 def is_baseline(name: str) -> bool:

@@ -8,8 +8,6 @@ from snakemake.utils import validate
 
 from cloudfree.config import (
     check_config,
-    experiment_of,
-    experiment_regions,
     resolve_config,
     schema,
     section,
@@ -77,19 +75,6 @@ def test_empty_region_list_is_refused():
         validate({"regions": {}}, SCHEMA, set_default=True)
 
 
-def test_experiments_map_regions_to_models():
-    config = default_config()
-    assert experiment_of(config, "africa") == "africa"
-    assert experiment_regions(config, "europa") == ["europa"]
-    shared = copy.deepcopy(config)
-    shared["experiments"] = {"all": {"regions": ["europa", "africa"]}}
-    check_config(shared)
-    assert experiment_of(shared, "africa") == "all"
-    assert experiment_regions(shared, "all") == ["africa", "europa"]
-    with pytest.raises(ConfigError, match="unknown experiment"):
-        experiment_regions(shared, "africa")
-
-
 def test_each_synthetic_region_has_an_evaluation_scene():
     from cloudfree.config import base_region, inductive_regions, with_region_execution_settings
 
@@ -99,11 +84,6 @@ def test_each_synthetic_region_has_an_evaluation_scene():
     }  # fmt: skip
     assert base_region(config, "africa_inductive") == "africa"
     assert base_region(config, "africa") == "africa"
-    # the scene is reconstructed by its region's model
-    assert experiment_of(config, "europa_inductive") == "europa"
-    shared = copy.deepcopy(config)
-    shared["experiments"] = {"all": {"regions": ["europa", "africa"]}}
-    assert experiment_of(shared, "africa_inductive") == "all"
     # a scene has no fetching keys of its own
     scene = {"source": "synthetic", "synthetic": {"seed": 1011}}
     assert with_region_execution_settings(scene, config, "africa_inductive") == scene
@@ -127,21 +107,6 @@ def test_the_evaluation_defaults():
         section("evaluation", {"holdout_period": {"start": "2021-06-01"}})
     with pytest.raises(ConfigError, match="seed_offset"):
         section("evaluation", {"inductive": {"seed_offset": 0}})
-
-
-@pytest.mark.parametrize(
-    ("experiments", "named"),
-    [
-        ({"all": {"regions": ["asia"]}}, "experiments.all.regions: unknown region 'asia'"),
-        ({"a": {"regions": ["africa"]}, "b": {"regions": ["africa"]}}, "already in"),
-        ({"africa": {"regions": ["africa", "europa"]}}, "clashes"),
-    ],
-)
-def test_inconsistent_experiments_name_the_key(experiments, named):
-    config = default_config()
-    config["experiments"] = experiments
-    with pytest.raises(ConfigError, match=named):
-        check_config(config)
 
 
 def test_a_section_on_its_own_is_not_checked_against_the_placeholder_region():
@@ -284,6 +249,7 @@ NOT_CONFIG = {
     ("cloudfree.bands", "band_index", "bands"),  # the L1C band order itself
     ("cloudfree.metrics.summary", "bootstrap_ci", "seed"),  # seed of the resampling
     ("cloudfree.metrics.summary", "summarise", "seed"),
+    ("cloudfree.metrics.compare", "compare_experiments", "seed"),
 }
 
 

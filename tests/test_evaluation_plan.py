@@ -45,9 +45,12 @@ def test_the_scenes_run_the_chain_up_to_inference(default_plan) -> None:
             assert job["input"] == [f"results/hdf5/{job['wildcards']['experiment']}.h5"]
     for rule in ("metrics", "mosaic"):
         assert _regions(default_plan, rule) == ["africa", "europa"], rule
+    for rule in ("score_model", "score_baselines"):  # a scene is scored in its region's
+        assert _regions(default_plan, rule) == ["africa", "europa"], rule
     (summary,) = (job for job in default_plan if job["rule"] == "metrics_all")
     assert summary["input"] == [
-        "results/metrics/africa_summary.csv", "results/metrics/europa_summary.csv"
+        "results/metrics/africa_summary.csv", "results/metrics/europa_summary.csv",
+        "results/metrics/africa_experiments.csv", "results/metrics/europa_experiments.csv",
     ]  # fmt: skip
 
 
@@ -62,13 +65,27 @@ def test_a_scene_is_reconstructed_by_its_regions_model(default_plan) -> None:
 
 
 def test_metrics_of_a_region_read_its_scene(default_plan) -> None:
-    metrics = {job["wildcards"]["region"]: job for job in default_plan if job["rule"] == "metrics"}
+    def jobs(rule: str) -> dict[str, dict[str, Any]]:
+        return {job["wildcards"]["region"]: job for job in default_plan if job["rule"] == rule}
+
+    model, baselines, metrics = jobs("score_model"), jobs("score_baselines"), jobs("metrics")
     for region in ("africa", "europa"):
-        assert metrics[region]["input"] == [
+        assert model[region]["input"] == [
             f"results/hdf5/{region}.h5",
             f"results/predictions/{region}/{region}/eval.h5",
             f"results/hdf5/{region}_inductive.h5",
             f"results/predictions/{region}/{region}_inductive/eval.h5",
+        ]
+        assert baselines[region]["input"] == [
+            f"results/hdf5/{region}.h5", f"results/hdf5/{region}_inductive.h5"
+        ]  # fmt: skip
+        assert metrics[region]["input"] == [
+            f"results/hdf5/{region}.h5",
+            f"results/predictions/{region}/{region}/eval.h5",
+            f"results/metrics/{region}/baselines/dates.csv",
+            f"results/metrics/{region}/baselines/pooled.csv",
+            f"results/metrics/{region}/models/{region}/dates.csv",
+            f"results/metrics/{region}/models/{region}/pooled.csv",
         ]
         assert metrics[region]["output"][:3] == [
             f"results/metrics/{region}.csv",
@@ -83,9 +100,9 @@ def test_no_scene_when_the_inductive_set_is_disabled(tmp_path: Path) -> None:
     plan = _plan(tmp_path, config)
     assert not [job for job in plan if set(job["wildcards"].values()) & SCENES]
     assert _regions(plan, "infer") == ["africa", "europa"]
-    (metrics,) = (job for job in plan if job["wildcards"].get("region") == "africa"
-                  and job["rule"] == "metrics")  # fmt: skip
-    assert metrics["input"] == [
+    (model,) = (job for job in plan if job["wildcards"].get("region") == "africa"
+                and job["rule"] == "score_model")  # fmt: skip
+    assert model["input"] == [
         "results/hdf5/africa.h5",
         "results/predictions/africa/africa/eval.h5",
     ]

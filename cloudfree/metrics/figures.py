@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from cloudfree.packed import TileSeries
 from cloudfree.plotting import (
@@ -232,4 +233,92 @@ def example_reconstructions(
         f"Tile {tile.tile} ({tile.split}, {label}): magenta = evaluation gap, black = cloud/nodata",
         fontsize=9,
     )
+    save_figure(fig, path)
+
+
+def experiment_comparison(
+    comparison: pd.DataFrame, path: str | os.PathLike[str], *, region: str = ""
+) -> None:
+    """The pooled masked MAE of every experiment and baseline minus the reference experiment's,
+    one panel per evaluation set (the table of
+    :func:`cloudfree.metrics.compare.compare_experiments`).
+
+    One line per experiment from the top (the reference labelled "(reference)", "n seeds"
+    when more than one run was averaged), then, below a dashed separator, the baselines in
+    grey.  The dot is the mean over tiles of the paired difference, the horizontal bar its
+    95 % bootstrap interval where both ends are finite and it is not just the dot (the
+    reference's own 0); a plain dot otherwise; no dot and
+    "n/a" where the difference itself is missing); the vertical line marks 0.
+    """
+    col = "mae_masked_diff_reference"
+    if len(comparison) and col not in comparison:
+        raise KeyError(f"comparison has no column {col!r} (columns: {list(comparison.columns)})")
+    sets = (
+        [(str(k), g) for k, g in comparison.groupby("evaluation", sort=False)]
+        if len(comparison) and "evaluation" in comparison
+        else []
+    )
+    rows = max((len(g) for _, g in sets), default=1)
+    fig = Figure(figsize=(5.6 * max(len(sets), 1), 0.45 * rows + 1.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, max(len(sets), 1), squeeze=False)[0])
+    if not sets:
+        panel_message(axes[0], "no experiment to compare")
+    intervals = False
+    for ax, (name, group) in zip(axes, sets, strict=False):
+        kinds = group["kind"].astype(str).to_numpy() if "kind" in group else None
+        baseline = kinds == "baseline" if kinds is not None else np.zeros(len(group), bool)
+        labels = []
+        for (_, row), is_baseline in zip(group.iterrows(), baseline, strict=True):
+            if is_baseline:
+                labels.append(str(row.get("method", "")))
+                continue
+            label = str(row.get("experiment", ""))
+            seeds = pd.to_numeric(row.get("seeds", 1), errors="coerce")
+            if np.isfinite(seeds) and seeds > 1:
+                label += f", {int(seeds)} seeds"
+            labels.append(label + (" (reference)" if bool(row.get("reference", False)) else ""))
+        y = -np.arange(len(group), dtype=float)
+        x = pd.to_numeric(group[col], errors="coerce").to_numpy(dtype=float)
+        low, high = (
+            pd.to_numeric(group[c], errors="coerce").to_numpy(dtype=float)
+            if c in group
+            else np.full(len(group), np.nan)
+            for c in (f"{col}_ci_low", f"{col}_ci_high")
+        )
+        colours = np.where(baseline, "grey", "tab:blue")
+        ok = np.isfinite(x)
+        bars = ok & np.isfinite(low) & np.isfinite(high) & ((low != x) | (high != x))
+        intervals |= bool(bars.any())
+        for c in ("tab:blue", "grey"):
+            sel = bars & (colours == c)
+            if sel.any():
+                err = np.vstack(
+                    [np.clip(x[sel] - low[sel], 0, None), np.clip(high[sel] - x[sel], 0, None)]
+                )
+                ax.errorbar(x[sel], y[sel], xerr=err, fmt="none", ecolor=c, capsize=3)
+            sel = ok & (colours == c)
+            ax.plot(x[sel], y[sel], "o", color=c, ms=5)
+        for yi in y[~ok]:
+            ax.annotate("n/a", (0, yi), xytext=(4, 0), textcoords="offset points", va="center")
+        ax.axvline(0.0, color="black", lw=0.8)
+        if baseline.any() and not baseline.all():
+            ax.axhline(y[np.argmax(baseline)] + 0.5, color="grey", ls="--", lw=0.8)
+        ax.set_yticks(y, labels, fontsize=8)
+        for tick, is_baseline in zip(ax.get_yticklabels(), baseline, strict=True):
+            tick.set_color("grey" if is_baseline else "black")
+        ax.set_ylim(y.min() - 0.6, 0.6)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.tick_params(axis="x", labelsize=8)
+        notes = [str(n) for n in group.get("note", pd.Series(dtype=str)).fillna("") if str(n)]
+        title = f"{name} ({_tiles(group)})" if _tiles(group) else name
+        ax.set_title(title + (f"\n{notes[0]}" if notes else ""), fontsize=9)
+        ax.set_xlabel(
+            "masked MAE − reference (reflectance); < 0: better than the reference", fontsize=8
+        )
+    title = with_region(
+        "Masked MAE against the reference experiment", region or region_names(comparison)
+    )
+    if intervals:
+        title += " (bars: 95 % bootstrap interval over tiles)"
+    fig.suptitle(title, fontsize=10)
     save_figure(fig, path)

@@ -1,10 +1,14 @@
-"""Rule ``metrics`` of one region: the model and the baselines scored on its test tiles and
-on its evaluation scene.
+"""Rules ``score_model``, ``score_baselines`` and ``metrics`` of one region: each run's model
+and the baselines scored on its test tiles and on its evaluation scene, then the region's
+tables.
 
 Reads the packed region (tiles, bands, region and source attributes), the evaluation file of
-inference (``tiles/<tile>/pred``) and the same two of the region's evaluation scene; returns
-the per tile/date/method table, the per tile/method table pooled over the dates and the
-summary per evaluation set and method (the rule's script writes them and the figures).
+inference (``tiles/<tile>/pred``) and the same two of the region's evaluation scene.  A run's
+model and the baselines are scored apart (:func:`score_model`, :func:`score_baselines`: the
+baselines once per region, whatever the number of experiments) on the same tiles and pixels;
+:func:`region_tables` puts them together: per run the per tile/date/method table, the per
+tile/method table pooled over the dates and the summary per evaluation set and method (the
+rules' scripts write them and the figures).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import pandas as pd
 
 from cloudfree.errors import InputDataError
 from cloudfree.metrics.summary import summarise
-from cloudfree.metrics.table import Labeller, Method, as_method, score_tiles
+from cloudfree.metrics.table import MODEL, Labeller, Method, Scores, as_method, score_tiles
 from cloudfree.packed import TileSeries, iter_tiles, packed_bands
 
 
@@ -79,6 +83,126 @@ class RegionScores(NamedTuple):
     summary: pd.DataFrame
 
 
+def _score(
+    packed_path: str | os.PathLike[str],
+    methods: Mapping[str, Method],
+    holdout: Mapping[str, str] | None,
+    inductive: tuple[str | os.PathLike[str], Mapping[str, Method]] | None,
+) -> Scores:
+    """``methods`` on the region's test tiles and (``inductive``: the scene's packed file and
+    its methods) on its evaluation scene; ``region, source`` columns first."""
+    with h5py.File(packed_path, "r") as h5:
+        region, source = str(h5.attrs["region"]), str(h5.attrs["source"])
+    bands = packed_bands(packed_path)
+    tiles = iter_tiles(packed_path, split="test")
+    parts = [score_tiles(tiles, methods, bands, evaluation_labels(source, holdout))]
+    if inductive is not None:
+        scene_path, scene_methods = inductive
+        if packed_bands(scene_path) != bands:
+            raise InputDataError(f"{scene_path}: bands differ from {packed_path}'s")
+        tiles = iter_tiles(scene_path, split="test")
+        parts.append(score_tiles(tiles, scene_methods, bands, "inductive"))
+    dates = pd.concat([p.dates for p in parts], ignore_index=True)
+    pooled = pd.concat([p.pooled for p in parts], ignore_index=True)
+    if dates.empty:
+        raise InputDataError(f"{packed_path}: region {region} has no test tile to score")
+    for frame in (dates, pooled):
+        frame.insert(0, "source", source)
+        frame.insert(0, "region", region)
+    return Scores(dates, pooled)
+
+
+def score_model(
+    packed_path: str | os.PathLike[str],
+    eval_path: str | os.PathLike[str],
+    *,
+    experiment: str,
+    run: str | None = None,
+    holdout: Mapping[str, str] | None,
+    inductive: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
+) -> Scores:
+    """One run's model (its stored output, method ``model``) scored on a region's test tiles
+    and on its evaluation scene (``inductive``: its packed file and evaluation file).
+
+    Columns ``region, source, experiment, run`` (``run`` defaults to ``experiment``) and then
+    those of :func:`~cloudfree.metrics.table.score_tiles`.  Raises :class:`InputDataError`
+    when the region has no test tile or the evaluation file lacks a tile's prediction."""
+    scene = None
+    if inductive is not None:
+        scene = (inductive[0], {MODEL: model_predictions(inductive[1])})
+    scores = _score(packed_path, {MODEL: model_predictions(eval_path)}, holdout, scene)
+    for frame in scores:
+        frame.insert(2, "experiment", experiment)
+        frame.insert(3, "run", run or experiment)
+    return scores
+
+
+def score_baselines(
+    packed_path: str | os.PathLike[str],
+    *,
+    baselines: Sequence[str],
+    holdout: Mapping[str, str] | None,
+    inductive: str | os.PathLike[str] | None = None,
+) -> Scores:
+    """The baselines of ``metrics.baselines`` (in that order) scored as :func:`score_model`
+    scores a model, on the same tiles and pixels (``inductive``: the scene's packed file);
+    columns ``region, source`` and then those of :func:`~cloudfree.metrics.table.score_tiles`."""
+    methods = {name: as_method(name) for name in baselines}
+    return _score(packed_path, methods, holdout, (inductive, methods) if inductive else None)
+
+
+# Columns of the score tables read as text whatever they hold (tile "0012" stays "0012").
+TEXT_COLUMNS = ("region", "source", "experiment", "run", "evaluation", "tile", "split",
+                "date", "method")  # fmt: skip
+
+
+def read_scores(dates_path: str | os.PathLike[str], pooled_path: str | os.PathLike[str]) -> Scores:
+    """The two tables :func:`score_model` or :func:`score_baselines` returned, as written to
+    CSV by their rules; raises :class:`InputDataError` naming a file that is empty."""
+    frames = []
+    for path in (dates_path, pooled_path):
+        frame = pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str), keep_default_na=False,
+                            na_values=[""])  # fmt: skip
+        if frame.empty:
+            raise InputDataError(f"{path}: no scores")
+        frames.append(frame)
+    return Scores(*frames)
+
+
+def region_tables(models: Sequence[Scores], baselines: Scores) -> RegionScores:
+    """A region's tables from its runs' scores (:func:`score_model`, one per run, the
+    reference's first) and the baselines' (:func:`score_baselines`).
+
+    Per run, its model's rows and then the baselines' (labelled with the run's
+    ``experiment`` and ``run``: each run's block is a whole comparison) in the per-date and
+    pooled tables, and the summary of :func:`~cloudfree.metrics.summary.summarise` with the
+    columns ``region, experiment, run`` first."""
+    tables, pooled, summaries = [], [], []
+    for model in models:
+        region, experiment, run = (
+            str(model.dates[c].iloc[0]) for c in ("region", "experiment", "run")
+        )
+        block = []
+        for own, base in zip(model, baselines, strict=True):
+            base = base.copy()
+            base.insert(2, "experiment", experiment)
+            base.insert(3, "run", run)
+            block.append(pd.concat([own, base], ignore_index=True))
+        tables.append(block[0])
+        pooled.append(block[1])
+        summary = summarise(block[1], block[0])
+        for i, (column, value) in enumerate(
+            (("region", region), ("experiment", experiment), ("run", run))
+        ):
+            summary.insert(i, column, value)
+        summaries.append(summary)
+    return RegionScores(
+        pd.concat(tables, ignore_index=True),
+        pd.concat(pooled, ignore_index=True),
+        pd.concat(summaries, ignore_index=True),
+    )
+
+
 def region_metrics(
     packed_path: str | os.PathLike[str],
     eval_path: str | os.PathLike[str],
@@ -88,42 +212,21 @@ def region_metrics(
     holdout: Mapping[str, str] | None,
     inductive: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
 ) -> RegionScores:
-    """Metrics of the test tiles of a region, and of its evaluation scene (``inductive``:
-    its packed file and evaluation file) when it has one.
+    """Metrics of one model and the baselines on the test tiles of a region, and of its
+    evaluation scene (``inductive``: its packed file and evaluation file) when it has one:
+    :func:`score_model`, :func:`score_baselines` and :func:`region_tables` in one call.
 
     ``baselines`` are the names of ``metrics.baselines``, ``holdout`` the
     ``evaluation.holdout_period``.  The tables have the columns ``region, source,
-    experiment`` and then those of :func:`~cloudfree.metrics.table.score_tiles` (per-band
-    columns ``mae_masked_<band>`` for the packed file's bands); the summary ``region`` and
-    then those of :func:`~cloudfree.metrics.summary.summarise`.  Raises
-    :class:`InputDataError` when the region has no test tile to score or an evaluation file
-    has no prediction for one.
+    experiment, run`` and then those of :func:`~cloudfree.metrics.table.score_tiles`
+    (per-band columns ``mae_masked_<band>`` for the packed file's bands); the summary
+    ``region, experiment, run`` and then those of
+    :func:`~cloudfree.metrics.summary.summarise`.  Raises :class:`InputDataError` when the
+    region has no test tile to score or an evaluation file has no prediction for one.
     """
-    with h5py.File(packed_path, "r") as h5:
-        region, source = str(h5.attrs["region"]), str(h5.attrs["source"])
-    bands = packed_bands(packed_path)
-    parts = [
-        score_tiles(
-            iter_tiles(packed_path, split="test"),
-            _methods(eval_path, baselines),
-            bands,
-            evaluation_labels(source, holdout),
-        )
-    ]
-    if inductive is not None:
-        scene_path, scene_eval = inductive
-        if packed_bands(scene_path) != bands:
-            raise InputDataError(f"{scene_path}: bands differ from {packed_path}'s")
-        tiles = iter_tiles(scene_path, split="test")
-        parts.append(score_tiles(tiles, _methods(scene_eval, baselines), bands, "inductive"))
-    table = pd.concat([p.dates for p in parts], ignore_index=True)
-    pooled = pd.concat([p.pooled for p in parts], ignore_index=True)
-    if table.empty:
-        raise InputDataError(f"{packed_path}: region {region} has no test tile to score")
-    for frame in (table, pooled):
-        frame.insert(0, "experiment", experiment)
-        frame.insert(0, "source", source)
-        frame.insert(0, "region", region)
-    summary = summarise(pooled, table)
-    summary.insert(0, "region", region)
-    return RegionScores(table, pooled, summary)
+    model = score_model(
+        packed_path, eval_path, experiment=experiment, holdout=holdout, inductive=inductive
+    )
+    scene = inductive[0] if inductive is not None else None
+    base = score_baselines(packed_path, baselines=baselines, holdout=holdout, inductive=scene)
+    return region_tables([model], base)

@@ -140,9 +140,17 @@ class TrainDataset(Dataset):
         shortest = min(len(eligible_dates(info[(t.file, t.tile)][2], codes)) for t in tiles)
         self.seq_len = shortest if seq_len is None else int(seq_len)
         if min_len is None and not 1 <= self.seq_len <= shortest:
+            classes = list(date_classes or DATE_CLASSES)
+            if seq_len is None:
+                raise ConfigError(
+                    f"train.sampling.seq_len null takes the fewest usable dates (classes "
+                    f"{classes}) of a {split!r} tile, here {shortest}: set seq_len and min_len "
+                    "(sequences with fewer dates are padded)"
+                )
             raise ConfigError(
                 f"train.sampling.seq_len {seq_len} must be between 1 and {shortest} dates "
-                "(the fewest usable dates of a tile), or set train.sampling.min_len"
+                f"(the fewest usable dates, classes {classes}, of a {split!r} tile), or set "
+                "train.sampling.min_len"
             )
         self.min_len = self.seq_len if min_len is None else int(min_len)
         if not 1 <= self.min_len <= self.seq_len:

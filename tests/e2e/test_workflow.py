@@ -131,7 +131,7 @@ def _test_tiles(run: Path, region: str) -> int:
 @pytest.mark.parametrize("region", ["africa", "europa"])
 def test_metrics_table(run, region):
     df = pd.read_csv(run / f"results/metrics/{region}.csv", dtype={"tile": str, "date": str})
-    assert list(df.columns[:3]) == ["region", "source", "experiment"]
+    assert list(df.columns[:4]) == ["region", "source", "experiment", "run"]
     assert set(METRIC_COLUMNS) <= set(df.columns)
     assert list(pd.unique(df["method"])) == METHODS
     assert (df["split"] == "test").all() and set(df["region"]) == {region}
@@ -153,7 +153,13 @@ def test_metrics_table(run, region):
 def test_pooled_table(run, region):
     pooled = pd.read_csv(run / f"results/metrics/{region}_pooled.csv", dtype={"tile": str})
     dates = pd.read_csv(run / f"results/metrics/{region}.csv", dtype={"tile": str})
-    assert list(pooled.columns) == ["region", "source", "experiment", *pooled_columns(S2_L1C_BANDS)]
+    assert list(pooled.columns) == [
+        "region",
+        "source",
+        "experiment",
+        "run",
+        *pooled_columns(S2_L1C_BANDS),
+    ]
     n_test = _test_tiles(run, region)
     assert len(pooled) == (n_test + 4) * len(METHODS)
     assert pooled.groupby("evaluation", sort=False)["tile"].nunique().to_dict() == {

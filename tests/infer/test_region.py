@@ -95,8 +95,14 @@ def test_region_metrics_reads_the_evaluation_file(inferred):
     table, pooled, summary = region_metrics(
         packed, root / "eval.h5", baselines=["linear", "mean"], experiment="e", holdout=None
     )
-    assert list(table.columns) == ["region", "source", "experiment", *METRIC_COLUMNS]
-    assert list(pooled.columns) == ["region", "source", "experiment", *pooled_columns(S2_L1C_BANDS)]
+    assert list(table.columns) == ["region", "source", "experiment", "run", *METRIC_COLUMNS]
+    assert list(pooled.columns) == [
+        "region",
+        "source",
+        "experiment",
+        "run",
+        *pooled_columns(S2_L1C_BANDS),
+    ]
     n_test = sum(t.split == "test" for t in iter_tiles(packed))
     assert len(table) == n_test * 6 * 3
     assert len(pooled) == n_test * 3 and (pooled["dates"] == 6).all()
@@ -124,7 +130,7 @@ def test_products_carry_the_packed_band_names(tmp_path, bands):
     table, _, _ = region_metrics(
         packed, tmp_path / "e.h5", baselines=["linear"], experiment="e", holdout=None
     )
-    assert list(table.columns) == ["region", "source", "experiment", *metric_columns(bands)]
+    assert list(table.columns) == ["region", "source", "experiment", "run", *metric_columns(bands)]
     assert f"mae_masked_{bands[-1]}" in table.columns and "mae_masked_B01" not in table.columns
 
 

@@ -74,10 +74,10 @@ def test_region_metrics_uses_the_packed_bands(region) -> None:
     scores = region_metrics(packed, ev, baselines=["linear"], experiment="e", holdout=None)
     assert isinstance(scores, RegionScores)
     table, pooled, summary = scores
-    keys = ("region", "source", "experiment")
+    keys = ("region", "source", "experiment", "run")
     assert tuple(table.columns) == (*keys, *metric_columns(["NDVI", "NDWI"]))
     assert tuple(pooled.columns) == (*keys, *pooled_columns(["NDVI", "NDWI"]))
-    assert list(summary.columns) == ["region", *summary_columns()]
+    assert list(summary.columns) == ["region", "experiment", "run", *summary_columns()]
     assert len(table) == 4 * 2  # one test tile, 4 dates, model and linear
     assert len(pooled) == 2 and (pooled["dates"] == 4).all()
     assert (table["method"] == "linear").sum() == 4
@@ -101,8 +101,8 @@ def test_region_metrics_scores_the_stored_model_output(region) -> None:
     assert pooled_model["mae_masked"] == pytest.approx(OFFSET, rel=1e-5)
     assert pooled_model["n_masked"] == model["n_masked"].sum()
     assert pooled_model["mae_observed"] == pytest.approx(OFFSET, rel=1e-5)  # the raw output
-    assert list(summary.columns[:7]) == ["region", "evaluation", "method", "tiles", "rows",
-                                         "n_masked", "n_observed"]  # fmt: skip
+    assert list(summary.columns[:9]) == ["region", "experiment", "run", "evaluation", "method",
+                                         "tiles", "rows", "n_masked", "n_observed"]  # fmt: skip
     assert summary["method"].tolist() == ["model", "mean", "linear"]
     assert set(summary["region"]) == {"synth"} and set(summary["evaluation"]) == {"transductive"}
     assert summary.loc[0, "mae_masked"] == pytest.approx(OFFSET, rel=1e-5)

@@ -9,11 +9,20 @@ from cloudfree.packed import FORMAT_VERSION as PACK_FORMAT_VERSION
 from cloudfree.config import (
     INDUCTIVE_SUFFIX,
     canonical,
-    experiment_of,
-    experiment_regions,
     inductive_regions,
     region_result_settings,
     result_settings,
+)
+from cloudfree.experiments import (
+    RUN_PATTERN,
+    experiment_of_run,
+    experiment_regions,
+    mosaic_runs,
+    reference_of,
+    region_runs,
+    run_train,
+    runs,
+    training_partners,
 )
 from cloudfree.configfile import load_config_file
 from cloudfree.preflight import check_workflow_config
@@ -34,7 +43,8 @@ INDUCTIVE = inductive_regions(config)
 
 wildcard_constraints:
     region="|".join(REGIONS + sorted(INDUCTIVE)),
-    experiment="[A-Za-z][A-Za-z0-9_]*",
+    # a run: <experiment>, or <experiment>/seed<n> for an experiment with seeds
+    experiment=RUN_PATTERN,
 
 
 # Every params function returns its settings in canonical form (cloudfree.config.canonical,
@@ -54,14 +64,24 @@ def config_provider(*keys):
     return provide
 
 
-def result_config(section):
+def result_config(section, drop=()):
     """A params function with a config section minus its execution keys (workers,
-    checkpoint interval, batch size, ...): changing those reruns nothing."""
+    checkpoint interval, batch size, ...) and the keys in ``drop``: changing those reruns
+    nothing."""
 
     def provide(wildcards):
-        return canonical(result_settings(config, section))
+        settings = result_settings(config, section)
+        return canonical({k: v for k, v in settings.items() if k not in drop})
 
     return provide
+
+
+def run_train_config(wildcards):
+    """The train section of one run (the global section, its experiment's overrides and
+    seed), minus its execution keys: changing another experiment retrains nothing here.
+    """
+    train = run_train(config, wildcards.experiment)
+    return canonical(result_settings({"train": train}, "train"))
 
 
 def region_section(region):
@@ -69,10 +89,10 @@ def region_section(region):
     if region in INDUCTIVE:
         base = INDUCTIVE[region]
         training = config["regions"][base]["synthetic"]
-        others = [  # the other scenes its model trains on: none of their dates either
+        others = [  # the other scenes its models train on: none of their dates either
             config["regions"][r]["synthetic"]
-            for r in experiment_regions(config, experiment_of(config, base))
-            if r != base and config["regions"][r]["source"] == "synthetic"
+            for r in training_partners(config, base)
+            if config["regions"][r]["source"] == "synthetic"
         ]
         scene = evaluation_scene(training, config["evaluation"]["inductive"], others)
         return {"source": "synthetic", "synthetic": scene}
@@ -83,7 +103,8 @@ def packing_evaluation(wildcards):
     """The evaluation settings packing uses (gaps, held-out period); not the evaluation
     scenes, which are regions of their own."""
     evaluation = config["evaluation"]
-    return canonical({k: v for k, v in evaluation.items() if k != "inductive"})
+    skip = ("inductive", "reference")
+    return canonical({k: v for k, v in evaluation.items() if k not in skip})
 
 
 def region_config(wildcards):
@@ -125,45 +146,81 @@ def get_experiment_regions(wildcards):
     return experiment_regions(config, wildcards.experiment)  # sorted
 
 
-def get_region_model(wildcards):
-    return f"results/models/{experiment_of(config, wildcards.region)}/model.pt"
+def reference_run(region):
+    """The run whose figures stand for a region's model: its reference's first run."""
+    return runs(config, reference_of(config, region))[0]
 
 
-def get_region_predictions(wildcards):
-    exp = experiment_of(config, wildcards.region)
-    return f"results/predictions/{exp}/{wildcards.region}/eval.h5"
-
-
-def get_metrics_inputs(wildcards):
-    """The region's packed file and evaluation file, and its evaluation scene's when it has
-    one (the inductive set)."""
-    inputs = {"h5": f"results/hdf5/{wildcards.region}.h5"}
-    inputs["predictions"] = get_region_predictions(wildcards)
-    scene = f"{wildcards.region}{INDUCTIVE_SUFFIX}"
+def model_score_inputs(wildcards):
+    """A run's evaluation file of a region, and of its evaluation scene when it has one."""
+    run, region = wildcards.experiment, wildcards.region
+    inputs = {
+        "h5": f"results/hdf5/{region}.h5",
+        "predictions": f"results/predictions/{run}/{region}/eval.h5",
+    }
+    scene = f"{region}{INDUCTIVE_SUFFIX}"
     if scene in INDUCTIVE:
-        exp = experiment_of(config, wildcards.region)
         inputs["inductive_h5"] = f"results/hdf5/{scene}.h5"
-        inputs["inductive_predictions"] = f"results/predictions/{exp}/{scene}/eval.h5"
+        inputs["inductive_predictions"] = f"results/predictions/{run}/{scene}/eval.h5"
     return inputs
 
 
-def get_region_experiment(wildcards):
-    return experiment_of(config, wildcards.region)
+def baseline_score_inputs(wildcards):
+    """A region's packed file, and its evaluation scene's when it has one."""
+    inputs = {"h5": f"results/hdf5/{wildcards.region}.h5"}
+    scene = f"{wildcards.region}{INDUCTIVE_SUFFIX}"
+    if scene in INDUCTIVE:
+        inputs["inductive_h5"] = f"results/hdf5/{scene}.h5"
+    return inputs
+
+
+def get_metrics_inputs(wildcards):
+    """The scores of every run over a region and of the baselines, and (for the example
+    figure) the region's packed file and its reference run's evaluation file."""
+    region = wildcards.region
+    scored = region_runs(config, region)
+    return {
+        "h5": f"results/hdf5/{region}.h5",
+        "predictions": f"results/predictions/{reference_run(region)}/{region}/eval.h5",
+        "baseline_dates": f"results/metrics/{region}/baselines/dates.csv",
+        "baseline_pooled": f"results/metrics/{region}/baselines/pooled.csv",
+        "model_dates": [
+            f"results/metrics/{region}/models/{r}/dates.csv" for r in scored
+        ],
+        "model_pooled": [
+            f"results/metrics/{region}/models/{r}/pooled.csv" for r in scored
+        ],
+    }
+
+
+def metrics_runs(wildcards):
+    """Run -> experiment of a region, and its reference experiment."""
+    region = wildcards.region
+    return {
+        "runs": region_runs(config, region),
+        "reference": reference_of(config, region),
+    }
+
+
+def get_run_experiment(wildcards):
+    return experiment_of_run(wildcards.experiment)
 
 
 def all_outputs():
     outputs = []
     for region in REGIONS:
-        exp = experiment_of(config, region)
         outputs += [
             f"results/metrics/{region}.csv",
             f"results/metrics/{region}_summary.csv",
+            f"results/metrics/{region}_experiments.csv",
             f"results/cloudstats/{region}.csv",
         ]
         # SEN12MS-CR-TS ROIs lie across a continent, in several UTM zones: a region mosaic
         # would be a mostly empty raster of billions of pixels. Ask for it by name if wanted.
         if config["regions"][region]["source"] != "sen12mscrts":
-            outputs.append(f"results/mosaics/{exp}/{region}")
+            outputs += [
+                f"results/mosaics/{run}/{region}" for run in mosaic_runs(config, region)
+            ]
     if len(REGIONS) > 1:
         outputs.append("results/metrics/all_regions.csv")
     return outputs

@@ -1,3 +1,45 @@
+# Scores per run and for the baselines, then per region the tables, the comparison of the
+# experiments and the figures: changing one experiment rescores that experiment only.
+
+
+rule score_model:
+    input:
+        unpack(model_score_inputs),
+    output:
+        dates="results/metrics/{region}/models/{experiment}/dates.csv",
+        pooled="results/metrics/{region}/models/{experiment}/pooled.csv",
+    log:
+        "results/logs/score_model/{experiment}/{region}.log",
+    benchmark:
+        "results/benchmarks/score_model/{experiment}/{region}.tsv"
+    conda:
+        "../../envs/geo.yaml"
+    params:
+        holdout=config_provider("evaluation", "holdout_period"),
+        experiment=get_run_experiment,
+    script:
+        "../scripts/score_model.py"
+
+
+rule score_baselines:
+    input:
+        unpack(baseline_score_inputs),
+    output:
+        dates="results/metrics/{region}/baselines/dates.csv",
+        pooled="results/metrics/{region}/baselines/pooled.csv",
+    log:
+        "results/logs/score_baselines/{region}.log",
+    benchmark:
+        "results/benchmarks/score_baselines/{region}.tsv"
+    conda:
+        "../../envs/geo.yaml"
+    params:
+        baselines=config_provider("metrics", "baselines"),
+        holdout=config_provider("evaluation", "holdout_period"),
+    script:
+        "../scripts/score_baselines.py"
+
+
 rule metrics:
     input:
         unpack(get_metrics_inputs),
@@ -28,6 +70,18 @@ rule metrics:
             category="Metrics",
             labels={"region": "{region}", "figure": "example reconstructions"},
         ),
+        experiments=report(
+            "results/metrics/{region}_experiments.csv",
+            caption="../report/metrics_experiments.rst",
+            category="Metrics",
+            labels={"region": "{region}", "table": "experiments"},
+        ),
+        experiments_plot=report(
+            "results/metrics/{region}_experiments.png",
+            caption="../report/metrics_experiments_plot.rst",
+            category="Metrics",
+            labels={"region": "{region}", "figure": "experiments"},
+        ),
     log:
         "results/logs/metrics/{region}.log",
     benchmark:
@@ -35,9 +89,8 @@ rule metrics:
     conda:
         "../../envs/geo.yaml"
     params:
-        metrics=config_provider("metrics"),
-        holdout=config_provider("evaluation", "holdout_period"),
-        experiment=get_region_experiment,
+        baselines=config_provider("metrics", "baselines"),
+        runs=metrics_runs,
     script:
         "../scripts/metrics.py"
 
@@ -45,12 +98,19 @@ rule metrics:
 rule metrics_all:
     input:
         summaries=expand("results/metrics/{region}_summary.csv", region=REGIONS),
+        experiments=expand("results/metrics/{region}_experiments.csv", region=REGIONS),
     output:
         table=report(
             "results/metrics/all_regions.csv",
             caption="../report/metrics_all.rst",
             category="Metrics",
             labels={"region": "all", "table": "all regions"},
+        ),
+        experiments=report(
+            "results/metrics/all_experiments.csv",
+            caption="../report/metrics_all_experiments.rst",
+            category="Metrics",
+            labels={"region": "all", "table": "all experiments"},
         ),
     log:
         "results/logs/metrics_all.log",

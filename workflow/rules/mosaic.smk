@@ -18,6 +18,7 @@ rule mosaic:
         "../../envs/geo.yaml"
     threads: 2
     params:
-        mosaic=config_provider("mosaic"),
+        # which experiments get mosaics decides which jobs run, not what one writes
+        mosaic=result_config("mosaic", drop=("experiments",)),
     script:
         "../scripts/mosaic.py"

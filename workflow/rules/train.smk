@@ -21,7 +21,7 @@ rule train:
         "../../envs/torch.yaml"
     threads: 2
     params:
-        train=result_config("train"),
+        train=run_train_config,
         regions=get_experiment_regions,
     script:
         "../scripts/train.py"
