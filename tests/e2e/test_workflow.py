@@ -20,7 +20,9 @@ from cloudfree.metrics.table import METRIC_COLUMNS, pooled_columns
 from ..workflow_run import REPO, planned_jobs, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.e2e
-CHAIN = {"download_tiles", "cloud_stats", "pack_hdf5", "train", "infer", "mosaic", "metrics"}
+CHAIN = {"download_tiles", "cloud_stats", "pack_hdf5", "train", "infer", "mosaic", "metrics",
+         "score_model", "score_baselines"}  # fmt: skip
+SCORES = {"score_model", "score_baselines", "metrics"}  # a region's scoring
 SCENE_CHAIN = {"download_tiles", "cloud_stats", "pack_hdf5", "infer"}  # an evaluation scene's
 METHODS = ["model", *section("metrics")["baselines"]]
 
@@ -205,13 +207,16 @@ def test_complete_run_has_nothing_to_do(run):
 def test_training_value_reruns_training_and_below(run):
     config = tiny_config(lr=0.0005)
     jobs = dry_run(run, config)
-    assert {rule for rule, _ in jobs} == {"train", "infer", "mosaic", "metrics", "metrics_all"}
+    # the baselines' scores stay: they do not depend on the model
+    assert {rule for rule, _ in jobs} == {
+        "train", "infer", "mosaic", "score_model", "metrics", "metrics_all"
+    }  # fmt: skip
     # the scenes' inference too: they are reconstructed by the retrained models
     assert sorted(wc["region"] for rule, wc in jobs if rule == "infer") == [
         "africa", "africa_inductive", "europa", "europa_inductive"
     ]  # fmt: skip
     assert sorted(wc["experiment"] for rule, wc in jobs if rule == "train") == ["africa", "europa"]
-    assert len(jobs) == 2 + 4 + 2 + 2 + 1
+    assert len(jobs) == 2 + 4 + 2 + 2 + 2 + 1
 
 
 def test_scene_settings_rerun_the_scenes_and_metrics_only(run):
@@ -219,10 +224,11 @@ def test_scene_settings_rerun_the_scenes_and_metrics_only(run):
     config["evaluation"]["inductive"]["seed_offset"] = 77
     jobs = dry_run(run, config)
     scenes = {"africa_inductive", "europa_inductive"}
-    assert {rule for rule, _ in jobs} == SCENE_CHAIN | {"metrics", "metrics_all"}
+    assert {rule for rule, _ in jobs} == SCENE_CHAIN | SCORES | {"metrics_all"}
     for rule in SCENE_CHAIN:
         assert {wc["region"] for r, wc in jobs if r == rule} == scenes, rule
-    assert {wc["region"] for r, wc in jobs if r == "metrics"} == {"africa", "europa"}
+    for rule in SCORES:  # a scene is scored in its region's files
+        assert {wc["region"] for r, wc in jobs if r == rule} == {"africa", "europa"}, rule
 
 
 def test_mosaic_rule_reruns_mosaic_only(run):
