@@ -91,7 +91,8 @@ def test_workflow_runs_through_sbatch_and_fails_loudly(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 
     calls = sbatch_calls(proc)
-    chain = {"download_tiles", "cloud_stats", "pack_hdf5", "train", "infer", "mosaic", "metrics"}
+    chain = {"download_tiles", "cloud_stats", "pack_hdf5", "train", "infer", "mosaic",
+             "score_model", "score_baselines", "metrics"}  # fmt: skip
     assert set(calls) == chain  # metrics_all, a table concatenation, runs locally
     # one job per region
     assert {rule: len(lines) for rule, lines in calls.items()} == dict.fromkeys(chain, 2)
