@@ -8,6 +8,8 @@ S2_L1C_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07",
     "B08", "B8A", "B09", "B10", "B11", "B12",
 )  # fmt: skip
+# Sentinel-1 polarisations, in the order of every S1 file and the packed ``s1`` (dB).
+S1_BANDS: tuple[str, ...] = ("VV", "VH")
 
 # Digital numbers are reflectance x 10000 (uint16); 0 marks nodata, as in the L1C/L2A products.
 REFLECTANCE_SCALE = 10000.0

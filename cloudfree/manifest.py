@@ -13,7 +13,10 @@ One row per tile and date.  Columns:
 Optional columns (written when a source fills them, empty otherwise):
 
 - ``probability``: float32 cloud-probability GeoTIFF of the tile and date;
-- ``s1``: Sentinel-1 GeoTIFF of the same tile for that date (SEN12MS-CR-TS).
+- ``s1``: Sentinel-1 GeoTIFF of the same tile for that date (2 float32 bands VV, VH in dB;
+  SEN12MS-CR-TS, or synthetic with ``s1``: the S1 acquisition nearest to the date,
+  :mod:`cloudfree.tiles.s1align`).  It may be empty on some dates of a tile (no acquisition
+  near enough): those dates have no S1.
 
 A source may leave ``mask`` empty (no cloud masks shipped); the tile stage fills it with the
 cloud detector before the manifest is written, so a written manifest always has masks.

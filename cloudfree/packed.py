@@ -19,7 +19,9 @@ Layout (``FORMAT_VERSION`` 3)::
         mask   (T, H, W)    uint8    cloud classes (cloudfree.bands), 255 = nodata
         probability (T, H, W) float32  cloud probability, only when the manifest has one
                                      for every date (no stand-in is derived from the mask)
-        s1     (T, 2, H, W) float32  Sentinel-1 VV/VH, only when the manifest has it
+        s1     (T, 2, H, W) float32  Sentinel-1 VV/VH in dB, when the manifest gives the
+                                     tile S1 on some date; NaN on dates (and pixels)
+                                     without S1
         dates  (T,)         str      ISO dates, ascending
         doy    (T,)         int16    day of year
         valid_fraction (T,) float32  share of pixels with data

@@ -4,8 +4,9 @@
 the manifest with the one in its tile folder: another run that rewrote the folder (a working
 directory sharing ``resources/``) is caught before its tiles are packed as this manifest's.
 :func:`validate` (the last step) reads the packed file (every chunk,
-:func:`cloudfree.packed.validate_layout`) and the manifest.  Both write nothing and raise
-:class:`~cloudfree.errors.InputDataError` naming what differs.
+:func:`cloudfree.packed.validate_layout`) and the manifest: its tiles, dates, shapes and
+optional layers (Sentinel-1 may be missing on some dates, the same in both).  Both write
+nothing and raise :class:`~cloudfree.errors.InputDataError` naming what differs.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def check_tiles_stamp(
 
 
 def validate(path: str | os.PathLike[str], manifest: pd.DataFrame) -> None:
-    """Check a packed file against its manifest: tiles, splits, dates and shapes.
+    """Check a packed file against its manifest: tiles, splits, dates and shapes, which tiles
+    have the optional layers and on which dates a tile lacks Sentinel-1.
 
     Raises :class:`InputDataError` listing every difference.
     """
@@ -107,7 +109,16 @@ def validate(path: str | os.PathLike[str], manifest: pd.DataFrame) -> None:
                     f"tile {name}: split {g.attrs['split']}, manifest {rows['split'].iloc[0]}"
                 )
             for kind in ("probability", "s1"):
-                if (optional_paths(rows, kind) is not None) != (kind in g):
+                paths = optional_paths(rows, kind)
+                if (paths is not None) != (kind in g):
                     problems.append(f"tile {name}: {kind} presence differs from the manifest")
+                elif paths is not None and f"sources/{kind}" in g:
+                    packed = [bool(p) for p in decode_strings(g["sources"][kind][()])]
+                    if packed != [bool(p) for p in paths]:
+                        gone = [d for d, p in zip(dates, packed, strict=False) if not p]
+                        problems.append(
+                            f"tile {name}: dates without {kind} {gone[:5]} differ from the "
+                            "manifest's"
+                        )
     if problems:
         raise InputDataError(f"{path} does not match its manifest: " + "; ".join(problems[:10]))

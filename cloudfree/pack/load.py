@@ -5,6 +5,10 @@ its bands otherwise is reordered to the region's), the cloud masks (their values
 the file's own dtype before the cast to uint8) and the optional per-date cloud probability
 and Sentinel-1 layers a manifest lists; returns a :class:`~cloudfree.packed.TileSeries`
 (without date classes) and writes nothing.  Every problem names the file, tile and date.
+
+A cloud probability is given for every date of a tile or for none.  Sentinel-1 may be missing
+on some dates (no acquisition near the S2 date): those dates are NaN in the tile's ``s1``, as
+are the pixels at an S1 file's nodata; a tile without S1 on any date has no ``s1``.
 """
 
 from __future__ import annotations
@@ -24,19 +28,24 @@ from cloudfree.io import read_raster, read_raster_named
 from cloudfree.packed import TileSeries, day_of_year
 from cloudfree.tiles.grid import bad_mask_values, mask_nodata, mask_values_problem
 
+# Optional columns that may be empty on some dates of a tile (those dates have no such layer).
+GAPS_ALLOWED: tuple[str, ...] = ("s1",)
+
 
 def optional_paths(rows: pd.DataFrame, column: str) -> list[str] | None:
-    """The per-date paths of an optional manifest column: all set, or None when all empty."""
+    """The per-date paths of an optional manifest column of one tile's rows, None when all
+    are empty.  A column of :data:`GAPS_ALLOWED` may be empty on some dates (``""`` there);
+    any other must be set on every date or on none (InputDataError naming tile and date)."""
     if column not in rows.columns:
         return None
     vals = ["" if pd.isna(v) else str(v).strip() for v in rows[column]]
     if not any(vals):
         return None
-    if not all(vals):
+    if not all(vals) and column not in GAPS_ALLOWED:
         row = rows.iloc[next(i for i, v in enumerate(vals) if not v)]
         raise InputDataError(
             f"manifest: tile {row.tile}, date {row.date} has no {column} file while other "
-            f"dates of the region have one; give one for every date or for none"
+            f"dates of the tile have one; give one for every date or for none"
         )
     return vals
 
@@ -140,19 +149,25 @@ def load_series(rows: pd.DataFrame, bands: Sequence[str]) -> tuple[np.ndarray, n
 
 
 def _load_extra(
-    rows: pd.DataFrame, paths: list[str], kind: str, shape: tuple[int, ...]
+    rows: pd.DataFrame, paths: list[str], kind: str, shape: tuple[int, ...], *, nan_nodata: bool
 ) -> np.ndarray:
-    """(T, *shape) float32 of one optional layer, one file per date."""
-    out = []
-    for row, path in zip(rows.itertuples(), paths, strict=True):
-        arr, _ = read_raster(path)
+    """(T, *shape) float32 of one optional layer, one file per date; a date without a file
+    (``""``) is all NaN, and so, with ``nan_nodata``, are the pixels at a file's nodata."""
+    out = np.full((len(paths), *shape), np.nan, dtype=np.float32)
+    for t, (row, path) in enumerate(zip(rows.itertuples(), paths, strict=True)):
+        if not path:
+            continue
+        arr, prof = read_raster(path)
         if arr.shape != shape:
             raise InputDataError(
                 f"{path} (tile {row.tile}, date {row.date}): {kind} of shape {arr.shape}, "
                 f"expected {shape}"
             )
-        out.append(arr.astype(np.float32, copy=False))
-    return np.stack(out)
+        out[t] = arr
+        nodata = prof.get("nodata")
+        if nan_nodata and nodata is not None and not np.isnan(nodata):
+            out[t][arr == nodata] = np.nan
+    return out
 
 
 def load_tile(name: str, rows: pd.DataFrame, bands: Sequence[str]) -> TileSeries:
@@ -167,11 +182,13 @@ def load_tile(name: str, rows: pd.DataFrame, bands: Sequence[str]) -> TileSeries
     prob_paths = optional_paths(rows, "probability")
     if prob_paths:
         sources["probability"] = prob_paths
-        prob = _load_extra(rows, prob_paths, "cloud probability", (1, hh, ww))[:, 0]
+        prob = _load_extra(rows, prob_paths, "cloud probability", (1, hh, ww), nan_nodata=False)[
+            :, 0
+        ]
     s1_paths = optional_paths(rows, "s1")
     if s1_paths:
         sources["s1"] = s1_paths
-        s1 = _load_extra(rows, s1_paths, "Sentinel-1", (2, hh, ww))
+        s1 = _load_extra(rows, s1_paths, "Sentinel-1", (2, hh, ww), nan_nodata=True)
     nodata = prof.get("nodata")
     return TileSeries(
         tile=name,

@@ -52,6 +52,7 @@ from cloudfree.tiles.folder_checks import (
     check_strip_memory,
     drop_outliers,
 )
+from cloudfree.tiles.folder_s1 import S1_UNITS, S1Match, check_s1_file, match_s1, s1_on_grid
 from cloudfree.tiles.grid import (
     Grid,
     Tiling,
@@ -89,6 +90,10 @@ class FolderSpec(Tiling):
     resampling: str  # a name of rasterio's Resampling (the schema lists the allowed ones)
     outliers: str = "error"  # a date far off the others' footprint: "error" or "drop"
     max_memory_gb: float = 16.0
+    s1: str | None = None  # glob of Sentinel-1 VV/VH files (cloudfree.tiles.folder_s1)
+    s1_date_regex: str | None = None  # default: date_regex
+    s1_max_days: int = 6
+    s1_units: str = "db"
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any], where: str = "folder") -> FolderSpec:
@@ -122,6 +127,13 @@ class FolderSpec(Tiling):
             raise ConfigError(
                 f"{where}.outliers: {spec.outliers!r} is not one of {list(OUTLIER_RULES)}"
             )
+        if spec.s1_units not in S1_UNITS:
+            raise ConfigError(f"{where}.s1_units: {spec.s1_units!r} is not one of {S1_UNITS}")
+        if spec.s1_date_regex is not None:
+            try:
+                re.compile(spec.s1_date_regex)
+            except re.error as exc:
+                raise ConfigError(f"{where}.s1_date_regex: {exc}") from exc
         if not spec.max_memory_gb > 0:
             raise ConfigError(f"{where}.max_memory_gb: {spec.max_memory_gb!r} must be > 0")
         return spec
@@ -216,6 +228,25 @@ def _region_grid(
     return Grid.covering(crs, union, res), boxes
 
 
+def _s1_matches(spec: FolderSpec, dates: list[str], where: str) -> dict[str, S1Match]:
+    """The Sentinel-1 file of each optical date (none without ``s1``)."""
+    if not spec.s1:
+        return {}
+    files = files_by_date(spec.s1, spec.s1_date_regex or spec.date_regex, "s1", where)
+    for iso, path in files.items():
+        check_s1_file(path, f"{where}.s1, date {iso}")
+    matches = match_s1(dates, files, spec.s1_max_days)
+    log.info("Sentinel-1 for %d of %d dates (within %d days)", len(matches), len(dates),
+             spec.s1_max_days)  # fmt: skip
+    return matches
+
+
+def _s1_tags(match: S1Match | None) -> dict[str, str] | None:
+    if match is None:
+        return None
+    return {"S1_DATE": match.date, "S1_DAYS": str(match.days), "S1_SOURCE_FILE": match.path}
+
+
 def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
     """Warp, crop and write a folder's images and masks as tiles; return manifest rows."""
     where = f"regions.{region}.folder"
@@ -255,6 +286,7 @@ def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFram
             check_aligned(other[iso], image.path, image.crs, image.bounds)
         if masks:
             mask_read[iso] = check_mask_file(masks[iso], f"date {iso}")
+    s1 = _s1_matches(spec, sorted(images), where)
     valid_sum = dict.fromkeys(windows, 0.0)
     written: dict[str, dict[str, dict[str, str]]] = {t: {} for t in windows}
     resampling = Resampling[spec.resampling]
@@ -272,6 +304,9 @@ def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFram
                     image, masks.get(iso), read, probs.get(iso), grid.window(strip), spec,
                     resampling, stats,
                 )  # fmt: skip
+                radar = None
+                if iso in s1:
+                    radar = s1_on_grid(s1[iso], grid.window(strip), spec.s1_units, where)
                 for key, job in pending.items():
                     written[key[0]][key[1]] = job.result()  # re-raises write errors
                 pending = {}
@@ -285,7 +320,9 @@ def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFram
                         image=dn[(slice(None), *sl)], band_names=spec.bands,
                         mask=None if mask is None else mask[sl],
                         probability=None if prob is None else prob[sl],
+                        s1=None if radar is None else radar[(slice(None), *sl)],
                         tags={"SOURCE": SOURCE, "SOURCE_FILE": image.path},
+                        s1_tags=_s1_tags(s1.get(iso)),
                     )  # fmt: skip
             stats.check(image, spec, where)
         for key, job in pending.items():

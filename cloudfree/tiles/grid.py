@@ -31,6 +31,7 @@ from cloudfree.bands import (
     MASK_NODATA,
     NODATA,
     REFLECTANCE_SCALE,
+    S1_BANDS,
     SHADOW,
     THIN_CLOUD,
 )
@@ -388,6 +389,10 @@ def mask_from_probability(prob: np.ndarray, valid: np.ndarray, threshold: float)
     return mask
 
 
+# Sentinel-1 tiles: the two polarisations in dB, NaN where no backscatter.
+S1_TAGS = {"UNITS": "dB", "POLARISATIONS": "VV,VH"}
+
+
 def write_tile(
     dest: Path,
     tile: str,
@@ -398,9 +403,12 @@ def write_tile(
     band_names: Sequence[str],
     mask: np.ndarray | None = None,
     probability: np.ndarray | None = None,
+    s1: np.ndarray | None = None,
     tags: Mapping[str, Any] | None = None,
+    s1_tags: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Write one tile and date (image, and mask/probability if given); return their paths."""
+    """Write one tile and date (image, and mask/probability/Sentinel-1 if given); return
+    their paths.  ``s1``: (2, H, W) VV, VH backscatter in dB, NaN where none."""
     base = dict(crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height)
     tags = {"DATE": iso, **(tags or {})}
     out = {"image": str(dest / tile / f"{iso}_S2.tif"), "mask": "", "probability": ""}
@@ -415,4 +423,9 @@ def write_tile(
         out["probability"] = str(dest / tile / f"{iso}_PROB.tif")
         pprof = geotiff_profile(**base, count=1, dtype="float32", nodata=None)
         write_raster(out["probability"], probability.astype(np.float32), pprof, tags=tags)
+    if s1 is not None:
+        out["s1"] = str(dest / tile / f"{iso}_S1.tif")
+        sprof = geotiff_profile(**base, count=2, dtype="float32", nodata=float("nan"))
+        stags = {**tags, **S1_TAGS, **(s1_tags or {})}
+        write_raster(out["s1"], s1.astype(np.float32), sprof, band_names=S1_BANDS, tags=stags)
     return out

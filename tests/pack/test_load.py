@@ -34,14 +34,18 @@ def test_load_tile_reads_the_rows_of_one_tile(manifest):
     np.testing.assert_array_equal(mask, tile.mask)
 
 
-def test_optional_paths_all_or_none(manifest):
+def test_optional_paths_all_or_none_but_s1_may_have_gaps(manifest):
     rows = manifest[manifest.tile == "a"]
     assert optional_paths(rows, "s1") is None
     assert optional_paths(rows.assign(s1=np.nan), "s1") is None
     assert optional_paths(rows.assign(s1=[" x.tif "] * 4), "s1") == ["x.tif"] * 4
-    some = rows.assign(s1=["x.tif", "", "x.tif", "x.tif"])
-    with pytest.raises(InputDataError, match=rf"tile a, date {DATES[1]} has no s1 file"):
-        optional_paths(some, "s1")
+    # Sentinel-1 may be missing on some dates (no acquisition near them)
+    some = ["x.tif", "", "x.tif", np.nan]
+    assert optional_paths(rows.assign(s1=some), "s1") == ["x.tif", "", "x.tif", ""]
+    assert optional_paths(rows.assign(probability=np.nan), "probability") is None
+    partial = rows.assign(probability=["p.tif", "", "p.tif", "p.tif"])
+    with pytest.raises(InputDataError, match=rf"tile a, date {DATES[1]} has no probability file"):
+        optional_paths(partial, "probability")
 
 
 def test_image_bands(tmp_path, manifest):

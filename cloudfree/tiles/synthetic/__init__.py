@@ -12,7 +12,10 @@ neighbouring tiles carry identical pixels in their overlap.  The scene is built 
   signal-dependent sensor noise (:mod:`~cloudfree.tiles.synthetic.scene`);
 - per-date clouds (fractal opacity thresholded at a Beta-distributed cover), thin
   cirrus on some dates, and cloud shadows cast by the same opacity field shifted along
-  the sun direction (:mod:`~cloudfree.tiles.synthetic.weather`).
+  the sun direction (:mod:`~cloudfree.tiles.synthetic.weather`);
+- optionally Sentinel-1 VV/VH backscatter (dB) of the same ground, matched to the S2 dates by
+  the nearest S1 acquisition: land cover after the events, phenology, rain-driven soil
+  moisture, speckle; no clouds (:mod:`~cloudfree.tiles.synthetic.radar`).
 
 The cloud mask is the truth about the pixels: a pixel labelled clear was touched by
 neither cloud nor shadow.  Every random draw comes from a stream keyed by the seed and a

@@ -1,8 +1,10 @@
 """A synthetic region written as tiles: every date rendered, cut into tiles and written.
 
 Reads a resolved ``synthetic`` section; writes ``<dest>/<tile>/<date>_S2.tif`` (13 x uint16
-DN, nodata 0) and ``<dest>/<tile>/<date>_CLD.tif`` (uint8 mask, nodata 255) and returns the
-region's manifest rows.
+DN, nodata 0), ``<dest>/<tile>/<date>_CLD.tif`` (uint8 mask, nodata 255) and, with ``s1``,
+``<dest>/<tile>/<date>_S1.tif`` (float32 VV, VH in dB, nodata NaN, rendered on the S1
+acquisition matched to the date; none when no acquisition lies within ``s1_max_days``) and
+returns the region's manifest rows.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from affine import Affine
 from rasterio.crs import CRS
@@ -22,6 +26,7 @@ from cloudfree.bands import S2_L1C_BANDS
 from cloudfree.errors import ConfigError
 from cloudfree.manifest import manifest_row, normalize_manifest
 from cloudfree.tiles.grid import Grid, block_splits, tile_windows, write_tile
+from cloudfree.tiles.synthetic.radar import build_radar, matched_s1, render_s1
 from cloudfree.tiles.synthetic.scene import build_scene, render_date
 from cloudfree.tiles.synthetic.spec import SOURCE, SyntheticSpec, check_size
 from cloudfree.tiles.synthetic.weather import acquisition_dates, date_conditions
@@ -48,6 +53,22 @@ def tile_splits(spec: SyntheticSpec) -> dict[str, str]:
     return block_splits(
         region_tiles(spec), block=spec.split_block, val_fraction=spec.val_fraction,
         test_fraction=spec.test_fraction, seed=spec.seed,
+    )  # fmt: skip
+
+
+def write_date(
+    dest: Path, tile: str, iso: str, grid: Grid, *, image: np.ndarray, mask: np.ndarray,
+    s1: np.ndarray | None, s1_day: date | None,
+) -> dict[str, str]:  # fmt: skip
+    """Write one tile and date: image, cloud mask and, if given, Sentinel-1 (acquired on
+    ``s1_day``, tagged with it and its offset in days from the S2 date); their paths."""
+    s1_tags = None
+    if s1 is not None and s1_day is not None:
+        offset = (s1_day - date.fromisoformat(iso)).days
+        s1_tags = {"S1_DATE": s1_day.isoformat(), "S1_DAYS": offset}
+    return write_tile(
+        dest, tile, iso, grid, image=image, band_names=S2_L1C_BANDS, mask=mask,
+        s1=s1 if s1_tags else None, tags={"SOURCE": SOURCE}, s1_tags=s1_tags,
     )  # fmt: skip
 
 
@@ -79,17 +100,24 @@ def generate_region(
                                      **job.result()))  # fmt: skip
         jobs.clear()
 
+    days = acquisition_dates(spec)
+    radar = build_radar(spec, scene) if spec.s1 else None
+    s1_days = matched_s1(spec, days) if radar is not None else [None] * len(days)
+    s1: tuple[date, np.ndarray] | None = None  # the last S1 rendered: neighbours share it
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for day in acquisition_dates(spec):
+        for day, s1_day in zip(days, s1_days, strict=True):
             iso = day.isoformat()
             dn, mask = render_date(spec, scene, date_conditions(spec, day))
+            if radar is not None and s1_day is not None and (s1 is None or s1[0] != s1_day):
+                s1 = (s1_day, render_s1(spec, scene, radar, s1_day))
             finish()
             for tile, win in windows.items():
                 tile_grid = grid.window(win)
                 rs, cs = win.toslices()
                 job = pool.submit(
-                    write_tile, dest, tile, iso, tile_grid, image=dn[:, rs, cs],
-                    band_names=S2_L1C_BANDS, mask=mask[rs, cs], tags={"SOURCE": SOURCE},
+                    write_date, dest, tile, iso, tile_grid, image=dn[:, rs, cs],
+                    mask=mask[rs, cs], s1=s1[1][:, rs, cs] if s1 and s1_day else None,
+                    s1_day=s1_day,
                 )  # fmt: skip
                 jobs.append((tile, iso, tile_grid, job))
         finish()

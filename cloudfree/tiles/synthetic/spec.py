@@ -29,12 +29,17 @@ REVISIT_DAYS = 5
 # fields, 13 float32 bands of surface, observation and noise, the cloud fields' FFTs
 # (measured: about 550 bytes).
 BYTES_PER_PIXEL = 600
+# With Sentinel-1: the soil retention field and two dates' S1 (the one being written, the
+# next), kept while a date renders (S1's own rendering peaks below the optical's).
+S1_BYTES_PER_PIXEL = 20
 
 
 class Stream(IntEnum):
     """Purposes of the random streams, ``np.random.default_rng([seed, purpose, ...])``.
 
-    3 is the block-to-split draw of :func:`cloudfree.tiles.grid.block_splits`."""
+    3 is the block-to-split draw of :func:`cloudfree.tiles.grid.block_splits`.  The radar
+    streams (20 on) are never drawn from by the optical weather, so Sentinel-1 does not change
+    with ``cloudiness``, ``haze`` or ``mask_errors``."""
 
     LANDCOVER = 1
     TEXTURE = 2
@@ -45,6 +50,11 @@ class Stream(IntEnum):
     NOISE = 12
     HAZE = 13
     CHANGES = 14
+    S1_DATES = 20  # Sentinel-1 revisit phase and outages
+    RAIN = 21  # the daily rain series behind the soil moisture
+    SOIL = 22  # static soil-moisture retention field
+    WIND = 23  # wind over water, per S1 date
+    SPECKLE = 24  # per S1 date
 
 
 def _bad(key: str, problem: str, value: Any) -> ConfigError:
@@ -79,18 +89,39 @@ class SyntheticSpec:
     test_only: bool
     max_tiles: int = DEFAULT_MAX_TILES
     max_memory_gb: float = 16.0
+    s1: bool = False
+    s1_revisit_days: int = 12
+    s1_max_days: int = 6
+    s1_outages: float = 0.1
 
     def __post_init__(self) -> None:
         def put(key: str, value: Any) -> None:
             object.__setattr__(self, key, value)
 
-        for key in ("seed", "tiles_x", "tiles_y", "tile_size", "overlap", "n_dates", "max_tiles"):
+        for key in (
+            "seed",
+            "tiles_x",
+            "tiles_y",
+            "tile_size",
+            "overlap",
+            "n_dates",
+            "max_tiles",
+            "s1_revisit_days",
+            "s1_max_days",
+        ):
             put(key, int(getattr(self, key)))
         for key in ("cloudiness", "resolution", "val_fraction", "test_fraction", "haze"):
             put(key, float(getattr(self, key)))
         put("max_memory_gb", float(self.max_memory_gb))
-        for key in ("outages", "change_rate"):
+        for key in ("outages", "change_rate", "s1_outages"):
             put(key, float(getattr(self, key)))
+        put("s1", bool(self.s1))
+        if self.s1_revisit_days < 1:
+            raise _bad("s1_revisit_days", "must be >= 1", self.s1_revisit_days)
+        if self.s1_max_days < 0:
+            raise _bad("s1_max_days", "must be >= 0", self.s1_max_days)
+        if not 0.0 <= self.s1_outages <= 1.0:
+            raise _bad("s1_outages", "must be between 0 and 1", self.s1_outages)
         put("origin", (float(self.origin[0]), float(self.origin[1])))
         excluded = []
         for v in self.exclude_dates:
@@ -202,7 +233,8 @@ def check_size(spec: SyntheticSpec, where: str = "synthetic") -> None:
         )
     rows, cols = spec.region_shape
     check_memory(
-        float(rows) * cols * BYTES_PER_PIXEL, spec.max_memory_gb, f"{where}.max_memory_gb",
+        float(rows) * cols * (BYTES_PER_PIXEL + (S1_BYTES_PER_PIXEL if spec.s1 else 0)),
+        spec.max_memory_gb, f"{where}.max_memory_gb",
         f"rendering one date of the {cols} x {rows} px region grid ({spec.tiles_x} x "
         f"{spec.tiles_y} tiles of {where}.tile_size {spec.tile_size} px)", region,
     )  # fmt: skip

@@ -1,0 +1,92 @@
+"""Sentinel-1 for the ``folder`` source: a folder of per-date VV/VH GeoTIFFs matched to the
+optical dates.
+
+Each optical date gets the S1 acquisition nearest to it within ``s1_max_days``
+(:func:`cloudfree.tiles.s1align.nearest_acquisitions`), warped onto the region grid
+(bilinear, in the file's units: dB files are averaged in dB, a small bias where the grids
+differ; linear files are converted after the warp) and written beside the tile's
+S2 file as ``<date>_S1.tif`` (dB, NaN where there is none; tags ``S1_DATE`` and ``S1_DAYS``);
+a date without an acquisition that close has no S1 file (its cell in the manifest is empty,
+the packed ``s1`` NaN).  Files are untrusted: their band count, CRS and values are checked
+before anything is cast, each error naming the file and date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+
+from cloudfree.errors import InputDataError
+from cloudfree.tiles.grid import Grid, read_on_grid
+from cloudfree.tiles.s1align import nearest_acquisitions
+
+S1_UNITS = ("db", "linear")
+# Backscatter outside this range (dB) is no real surface: a wrong file or wrong units.
+PLAUSIBLE_DB = (-60.0, 30.0)
+
+
+@dataclass(frozen=True)
+class S1Match:
+    """The S1 file of one optical date and how many days apart it was acquired."""
+
+    path: str
+    date: str
+    days: int
+
+
+def match_s1(
+    optical_dates: Sequence[str], s1_files: Mapping[str, str], max_days: int
+) -> dict[str, S1Match]:
+    """Optical date -> its nearest S1 file within ``max_days`` (dates without one left out)."""
+    s1_dates = sorted(s1_files)
+    nearest = nearest_acquisitions(list(optical_dates), s1_dates, max_days)
+    out = {}
+    for iso, index in zip(optical_dates, nearest, strict=True):
+        if index is not None:
+            day = s1_dates[index]
+            delta = (dt.date.fromisoformat(day) - dt.date.fromisoformat(iso)).days
+            out[iso] = S1Match(s1_files[day], day, delta)
+    return out
+
+
+def check_s1_file(path: str, where: str) -> None:
+    """A Sentinel-1 file opens, has two bands (VV, VH) of a float or integer type and a CRS."""
+    try:
+        with rasterio.open(path) as src:
+            count, dtypes, crs = src.count, src.dtypes, src.crs
+    except RasterioError as exc:
+        raise InputDataError(f"{path} ({where}): not a readable raster: {exc}") from None
+    if count != 2:
+        raise InputDataError(f"{path} ({where}): {count} bands, expected 2 (VV, VH)")
+    if crs is None:
+        raise InputDataError(f"{path} ({where}): no CRS")
+    if not all(np.dtype(d).kind in "fiu" for d in dtypes):
+        raise InputDataError(f"{path} ({where}): band types {dtypes} are not numeric")
+
+
+def s1_on_grid(match: S1Match, grid: Grid, units: str, where: str) -> np.ndarray:
+    """(2, H, W) float32 dB of one S1 file on ``grid``; NaN where it has no data."""
+    if units not in S1_UNITS:
+        raise InputDataError(f"{where}.s1_units: {units!r} is not one of {list(S1_UNITS)}")
+    data = read_on_grid(match.path, grid, resampling=Resampling.bilinear, dst_nodata=np.nan)
+    data = data.astype(np.float64, copy=False)
+    data[~np.isfinite(data)] = np.nan
+    if units == "linear":
+        if np.nanmin(data, initial=0.0) < 0:
+            raise InputDataError(f"{match.path} ({where}): negative linear backscatter")
+        with np.errstate(divide="ignore"):
+            data = 10.0 * np.log10(data)
+        data[~np.isfinite(data)] = np.nan
+    low, high = np.nanmin(data, initial=np.inf), np.nanmax(data, initial=-np.inf)
+    if np.isfinite(low) and (low < PLAUSIBLE_DB[0] or high > PLAUSIBLE_DB[1]):
+        raise InputDataError(
+            f"{match.path} ({where}): backscatter {low:.1f} to {high:.1f} dB is outside "
+            f"{PLAUSIBLE_DB[0]:g} to {PLAUSIBLE_DB[1]:g} dB: are {where}.s1_units right?"
+        )
+    return data.astype(np.float32)
