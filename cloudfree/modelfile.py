@@ -13,6 +13,11 @@ with; ``bands`` the band names it was trained on; ``params`` the train section. 
 and ``world_size``.  :func:`save_model_file` writes one atomically; :func:`read_model_file`
 reads and checks it and builds the module.
 
+A network trained with Sentinel-1 input has ``s1_channels`` 2 in its kwargs and
+``params["inputs"]["s1"]`` true (``train.inputs.s1``); a file written before S1 input
+existed has neither and reads as a model without it (``s1_channels`` 0, the returned
+``params`` get ``inputs: {s1: false}``).
+
 Both refuse (ModelFileError naming the file, and the tensor or band) weights with a NaN or
 infinite value and a normalisation whose mean is not finite or whose std is not a positive
 finite number: such a model would reconstruct every pixel as the same value.
@@ -166,4 +171,8 @@ def read_model_file(
         raise
     except (CloudfreeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"model file {path}: {exc}") from exc
-    return model, {k: v for k, v in blob.items() if k != "state_dict"}
+    meta = {k: v for k, v in blob.items() if k != "state_dict"}
+    params = meta.get("params")
+    if isinstance(params, Mapping) and "inputs" not in params:  # written before S1 input
+        meta["params"] = {**params, "inputs": {"s1": False}}
+    return model, meta

@@ -88,6 +88,7 @@ def _check_stages(config: Mapping[str, Any]) -> None:
             if "infer" in config:
                 _check_embeddings(config["infer"], train["model"])
             _check_train({"train": train, "regions": regions})
+            _check_inputs(train, regions)
         except ConfigError as exc:
             if where == "train":
                 raise
@@ -159,6 +160,32 @@ def _check_train(config: Mapping[str, Any]) -> None:
             raise ConfigError(
                 f"train.crop {train['crop']} is larger than the {side} px tiles of region "
                 f"{name} (regions.{name}.{region['source']})"
+            )
+
+
+# How each source gets Sentinel-1 into its packed files.
+S1_KEYS = {"synthetic": "synthetic.s1: true", "sen12mscrts": "sen12mscrts.s1: true",
+           "folder": "a folder.s1 glob"}  # fmt: skip
+
+
+def s1_source(source: str, spec: Mapping[str, Any]) -> str | None:
+    """The key that gives a region's packed file Sentinel-1, when its source section sets
+    it; None when it does not (or the source cannot)."""
+    key = {"synthetic": "s1", "sen12mscrts": "s1", "folder": "s1"}.get(source)
+    return f"{source}.{key}" if key is not None and spec.get(key) else None
+
+
+def _check_inputs(train: Mapping[str, Any], regions: Mapping[str, Any]) -> None:
+    """A model with Sentinel-1 input trains only on regions whose packed files hold S1."""
+    if not train.get("inputs", {}).get("s1") or is_baseline(train["model"]["name"]):
+        return
+    for name, region in regions.items():
+        source = region["source"]
+        if s1_source(source, region[source]) is None:
+            how = S1_KEYS.get(source, "a source with Sentinel-1")
+            raise ConfigError(
+                f"train.inputs.s1: region {name} has no Sentinel-1 ({source} source); set "
+                f"{how} in regions.{name}, or train this model without S1"
             )
 
 

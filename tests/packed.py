@@ -33,13 +33,19 @@ def make_packed(
     cloudiness: float = 0.4,
     region: str = "synth",
     bands: Sequence[str] = S2_L1C_BANDS,
+    s1: bool = False,
 ) -> Path:
     """A packed file of smooth seasonal land-cover signals under cloud blobs.
 
     ``size`` and ``dates`` may be given per tile as lists.  Splits: two val and one test
     tile (one each below 5 tiles), the rest train; val/test tiles get evaluation gaps.
+    With ``s1`` every tile also has ``s1`` (T, 2, H, W) VV/VH dB of the same land cover
+    (cloud-free, a few values beyond [-25, 0] dB), NaN on about a quarter of the dates (at
+    least one per tile, never all); the optical data are the same as without.
     """
     rng = np.random.default_rng(seed)
+    radar_rng = np.random.default_rng([seed, 1])  # its own stream: the optical data unchanged
+    radar: dict[str, np.ndarray] = {}
     nb = len(bands)
     sizes = size if isinstance(size, list) else [size] * n_tiles
     counts = dates if isinstance(dates, list) else [dates] * n_tiles
@@ -78,13 +84,35 @@ def make_packed(
             refl[d][:, shadow] *= 0.4
         s2 = np.clip(np.round(refl * 10000), 1, 65535).astype(np.uint16)
         tiles[f"t{i:02d}"] = (splits[i], s2, mask, doy)
+        if s1:
+            radar[f"t{i:02d}"] = _radar(radar_rng, cover, texture, season)
     targets = [k for k, v in tiles.items() if v[0] != "train"]
     gaps = evaluation_gaps(
         {k: v[2] for k, v in tiles.items()}, targets, seed=seed, date_fraction=0.5
     )
     return write_packed(
-        path, {k: (*v, gaps.get(k)) for k, v in tiles.items()}, region=region, bands=bands
-    )
+        path, {k: (*v, gaps.get(k)) for k, v in tiles.items()}, region=region, bands=bands,
+        s1=radar or None,
+    )  # fmt: skip
+
+
+def _radar(
+    rng: np.random.Generator, cover: np.ndarray, texture: np.ndarray, season: np.ndarray
+) -> np.ndarray:
+    """(T, 2, H, W) float32 VV/VH dB of a tile's land cover, NaN on some dates."""
+    t, classes = season.shape
+    level = rng.uniform(-18.0, -6.0, classes)  # VV backscatter of each land-cover class
+    swing = rng.uniform(-3.0, 3.0, classes)
+    vv = level[cover][None] + swing[cover][None] * season[:, cover] + 1.5 * texture[None]
+    vv = vv + rng.normal(0.0, 0.8, vv.shape)  # speckle
+    vh = vv - rng.uniform(5.0, 9.0) + rng.normal(0.0, 0.8, vv.shape)
+    db = np.stack([vv, vh], axis=1).astype(np.float32)
+    db[0, 0, 0, :2] = (3.0, -40.0)  # beyond the clip range
+    missing = rng.random(t) < 0.25
+    missing[0] = False
+    missing[-1] = not missing[:-1].any() if t > 1 else False
+    db[missing] = np.nan
+    return db
 
 
 def write_packed(
@@ -95,11 +123,13 @@ def write_packed(
     compression: str = "blosc_lz4",
     date_class: dict[str, np.ndarray] | None = None,
     bands: Sequence[str] = S2_L1C_BANDS,
+    s1: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Write ``{tile: (split, s2, mask, doy, gap or None)}`` with
     :func:`cloudfree.pack.writer.write_packed`.
 
-    ``date_class`` overrides the classes derived from the masks for some tiles.
+    ``date_class`` overrides the classes derived from the masks for some tiles; ``s1``
+    gives some tiles an ``s1`` dataset ((T, 2, H, W) VV/VH dB).
     """
     series = []
     for name, (split, s2, mask, doy, gap) in tiles.items():
@@ -118,6 +148,7 @@ def write_packed(
                 transform=Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0),
                 gap=gap,
                 date_class=(date_class or {}).get(name),
+                s1=(s1 or {}).get(name),
                 sources={"image": [f"{name}_{d}.tif" for d in iso]},
             )
         )

@@ -146,3 +146,14 @@ def test_identical_experiments_are_named_in_a_warning():
     config = config_with(twins)
     with pytest.warns(UserWarning, match=r"experiments\.short and experiments\.again"):
         check_experiments(config)
+
+
+def test_a_model_with_s1_needs_regions_with_s1():
+    config = config_with({"radar": {"regions": ["africa"], "train": {"inputs": {"s1": True}}}})
+    with pytest.raises(
+        ConfigError, match=r"^experiments\.radar\.train\.inputs\.s1: region africa has no Sentinel"
+    ):
+        check_workflow_config(config)
+    config = config_with({"radar": {"regions": ["africa"], "train": {"inputs": {"s1": True}}}})
+    config["regions"]["africa"]["synthetic"]["s1"] = True
+    check_workflow_config(config)

@@ -2,7 +2,9 @@
 
 Reads a model file (:mod:`cloudfree.modelfile`) in :func:`load_model`; writes nothing.
 :func:`run_products` runs any registered model over a normalised series (training's
-validation uses it too); :class:`Predictor` adds the normalisation and the checks of a tile.
+validation uses it too); :class:`Predictor` adds the normalisation and the checks of a tile,
+and the scaling of its Sentinel-1 input for a model that takes one (``s1_channels`` > 0,
+:mod:`cloudfree.models.s1`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from cloudfree.errors import ConfigError, InputDataError, ModelFileError
 from cloudfree.infer.blend import blend
 from cloudfree.modelfile import read_model_file
 from cloudfree.models.network import pad_spatial
+from cloudfree.models.s1 import S1_BANDS, scale_s1
 
 
 def bottleneck_module(model: nn.Module) -> nn.Module:
@@ -72,11 +75,12 @@ def run_model(
     overlap: int,
     batch_size: int,
     amp_dtype: torch.dtype | None,
+    s1: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(T, C, H, W) reconstruction of a normalised series of any size (:func:`run_products`)."""
     return run_products(
         model, x, avail, doy, window=window, overlap=overlap, batch_size=batch_size,
-        amp_dtype=amp_dtype,
+        amp_dtype=amp_dtype, s1=s1,
     )["pred"]  # fmt: skip
 
 
@@ -93,8 +97,12 @@ def run_products(
     amp_dtype: torch.dtype | None,
     embed_channels: Sequence[int] | None = None,
     change_pairs: Sequence[tuple[int, int]] | None = None,
+    s1: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Apply ``model`` to one normalised series (T, C, H, W) of any size; CPU outputs.
+
+    ``s1`` (T, 3, H, W), the scaled Sentinel-1 input of a model that takes it
+    (:func:`cloudfree.models.s1.scale_s1`), is cut into the same windows and padded alike.
 
     Images larger than ``window`` are cut into overlapping windows (``batch_size`` at a time)
     whose outputs are blended with smooth weights (:mod:`cloudfree.infer.blend`); each window is
@@ -118,9 +126,13 @@ def run_products(
         xi, _ = pad_spatial(xs.to(device), multiple)
         ai, _ = pad_spatial(av.to(device), multiple)
         days = doy[None].expand(len(offsets), t).to(device)
+        radar = {}
+        if s1 is not None:
+            rs = torch.stack([s1[:, :, y0 : y0 + wh, x0 : x0 + ww] for y0, x0 in offsets])
+            radar["s1"] = pad_spatial(rs.to(device), multiple)[0].float()
         hook = capture_bottleneck(model) if need_feat else contextlib.nullcontext({})
         with hook as store, autocast(device, amp_dtype):
-            pred = model(xi.float(), ai.float(), days)
+            pred = model(xi.float(), ai.float(), days, **radar)
         out = {"pred": pred[..., :wh, :ww].float()}
         if need_feat:
             feat = store["feat"].float()  # (B, T, Cb, hb, wb)
@@ -140,7 +152,10 @@ def run_products(
 
 
 class Predictor:
-    """A trained network with its normalisation, ready to reconstruct tiles."""
+    """A trained network with its normalisation, ready to reconstruct tiles.
+
+    A network with Sentinel-1 input (:attr:`s1_channels` > 0) needs the tiles' ``s1``.
+    """
 
     def __init__(
         self,
@@ -168,6 +183,7 @@ class Predictor:
         self.overlap = int(overlap)
         self.batch_size = int(batch_size)
         self.amp_dtype = autocast_dtype(device, amp)
+        self.s1_channels = int(getattr(model, "s1_channels", 0))
 
     @property
     def embedding_size(self) -> int:
@@ -185,6 +201,7 @@ class Predictor:
         *,
         embed_channels: Sequence[int] | None = None,
         change_pairs: Sequence[tuple[int, int]] | None = None,
+        s1: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Reconstruct every date and pixel of one tile, optionally with embeddings.
 
@@ -196,6 +213,9 @@ class Predictor:
             embed_channels: bottleneck channels to return as ``embedding`` (T, K, H, W).
             change_pairs: (a, b) date indices; ``change`` (P, H, W) is the cosine
                 similarity of their embeddings (1 = no change).
+            s1: (T, 2, H, W) Sentinel-1 VV/VH in dB, NaN where none (``TileSeries.s1``):
+                required by a model with S1 input (InputDataError without), ignored by
+                any other.
 
         Returns:
             ``pred``: (T, C, H, W) float32 reflectance (DN / 10000): the raw network output at
@@ -213,6 +233,7 @@ class Predictor:
             raise InputDataError(
                 f"available {available.shape} / doy {doy.shape} do not match s2 {s2.shape}"
             )
+        radar = self._radar(s1, (t, h, w))
         channels = list(embed_channels or [])
         size = self.embedding_size
         bad = [ch for ch in channels if not 0 <= int(ch) < size]
@@ -241,14 +262,39 @@ class Predictor:
             amp_dtype=self.amp_dtype,
             embed_channels=channels,
             change_pairs=pairs,
+            s1=radar,
         )
         result = {k: v.numpy() for k, v in out.items()}
         result["pred"] = result["pred"] * self.std[:, None, None] + self.mean[:, None, None]
         return result
 
-    def reconstruct(self, s2: np.ndarray, available: np.ndarray, doy: np.ndarray) -> np.ndarray:
+    def reconstruct(
+        self,
+        s2: np.ndarray,
+        available: np.ndarray,
+        doy: np.ndarray,
+        s1: np.ndarray | None = None,
+    ) -> np.ndarray:
         """(T, C, H, W) float32 reflectance of every date and pixel (see :meth:`predict`)."""
-        return self.predict(s2, available, doy)["pred"]
+        return self.predict(s2, available, doy, s1=s1)["pred"]
+
+    def _radar(self, s1: np.ndarray | None, size: tuple[int, int, int]) -> torch.Tensor | None:
+        """The scaled (T, 3, H, W) S1 input of a model that takes it, else None."""
+        if not self.s1_channels:
+            return None
+        if s1 is None:
+            raise InputDataError(
+                "the model was trained with Sentinel-1 input (train.inputs.s1) but no s1 "
+                f"({', '.join(S1_BANDS)} in dB) was given"
+            )
+        t, h, w = size
+        s1 = np.asarray(s1)
+        if s1.shape != (t, len(S1_BANDS), h, w):
+            raise InputDataError(
+                f"s1 must be (T, {len(S1_BANDS)}, H, W) = {(t, len(S1_BANDS), h, w)} like s2, "
+                f"got {s1.shape}"
+            )
+        return torch.from_numpy(scale_s1(s1))
 
 
 def load_model(

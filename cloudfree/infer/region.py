@@ -12,6 +12,9 @@ Reads the model file and the packed region (:mod:`cloudfree.packed`); writes:
 - ``eval.h5``: for every tile with evaluation gaps, the raw model output when those gaps are
   hidden as well, which the metrics stage scores against the known truth.
 
+A model trained with Sentinel-1 input (``train.inputs.s1``) reads each tile's ``s1`` as well,
+in the same windows; a packed file without it is refused before anything is written.
+
 ``tiles_dir`` is written whole and moved into place (:func:`cloudfree.io.atomic_path`, which
 leaves its hidden marker ``.cloudfree-output`` in it); tile names and dates come from the
 packed file's checked readers, so none of them can lead outside it.
@@ -29,6 +32,7 @@ import h5py
 import numpy as np
 
 from cloudfree.bands import CLOUD, NODATA, SHADOW, THIN_CLOUD, to_dn
+from cloudfree.errors import InputDataError
 from cloudfree.infer.predictor import load_model
 from cloudfree.io import atomic_path, geotiff_profile, write_raster
 from cloudfree.packed import (
@@ -82,6 +86,23 @@ def change_pairs(dates: list[str], pairs: list[list[str]] | None) -> list[tuple[
     return out
 
 
+def check_s1_input(
+    model_path: str | os.PathLike[str], packed_path: str | os.PathLike[str], h5: h5py.File
+) -> None:
+    """InputDataError unless every tile of the open packed file has an ``s1`` dataset (for a
+    model with Sentinel-1 input; metadata only)."""
+    names = tile_names(h5)
+    with reading(h5):
+        lacking = [n for n in names if "s1" not in h5["tiles"][n]]
+    if lacking:
+        which = "" if len(lacking) == len(names) else f" in tile(s) {', '.join(lacking)}"
+        raise InputDataError(
+            f"{model_path} was trained with Sentinel-1 input (train.inputs.s1) but "
+            f"{packed_path} has no s1 dataset{which}: pack a source with Sentinel-1 "
+            "(synthetic.s1, sen12mscrts s1, folder s1)"
+        )
+
+
 def infer_region(
     model_path: str | os.PathLike[str],
     packed_path: str | os.PathLike[str],
@@ -103,7 +124,8 @@ def infer_region(
     The keywords are the ``infer`` section's.  ``embeddings`` (``{"enabled", "channels"}``,
     channels empty = all) adds ``<date>_embedding.tif``; ``change`` (``{"enabled",
     "pairs"}``) adds ``<date1>_<date2>_change.tif``, the cosine similarity of the two dates'
-    embeddings.  ``tags`` are written into every GeoTIFF.
+    embeddings.  ``tags`` are written into every GeoTIFF.  Raises InputDataError
+    (:func:`check_s1_input`) for a model with Sentinel-1 input and a file without it.
     """
     bands = list(packed_bands(packed_path))
     predictor = load_model(
@@ -114,6 +136,9 @@ def infer_region(
     if embeddings["enabled"]:
         channels = [int(c) for c in embeddings["channels"] or range(predictor.embedding_size)]
     written = []
+    if predictor.s1_channels:
+        with open_packed(packed_path) as h5:
+            check_s1_input(model_path, packed_path, h5)
     with (
         open_packed(packed_path) as h5,
         atomic_path(tiles_dir) as tmp_dir,
@@ -127,8 +152,9 @@ def infer_region(
             tile = read_tile(h5, name)
             pairs = change_pairs(tile.dates, change["pairs"]) if change["enabled"] else []
             out = predictor.predict(
-                tile.s2, tile.clear, tile.doy, embed_channels=channels, change_pairs=pairs
-            )
+                tile.s2, tile.clear, tile.doy, embed_channels=channels, change_pairs=pairs,
+                s1=tile.s1,
+            )  # fmt: skip
             folder = Path(tmp_dir) / tile.tile
             _write_tile(
                 tile, fill_gaps(tile, out["pred"]), quality_layer(tile), folder, compress, tags,
@@ -140,7 +166,7 @@ def infer_region(
                 _write_change(tile, out["change"], pairs, folder, compress, tags)
             if tile.gap is not None:
                 hidden_input = tile.clear & ~tile.gap
-                pred = predictor.reconstruct(tile.s2, hidden_input, tile.doy)
+                pred = predictor.reconstruct(tile.s2, hidden_input, tile.doy, s1=tile.s1)
                 g = ev.create_group(f"tiles/{name}")
                 g.create_dataset(
                     "pred", data=pred.astype(np.float32), compression="gzip", shuffle=True

@@ -234,13 +234,13 @@ def pooled_difficulty(
     n_valid = int(valid.sum())
     seen = int((np.asarray(available, dtype=bool) & valid).sum())
     cloud = 1.0 - seen / n_valid if n_valid else float("nan")
-    dist = _available_distance(np.asarray(available, dtype=bool), np.asarray(days, dtype=float))
+    dist = available_distance(np.asarray(available, dtype=bool), np.asarray(days, dtype=float))
     d = dist[np.asarray(masked, dtype=bool)]
     d = d[np.isfinite(d)]
     return cloud, float(d.mean()) if d.size else float("nan")
 
 
-def _available_distance(available: np.ndarray, days: np.ndarray) -> np.ndarray:
+def available_distance(available: np.ndarray, days: np.ndarray) -> np.ndarray:
     """(T, H, W) days from each date to the nearest date the pixel is available (inf: none)."""
     n_dates = available.shape[0]
     prev = np.empty(available.shape, dtype=np.float64)
@@ -287,7 +287,7 @@ def input_difficulty(
     n_seen = (available & valid).sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         cloud_fraction = np.where(n_valid > 0, 1.0 - n_seen / np.maximum(n_valid, 1), np.nan)
-    dist = _available_distance(available, days)  # nearest available date, per pixel
+    dist = available_distance(available, days)  # nearest available date, per pixel
     gap_days = np.full(n_dates, np.nan)
     for t in range(n_dates):
         d = dist[t][masked[t]]

@@ -114,7 +114,10 @@ class BaselineModel(nn.Module):
         avail: torch.Tensor,
         doy: torch.Tensor,
         pad: torch.Tensor | None = None,
+        *,
+        s1: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        del s1  # the baselines fill gaps from the optical series alone
         b, t, c, _, _ = x.shape
         if c != self.in_channels:
             raise ValueError(f"expected {self.in_channels} bands, got {c}")

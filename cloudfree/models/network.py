@@ -4,12 +4,15 @@ Every model (this network and the baselines of :mod:`cloudfree.models.baselines`
 by name with :func:`cloudfree.models.registry.build_model`) maps a cloudy series to a
 reconstructed one with the call signature::
 
-    model(x, avail, doy, pad=None) -> (B, T, C, H, W)
+    model(x, avail, doy, pad=None, *, s1=None) -> (B, T, C, H, W)
 
 - ``x``: (B, T, C, H, W) float, normalised reflectance, 0 where unavailable;
 - ``avail``: (B, T, H, W) bool/float, 1 where the pixel is observed and clear;
 - ``doy``: (B, T) long, day of year of each date;
-- ``pad``: optional (B, T) bool, True for padding dates (ignored by every other date).
+- ``pad``: optional (B, T) bool, True for padding dates (ignored by every other date);
+- ``s1``: optional (B, T, 3, H, W) float, Sentinel-1 VV and VH scaled to [0, 1] and their
+  availability (:func:`cloudfree.models.s1.scale_s1`), for a network built with
+  ``s1_channels`` 2 (required then, refused otherwise; the baselines ignore it).
 
 Reads and writes nothing.
 """
@@ -26,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cloudfree.models.prior import temporal_prior
+from cloudfree.models.s1 import S1_CHANNELS
 
 # Elements of the upsampled attention tensor materialised at once when mixing skips.
 _MIX_BUDGET = 1 << 25
@@ -216,6 +220,11 @@ class UTILISE(nn.Module):
     from its neighbours (local haze, changes, missed clouds), not the radiometry of the dates
     it trained on.
 
+    With ``s1_channels`` 2 each date's input also has Sentinel-1 VV and VH (scaled to [0, 1])
+    and their availability (0 where no S1 exists for the date): the ``s1`` argument of
+    :meth:`forward`.  They only enter the stem; the prior stays optical only and the output
+    is the C optical bands.
+
     ``H`` and ``W`` must be multiples of ``2 ** (len(widths) - 1)``; use :func:`pad_spatial`.
 
     Args:
@@ -232,6 +241,7 @@ class UTILISE(nn.Module):
         period: base of the day-of-year encoding.
         norm: ``layer`` (per-pixel LayerNorm over channels: outputs do not depend on the
             image size or window, unlike ``group``, GroupNorm over each image and date).
+        s1_channels: 0 (optical only) or 2 (Sentinel-1 VV and VH as extra inputs).
     """
 
     def __init__(
@@ -245,6 +255,7 @@ class UTILISE(nn.Module):
         avail_weighting: bool = False,
         period: float = 1000.0,
         norm: str = "layer",
+        s1_channels: int = 0,
     ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
@@ -256,12 +267,15 @@ class UTILISE(nn.Module):
             raise ValueError(f"every width in {widths} must be divisible by heads={heads}")
         if prior not in PRIORS:
             raise ValueError(f"prior {prior!r}: expected one of {', '.join(PRIORS)}")
+        if s1_channels not in (0, S1_CHANNELS):
+            raise ValueError(f"s1_channels must be 0 or {S1_CHANNELS}, got {s1_channels}")
         self.in_channels, self.widths, self.heads = in_channels, widths, heads
-        self.prior = prior
+        self.prior, self.s1_channels = prior, int(s1_channels)
         self.own_skip, self.avail_weighting = own_skip, avail_weighting
         self.multiple = 2 ** (len(widths) - 1)
         extra = in_channels if prior != "none" else 0
-        self.stem = ConvBlock(in_channels + 1 + extra, widths[0], norm)
+        radar = self.s1_channels + 1 if self.s1_channels else 0  # VV, VH and availability
+        self.stem = ConvBlock(in_channels + 1 + extra + radar, widths[0], norm)
         self.down = nn.ModuleList()
         for cin, cout in itertools.pairwise(widths):
             self.down.append(
@@ -291,8 +305,14 @@ class UTILISE(nn.Module):
         doy: torch.Tensor,
         pad: torch.Tensor | None = None,
         return_attention: bool = False,
+        *,
+        s1: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, C, H, W) -> (B, T, C, H, W); optionally also the bottleneck attention."""
+        """(B, T, C, H, W) -> (B, T, C, H, W); optionally also the bottleneck attention.
+
+        ``s1`` (B, T, 3, H, W): scaled VV, VH and their availability; required with
+        ``s1_channels`` 2, refused with 0 (ValueError).
+        """
         b, t, c, h, w = x.shape
         if c != self.in_channels:
             raise ValueError(f"expected {self.in_channels} bands, got {c}")
@@ -300,16 +320,21 @@ class UTILISE(nn.Module):
             raise ValueError(
                 f"H, W = {h}, {w} must be multiples of {self.multiple}; pad with pad_spatial"
             )
+        radar = self._radar(s1, (b, t, h, w))
         av = avail.to(x.dtype)
         if pad is not None:  # padding dates carry nothing, whatever their content
             pad = pad.bool()
             x = x.masked_fill(pad[:, :, None, None, None], 0)
             av = av.masked_fill(pad[:, :, None, None], 0)
+            if radar is not None:
+                radar = radar.masked_fill(pad[:, :, None, None, None], 0)
         parts = [x, av[:, :, None]]
         base = None
         if self.prior != "none":
             base = temporal_prior(x.float(), av, doy, pad).to(x.dtype)
             parts.append(base)
+        if radar is not None:
+            parts.append(radar.to(x.dtype))
         feat = self.stem(torch.cat(parts, dim=2).flatten(0, 1))
         skips, avails = [feat], [av]
         for down in self.down:
@@ -338,3 +363,22 @@ class UTILISE(nn.Module):
             if base is not None:
                 out = out + base.float()
         return (out, attn) if return_attention else out
+
+    def _radar(
+        self, s1: torch.Tensor | None, size: tuple[int, int, int, int]
+    ) -> torch.Tensor | None:
+        """The checked S1 input (B, T, s1_channels + 1, H, W), or None without S1 input."""
+        if not self.s1_channels:
+            if s1 is not None:
+                raise ValueError("s1 given, but the network was built without S1 input")
+            return None
+        b, t, h, w = size
+        want = (b, t, self.s1_channels + 1, h, w)
+        if s1 is None:
+            raise ValueError(
+                f"the network takes Sentinel-1 input (s1_channels={self.s1_channels}): pass "
+                f"s1 of shape {want} (VV, VH, availability)"
+            )
+        if tuple(s1.shape) != want:
+            raise ValueError(f"s1 has shape {tuple(s1.shape)}, expected {want}")
+        return s1

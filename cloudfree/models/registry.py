@@ -5,12 +5,14 @@ network of :mod:`cloudfree.models.network`) and the gap-filling baselines of
 :mod:`cloudfree.models.baselines` (``linear``, ``closest``, ``last``, ``least_cloudy``,
 ``mean``) as parameter-free modules with the same call signature (``trainable = False``):
 training writes their model file without an optimizer step, and inference and metrics run
-them like the network.  Reads and writes nothing.
+them like the network.  :func:`model_spec` gives the name and keyword arguments of the model
+a resolved train section describes (``train.inputs.s1`` -> ``s1_channels`` 2 for the
+networks; the baselines ignore S1).  Reads and writes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from torch import nn
@@ -19,6 +21,7 @@ from cloudfree.errors import ConfigError
 from cloudfree.models.baselines import BASELINE_MODELS
 from cloudfree.models.network import UTILISE
 from cloudfree.models.presets import REFERENCE_HEADS, REFERENCE_WIDTHS
+from cloudfree.models.s1 import s1_channels
 
 
 class UTILISEReference(UTILISE):
@@ -28,9 +31,9 @@ class UTILISEReference(UTILISE):
     WIDTHS = REFERENCE_WIDTHS
     HEADS = REFERENCE_HEADS
 
-    def __init__(self, in_channels: int, prior: str, **ignored: Any) -> None:
+    def __init__(self, in_channels: int, prior: str, s1_channels: int = 0, **ignored: Any) -> None:
         del ignored
-        super().__init__(in_channels, self.WIDTHS, self.HEADS, prior=prior)
+        super().__init__(in_channels, self.WIDTHS, self.HEADS, prior=prior, s1_channels=s1_channels)
 
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -67,6 +70,18 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model {name!r}: bad parameters {kwargs}: {exc}") from exc
+
+
+def model_spec(params: Mapping[str, Any], in_channels: int) -> tuple[str, dict[str, Any]]:
+    """Name and keyword arguments of the model of a resolved train section on data of
+    ``in_channels`` bands: ``train.model`` and, for the networks, ``s1_channels`` (2 with
+    ``train.inputs.s1``, else 0; not given to the baselines, which take no S1)."""
+    spec = dict(params["model"])
+    name = spec.pop("name")
+    kwargs: dict[str, Any] = {"in_channels": in_channels, **spec}
+    if name not in BASELINE_MODELS:
+        kwargs["s1_channels"] = s1_channels(params)
+    return name, kwargs
 
 
 def count_parameters(model: nn.Module) -> int:

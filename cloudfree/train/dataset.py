@@ -4,7 +4,9 @@ Training is self-supervised, as in U-TILISE: a random crop of a training tile ke
 clear pixels as the truth, and an artificial gap mask made of the cloud masks of another
 tile's dates (random tile, random date order) hides part of them from the model.  Validation
 scores whole tiles with the fixed evaluation gaps stored at packing time.
-:func:`check_training_data` stops a run before training when there is nothing to learn from.
+:func:`check_training_data` stops a run before training when there is nothing to learn from,
+:func:`check_s1_data` when a model with Sentinel-1 input (``train.inputs.s1``) would train on
+a file without it.
 
 Items are the samples of :mod:`cloudfree.train.samples`.  Datasets read the packed files
 lazily, once per process (:class:`cloudfree.train.reader.PackedReader`), so they work with any
@@ -23,14 +25,17 @@ from torch.utils.data import Dataset
 
 from cloudfree.bands import clear_pixels, cloudy
 from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.models.s1 import scale_s1
 from cloudfree.packed import (
     DATE_CLASSES,
     PackedMeta,
     Paths,
     TileRef,
     compute_norm_stats,
+    open_packed,
     read_meta,
     read_tile,
+    reading,
 )
 from cloudfree.train.reader import PackedReader
 from cloudfree.train.samples import norm_arrays, rotate_flip, sample_dict
@@ -72,6 +77,22 @@ def check_training_data(paths: Sequence[str], meta: PackedMeta) -> tuple[np.ndar
     return mean, std
 
 
+def check_s1_data(paths: Paths) -> None:
+    """Raise InputDataError naming the file, its tiles without an ``s1`` dataset and
+    ``train.inputs.s1`` unless every tile of every file has Sentinel-1 (metadata only)."""
+    for path in paths:
+        with open_packed(path) as h5, reading(h5):
+            lacking = [name for name in sorted(h5["tiles"]) if "s1" not in h5["tiles"][name]]
+            every = len(lacking) == len(h5["tiles"])
+        if lacking:
+            which = "" if every else f" in tile(s) {', '.join(lacking)}"
+            raise InputDataError(
+                f"train.inputs.s1 is true but {path} has no s1 dataset{which}: pack a source "
+                "with Sentinel-1 (synthetic.s1, sen12mscrts s1, folder s1) or set "
+                "train.inputs.s1: false"
+            )
+
+
 class TrainDataset(Dataset):
     """Self-supervised training samples (U-TILISE): sequences of a tile with synthetic gaps.
 
@@ -91,14 +112,17 @@ class TrainDataset(Dataset):
     on a random number of dates up to half of them, never the first, taken from donor dates
     with at least UTILISE_MIN_COVER of cloud.  ``augment`` (``train.augment``): random flips
     and 90 degree rotations, a reflectance gain and offset per date (input and target
-    alike) and a shift of the days of year.
+    alike) and a shift of the days of year.  With ``with_s1`` samples also hold the Sentinel-1
+    input of the same dates and crop (``s1`` of :mod:`cloudfree.train.samples`), flipped and
+    rotated with the rest; the gain and offset are optical only.
 
     The sampling keywords are those of ``train.sampling``; with all of them None (and no
     dilation) this is the plain sampler: every date, ``seq_len`` the smallest date count of
     the tiles, ``min_len`` = ``seq_len`` (no padding).
 
     Raises :class:`InputDataError` naming the regions and the thresholds to relax when the
-    split is empty or no tile has a sequence that satisfies them.
+    split is empty or no tile has a sequence that satisfies them, and (``with_s1``) naming
+    the file when a tile has no ``s1`` dataset (:func:`check_s1_data`).
     """
 
     def __init__(
@@ -119,8 +143,11 @@ class TrainDataset(Dataset):
         augment: Mapping[str, Any],
         split: str = "train",
         cache_bytes: int = 256 << 20,
+        with_s1: bool = False,
     ) -> None:
         meta = read_meta(paths)
+        if with_s1:
+            check_s1_data(paths)
         self.meta = meta
         tiles = [t for t in meta.tiles if t.split == split]
         if not tiles:
@@ -182,7 +209,8 @@ class TrainDataset(Dataset):
         self.augment = dict(augment)
         self.masked_fraction, self.dilation = masked_fraction, int(dilation)
         self.masking = masking
-        self.reader = PackedReader(paths, cache_bytes)
+        self.s1 = with_s1
+        self.reader = PackedReader(paths, cache_bytes, with_s1=with_s1)
 
     def close(self) -> None:
         """Close the HDF5 files opened in this process (they reopen on the next read)."""
@@ -207,7 +235,9 @@ class TrainDataset(Dataset):
         y0 = int(rng.integers(ref.height - c + 1))
         x0 = int(rng.integers(ref.width - c + 1))
         dates = slice(int(idx[0]), int(idx[-1]) + 1) if idx[-1] - idx[0] + 1 == real else idx
-        s2, mask = self.reader.read(ref, dates, slice(y0, y0 + c), slice(x0, x0 + c))
+        rows, cols = slice(y0, y0 + c), slice(x0, x0 + c)
+        s2, mask = self.reader.read(ref, dates, rows, cols)
+        radar = [scale_s1(self.reader.read_s1(ref, dates, rows, cols))] if self.s1 else []
         clear, cloud = clear_pixels(s2, mask), cloudy(mask)
         gap = self._gap(ref, real, rng)
         doy = info.doy[idx].astype(np.int64)
@@ -220,10 +250,12 @@ class TrainDataset(Dataset):
                 for a in (clear, cloud, gap)
             )
             doy = np.concatenate([doy, np.zeros(length - real, np.int64)])
+            rest = (length - real, *radar[0].shape[1:]) if radar else ()
+            radar = [np.concatenate([r, np.zeros(rest, r.dtype)]) for r in radar]
         aug = self.augment
         if aug["flips"]:
             k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
-            s2, clear, gap, cloud = rotate_flip([s2, clear, gap, cloud], k, flip)
+            s2, clear, gap, cloud, *radar = rotate_flip([s2, clear, gap, cloud, *radar], k, flip)
         # Radiometry and dates drawn from their own stream: the crops and gaps stay the same.
         arng = np.random.default_rng([self.seed, index, 1])
         jitter = None
@@ -236,7 +268,7 @@ class TrainDataset(Dataset):
             doy = np.where(pad, 0, (doy - 1 + shift) % 365 + 1)
         return sample_dict(
             s2, clear, gap, doy, self.mean, self.std, self.meta.scale, cloud=cloud, pad=pad,
-            jitter=jitter,
+            jitter=jitter, s1=radar[0] if radar else None,
         )  # fmt: skip
 
     def _donor(self, ref: TileRef, rng: np.random.Generator) -> TileRef:
@@ -311,7 +343,8 @@ class EvalTiles(Dataset):
     Input availability is ``clear & ~gap``; ``hidden`` is ``clear & gap`` (all False for a
     tile without a ``gap`` dataset).  Items add ``tile`` (str) and ``file`` (int) to the
     tensors of :mod:`cloudfree.train.samples`; use ``batch_size=1`` or iterate directly, since tiles
-    may differ in size and date count.
+    may differ in size and date count.  With ``with_s1`` items hold the tile's Sentinel-1 input
+    (InputDataError naming the file when a tile has none, :func:`check_s1_data`).
     """
 
     def __init__(
@@ -319,8 +352,12 @@ class EvalTiles(Dataset):
         paths: Paths,
         norm: tuple[Sequence[float], Sequence[float]],
         split: str = "val",
+        with_s1: bool = False,
     ) -> None:
         self.meta = read_meta(paths)
+        if with_s1:
+            check_s1_data(paths)
+        self.s1 = with_s1
         self.tiles = [t for t in self.meta.tiles if t.split == split]
         self.mean, self.std = norm_arrays(norm, len(self.meta.bands))
         self.reader = PackedReader(paths, cache_bytes=0)
@@ -341,10 +378,19 @@ class EvalTiles(Dataset):
             self.std,
             self.meta.scale,
             cloud=cloudy(series.mask),
+            s1=self._s1(ref, series.s1),
         )
         item["tile"] = ref.tile
         item["file"] = ref.file
         return item
+
+    def _s1(self, ref: TileRef, db: np.ndarray | None) -> np.ndarray | None:
+        """The scaled S1 input of a tile (``with_s1``), else None."""
+        if not self.s1:
+            return None
+        if db is None:
+            raise InputDataError(f"tile {ref.tile} of {self.reader.paths[ref.file]} has no s1")
+        return scale_s1(db)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for i in range(len(self)):

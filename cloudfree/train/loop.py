@@ -15,6 +15,10 @@ The loss is an L1 in normalised units over the pixels whose truth is known::
     loss = masked_weight * mean|err| over hidden pixels (known, hidden by the gap)
          + observed_weight * mean|err| over observed pixels (known and given as input)
 
+With ``train.inputs.s1`` the network also takes each date's Sentinel-1 VV/VH
+(``s1_channels`` 2, :mod:`cloudfree.models.s1`): every packed file must hold ``s1``
+(InputDataError naming the file before training starts).
+
 Validation scores the val tiles' fixed gaps in reflectance units (MAE, and PSNR with a
 data range of 1); the best-on-validation weights are kept (the last ones without val gaps).
 
@@ -50,7 +54,7 @@ from tqdm import tqdm
 
 from cloudfree.device import autocast_dtype, select_device
 from cloudfree.modelfile import save_model_file
-from cloudfree.models.registry import build_model, count_parameters, is_trainable
+from cloudfree.models.registry import build_model, count_parameters, is_trainable, model_spec
 from cloudfree.packed import PackedMeta, read_meta
 from cloudfree.train import distributed
 from cloudfree.train.checkpoint import (
@@ -162,11 +166,10 @@ def _train(
     meta = read_meta(paths)
     stats = check_training_data(paths, meta)
     norm = (stats[0].astype(np.float32), stats[1].astype(np.float32))
-    spec = dict(p["model"])
-    name = spec.pop("name")
-    kwargs = {"in_channels": len(meta.bands), **spec}
+    name, kwargs = model_spec(p, len(meta.bands))  # train.inputs.s1: s1_channels 2
     raw = build_model(name, **kwargs).to(device)
-    val_tiles = EvalTiles(paths, norm, split="val")
+    s1 = getattr(raw, "s1_channels", 0) > 0  # every file needs s1 (InputDataError first)
+    val_tiles = EvalTiles(paths, norm, split="val", with_s1=s1)
     if not is_trainable(raw):
         return write_untrained(raw, name, kwargs, norm, meta, p, val_tiles, model_out,
                                 history_out, amp_dtype, ctx.is_main)  # fmt: skip
@@ -183,7 +186,7 @@ def _train(
     )
     parts = Trainable(raw, optimizer, scheduler, scaler)
     state = resume_run(store, parts, ctx.world_size, ctx.is_main)
-    loader, train_tiles = _loader(paths, norm, p, ctx, state)
+    loader, train_tiles = _loader(paths, norm, p, ctx, state, s1)
     model: nn.Module = raw
     if ctx.distributed:
         ids = [device.index] if device.type == "cuda" else None
@@ -215,12 +218,14 @@ def _loader(
     p: Mapping[str, Any],
     ctx: distributed.DistContext,
     state: RunState,
+    s1: bool,
 ) -> tuple[DataLoader, int]:
-    """This process's batches from the state's step on, and the number of training tiles."""
+    """This process's batches from the state's step on (with the Sentinel-1 input for a
+    model that takes it), and the number of training tiles."""
     steps, batch_size = p["steps"], p["batch_size"]
     dataset = TrainDataset(
         paths, norm, crop=p["crop"], samples_per_epoch=steps * batch_size * ctx.world_size,
-        seed=p["seed"], augment=p["augment"], **dict(p["sampling"]),
+        seed=p["seed"], augment=p["augment"], with_s1=s1, **dict(p["sampling"]),
     )  # fmt: skip
     workers = p["num_workers"]
     if workers == "auto":  # measured on this node: batches/s for 0, 1, 2, 4, ... workers

@@ -10,7 +10,9 @@ Every sample is a dict of tensors (T dates, C bands, h x w pixels):
 - ``doy`` (T,) int64: day of year of each date (0 on padding);
 - ``gap`` (T, h, w) bool: the synthetic (training) or fixed (evaluation) gap mask;
 - ``cloud`` (T, h, w) bool: the real cloud/shadow mask of the dates;
-- ``pad`` (T,) bool: padding dates of a short training sequence (no data, never hidden).
+- ``pad`` (T,) bool: padding dates of a short training sequence (no data, never hidden);
+- ``s1`` (T, 3, h, w) float32, only for a model with Sentinel-1 input: VV and VH scaled to
+  [0, 1] and their availability (:func:`cloudfree.models.s1.scale_s1`; 0 on padding).
 
 Reads and writes nothing.
 """
@@ -36,9 +38,11 @@ def sample_dict(
     cloud: np.ndarray | None = None,
     pad: np.ndarray | None = None,
     jitter: tuple[np.ndarray, np.ndarray] | None = None,
+    s1: np.ndarray | None = None,
 ) -> dict[str, torch.Tensor]:
     """The sample of DN ``s2`` (T, C, h, w) with its clear pixels, gaps and dates; ``jitter``
-    a (T, 1) gain and (T, C) offset applied to the reflectance of input and target alike."""
+    a (T, 1) gain and (T, C) offset applied to the reflectance of input and target alike
+    (never to ``s1``, the scaled (T, 3, h, w) Sentinel-1 input, stored as given)."""
     refl = s2.astype(np.float32) / np.float32(scale)
     if jitter is not None:
         gain, offset = jitter
@@ -48,7 +52,7 @@ def sample_dict(
     x = np.where(avail[:, None], norm, np.float32(0))
     target = np.where(clear[:, None], norm, np.float32(0))
     t = clear.shape[0]
-    return {
+    out = {
         "x": torch.from_numpy(x.astype(np.float32, copy=False)),
         "avail": torch.from_numpy(avail.astype(np.float32)),
         "target": torch.from_numpy(target.astype(np.float32, copy=False)),
@@ -61,6 +65,9 @@ def sample_dict(
         ),
         "pad": torch.from_numpy(np.zeros(t, dtype=bool) if pad is None else pad.copy()),
     }
+    if s1 is not None:
+        out["s1"] = torch.from_numpy(np.ascontiguousarray(s1, dtype=np.float32))
+    return out
 
 
 def norm_arrays(

@@ -61,9 +61,11 @@ def forward_loss(
     device: torch.device,
     amp_dtype: torch.dtype | None,
 ) -> torch.Tensor:
-    """The training loss of one batch (forward pass under autocast)."""
+    """The training loss of one batch (forward pass under autocast; the batch's ``s1``, the
+    Sentinel-1 input of a model that takes it, goes to the model too)."""
+    radar = {"s1": batch["s1"]} if "s1" in batch else {}
     with autocast(device, amp_dtype):
-        pred = model(batch["x"], batch["avail"], batch["doy"], pad=batch["pad"])
+        pred = model(batch["x"], batch["avail"], batch["doy"], pad=batch["pad"], **radar)
     observed = batch["known"] & (batch["avail"] > 0)
     return masked_l1(
         pred, batch["target"], batch["hidden"], observed, p["masked_weight"], p["observed_weight"]

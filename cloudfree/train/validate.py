@@ -21,10 +21,11 @@ VAL_WINDOW, VAL_OVERLAP, VAL_BATCH = 256, 32, 4
 def reconstruct(
     model: nn.Module, item: Mapping[str, Any], amp_dtype: torch.dtype | None
 ) -> torch.Tensor:
-    """(T, C, H, W) normalised reconstruction of one :class:`EvalTiles` item."""
+    """(T, C, H, W) normalised reconstruction of one :class:`EvalTiles` item (with its
+    Sentinel-1 input ``s1`` when it has one)."""
     return run_model(
         model, item["x"], item["avail"], item["doy"], window=VAL_WINDOW, overlap=VAL_OVERLAP,
-        batch_size=VAL_BATCH, amp_dtype=amp_dtype,
+        batch_size=VAL_BATCH, amp_dtype=amp_dtype, s1=item.get("s1"),
     )  # fmt: skip
 
 
