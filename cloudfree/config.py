@@ -135,6 +135,7 @@ EXECUTION_KEYS: dict[str, tuple[str, ...]] = {
 # The same for a region's source section: how its files are fetched.
 SOURCE_EXECUTION_KEYS = (
     "retries", "backoff", "timeout", "token_env", "token_hosts", "asset_hosts", "max_pages",
+    "sign_key_env",
 )  # fmt: skip
 
 

@@ -165,13 +165,13 @@ def _check_train(config: Mapping[str, Any]) -> None:
 
 # How each source gets Sentinel-1 into its packed files.
 S1_KEYS = {"synthetic": "synthetic.s1: true", "sen12mscrts": "sen12mscrts.s1: true",
-           "folder": "a folder.s1 glob"}  # fmt: skip
+           "folder": "a folder.s1 glob", "stac": "a stac.s1 section"}  # fmt: skip
 
 
 def s1_source(source: str, spec: Mapping[str, Any]) -> str | None:
     """The key that gives a region's packed file Sentinel-1, when its source section sets
     it; None when it does not (or the source cannot)."""
-    key = {"synthetic": "s1", "sen12mscrts": "s1", "folder": "s1"}.get(source)
+    key = "s1" if source in S1_KEYS else None
     return f"{source}.{key}" if key is not None and spec.get(key) else None
 
 

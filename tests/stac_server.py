@@ -6,8 +6,12 @@ server does; ``drop_every=n`` closes the connection of every n-th request withou
 client's timeout); ``fail_paths`` makes the matching requests fail every time; ``token``
 answers 401 to requests without ``Authorization: Bearer <token>``; ``sas_token`` answers 403
 to COG requests whose query is not that token, handed out by ``/sas/<collection>`` as
-Planetary Computer's token API does (valid ``sas_seconds``).  An item's ``properties`` are
+Planetary Computer's token API does (valid ``sas_seconds``; with ``sas_key`` only to requests
+with that ``Ocp-Apim-Subscription-Key``, 401 otherwise).  An item's ``properties`` are
 added to its STAC properties and its ``hrefs`` (asset key -> href) replace its asset URLs;
+an item's ``collection`` (default sentinel-2-l2a) is matched against a search's
+``collections``, and an item with ``cover`` None has no eo:cloud_cover (a query on it leaves
+the item out, as real catalogues do: Sentinel-1);
 ``asset_base`` puts the asset URLs on another server, ``redirect_base`` answers COG
 requests with a redirect to the same file there, ``search_base`` puts the landing page's
 search links there.  ``page_size=n`` answers a search in
@@ -55,6 +59,30 @@ def write_cog(path: Path, data: np.ndarray, res: float, nodata: int) -> None:
         dst.write(data, 1)
 
 
+def make_s1_scenes(
+    root: Path, dates: list[str], orbits: list[str] | None = None, seed: int = 1
+) -> list[dict]:
+    """One Sentinel-1 RTC-like scene per date (collection sentinel-1-rtc): VV and VH COGs of
+    linear gamma0 at 10 m (VV about -12 dB, VH about -19 dB) with nodata -32768 in the 16
+    leftmost columns, as Planetary Computer serves them."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    items = []
+    for k, day in enumerate(dates):
+        assets = {}
+        for key, mean_db in (("vv", -12.0), ("vh", -19.0)):
+            db = mean_db + rng.normal(0, 1.5, size=(SCENE_PX, SCENE_PX))
+            data = (10 ** (db / 10)).astype(np.float32)
+            data[:, :16] = -32768
+            write_cog(root / f"S1_{day}_{key}.tif", data, 10, -32768)
+            assets[key] = f"S1_{day}_{key}.tif"
+        orbit = orbits[k] if orbits else "descending"
+        props = {"sat:orbit_state": orbit, "sar:polarizations": ["VV", "VH"]}
+        items.append({"date": day, "cover": None, "assets": assets, "id": f"S1_{day}",
+                      "collection": "sentinel-1-rtc", "properties": props})  # fmt: skip
+    return items
+
+
 def make_scenes(root: Path, dates: list[str], covers: list[float], seed: int = 0) -> list[dict]:
     """One L2A-like scene per date: 12 band COGs (10/20/60 m, DN) and an SCL COG at 20 m
     with a cloud (SCL 9) block in the upper-left corner and nodata (SCL 0) along the right."""
@@ -99,6 +127,7 @@ class StacServer:
         token: str | None = None,
         sas_token: str | None = None,
         sas_seconds: float = 3600.0,
+        sas_key: str | None = None,
         asset_base: str | None = None,
         page_size: int = 0,
         next_base: str | None = None,
@@ -116,6 +145,7 @@ class StacServer:
         )
         self.token = token
         self.sas_token, self.sas_seconds, self.sas_fetches = sas_token, sas_seconds, 0
+        self.sas_key, self.sas_paths = sas_key, []  # the token requests' paths
         self.asset_base, self.page_size, self.next_base = asset_base, page_size, next_base
         self.cycle, self.raw, self.searches = cycle, dict(raw or {}), 0
         self.redirect_base, self.search_base = redirect_base, search_base
@@ -165,10 +195,12 @@ class StacServer:
         hrefs = {k: f"{base}/cogs/{v}" for k, v in it["assets"].items()} | it.get("hrefs", {})
         return {
             "type": "Feature", "stac_version": "1.0.0", "stac_extensions": [],
-            "id": f"S2_{it['date']}", "collection": "sentinel-2-l2a", "bbox": [w, s, e, n],
+            "id": it.get("id", f"S2_{it['date']}"),
+            "collection": it.get("collection", "sentinel-2-l2a"), "bbox": [w, s, e, n],
             "geometry": {"type": "Polygon",
                          "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]},
-            "properties": {"datetime": f"{it['date']}T08:00:00Z", "eo:cloud_cover": it["cover"],
+            "properties": {"datetime": f"{it['date']}T08:00:00Z",
+                           **({} if it["cover"] is None else {"eo:cloud_cover": it["cover"]}),
                            **it.get("properties", {})},
             "assets": {k: {"href": href, "type": "image/tiff"} for k, href in hrefs.items()},
             "links": [],
@@ -179,13 +211,18 @@ class StacServer:
         query = params.get("query") or {}
         if isinstance(query, str):
             query = json.loads(query)
-        lte = query.get("eo:cloud_cover", {}).get("lte", 100)
+        lte = query.get("eo:cloud_cover", {}).get("lte")
         lo = date.min if start in ("..", "") else date.fromisoformat(start[:10])
         hi = date.max if end in ("..", "") else date.fromisoformat(end[:10])
+        wanted = params.get("collections")
+        if isinstance(wanted, str):
+            wanted = wanted.split(",")
         feats = [
             self.item(it)
             for it in self.items
-            if lo <= date.fromisoformat(it["date"]) <= hi and it["cover"] <= lte
+            if lo <= date.fromisoformat(it["date"]) <= hi
+            and (lte is None or (it["cover"] is not None and it["cover"] <= lte))
+            and (not wanted or it.get("collection", "sentinel-2-l2a") in wanted)
         ]
         self.searches += 1
         if self.cycle and self.searches > self.cycle:
@@ -293,6 +330,10 @@ class StacServer:
                     params = {k: v[0] for k, v in parse_qs(url.query).items()}
                     return self._json(server.search(params))
                 if url.path.startswith("/sas/") and server.sas_token:
+                    server.sas_paths.append(url.path)
+                    key = self.headers.get("Ocp-Apim-Subscription-Key")
+                    if server.sas_key and key != server.sas_key:
+                        return self.send_error(401)
                     server.sas_fetches += 1
                     expiry = datetime.now(UTC) + timedelta(seconds=server.sas_seconds)
                     return self._json({

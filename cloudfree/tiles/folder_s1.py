@@ -26,7 +26,8 @@ from cloudfree.errors import InputDataError
 from cloudfree.tiles.grid import Grid, read_on_grid
 from cloudfree.tiles.s1align import nearest_acquisitions
 
-S1_UNITS = ("db", "linear")
+# dB, linear power (sigma0 or gamma0) or amplitude (its square root)
+S1_UNITS = ("db", "linear", "amplitude")
 # Backscatter outside this range (dB) is no real surface: a wrong file or wrong units.
 PLAUSIBLE_DB = (-60.0, 30.0)
 
@@ -75,18 +76,25 @@ def s1_on_grid(match: S1Match, grid: Grid, units: str, where: str) -> np.ndarray
     if units not in S1_UNITS:
         raise InputDataError(f"{where}.s1_units: {units!r} is not one of {list(S1_UNITS)}")
     data = read_on_grid(match.path, grid, resampling=Resampling.bilinear, dst_nodata=np.nan)
-    data = data.astype(np.float64, copy=False)
+    return backscatter_db(data, units, f"{match.path} ({where})", f"{where}.s1_units")
+
+
+def backscatter_db(data: np.ndarray, units: str, what: str, key: str) -> np.ndarray:
+    """Backscatter in ``units`` (one of :data:`S1_UNITS`) -> float32 dB, NaN where it is not
+    finite (or zero, in linear units); an InputDataError naming ``what`` (the file or asset)
+    and ``key`` (the units' config key) when the values cannot be backscatter in those units."""
+    data = np.array(data, dtype=np.float64)
     data[~np.isfinite(data)] = np.nan
-    if units == "linear":
+    if units in ("linear", "amplitude"):
         if np.nanmin(data, initial=0.0) < 0:
-            raise InputDataError(f"{match.path} ({where}): negative linear backscatter")
+            raise InputDataError(f"{what}: negative {units} backscatter: is {key} right?")
         with np.errstate(divide="ignore"):
-            data = 10.0 * np.log10(data)
+            data = (10.0 if units == "linear" else 20.0) * np.log10(data)
         data[~np.isfinite(data)] = np.nan
     low, high = np.nanmin(data, initial=np.inf), np.nanmax(data, initial=-np.inf)
     if np.isfinite(low) and (low < PLAUSIBLE_DB[0] or high > PLAUSIBLE_DB[1]):
         raise InputDataError(
-            f"{match.path} ({where}): backscatter {low:.1f} to {high:.1f} dB is outside "
-            f"{PLAUSIBLE_DB[0]:g} to {PLAUSIBLE_DB[1]:g} dB: are {where}.s1_units right?"
+            f"{what}: backscatter {low:.1f} to {high:.1f} dB is outside "
+            f"{PLAUSIBLE_DB[0]:g} to {PLAUSIBLE_DB[1]:g} dB: is {key} right?"
         )
     return data.astype(np.float32)

@@ -424,8 +424,18 @@ def write_tile(
         pprof = geotiff_profile(**base, count=1, dtype="float32", nodata=None)
         write_raster(out["probability"], probability.astype(np.float32), pprof, tags=tags)
     if s1 is not None:
-        out["s1"] = str(dest / tile / f"{iso}_S1.tif")
-        sprof = geotiff_profile(**base, count=2, dtype="float32", nodata=float("nan"))
-        stags = {**tags, **S1_TAGS, **(s1_tags or {})}
-        write_raster(out["s1"], s1.astype(np.float32), sprof, band_names=S1_BANDS, tags=stags)
+        out["s1"] = write_s1(dest, tile, iso, grid, s1, {**tags, **(s1_tags or {})})
     return out
+
+
+def write_s1(
+    dest: Path, tile: str, iso: str, grid: Grid, s1: np.ndarray, tags: Mapping[str, Any]
+) -> str:
+    """Write one tile's Sentinel-1 of one date (``<date>_S1.tif``: (2, H, W) VV, VH in dB,
+    NaN where none); return its path."""
+    path = str(dest / tile / f"{iso}_S1.tif")
+    base = dict(crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height)
+    prof = geotiff_profile(**base, count=2, dtype="float32", nodata=float("nan"))
+    stags = {"DATE": iso, **tags, **S1_TAGS}
+    write_raster(path, s1.astype(np.float32), prof, band_names=S1_BANDS, tags=stags)
+    return path

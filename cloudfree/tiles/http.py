@@ -58,7 +58,12 @@ class HttpSettings(HostSettings, Protocol):
     @property
     def sign_url(self) -> str: ...
     @property
+    def sign_key_env(self) -> str | None: ...
+    @property
     def max_pages(self) -> int: ...
+
+
+SUBSCRIPTION_HEADER = "Ocp-Apim-Subscription-Key"  # Planetary Computer's token API
 
 
 class ScopedBearer(AuthBase):
@@ -212,11 +217,24 @@ class SasSigner:
     """Signs asset URLs with a SAS token of the collection (Planetary Computer's token
     API: ``<sign_url>/<collection>`` answers ``{"token", "msft:expiry"}``), fetched once and
     renewed ``margin`` seconds before it expires.  Tokens join ``secrets`` (kept out of the
-    logs) and are cut out of error messages by :meth:`clean`."""
+    logs) and are cut out of error messages by :meth:`clean`.  With ``sign_key_env``, the
+    subscription key in that variable goes to the token API only, as
+    ``Ocp-Apim-Subscription-Key`` (redirects are not followed: a custom header would go with
+    them to any host)."""
 
     def __init__(self, spec: HttpSettings, secrets: set[str], margin: float = 300.0) -> None:
         self.spec, self.secrets, self.margin = spec, secrets, margin
         self.url = f"{spec.sign_url.rstrip('/')}/{spec.collection}"
+        self.headers = {}
+        if spec.sign_key_env:
+            key = os.environ.get(spec.sign_key_env)
+            if not key:
+                raise ConfigError(
+                    f"stac.sign_key_env: environment variable {spec.sign_key_env} is not set "
+                    "or empty"
+                )
+            self.headers[SUBSCRIPTION_HEADER] = key
+            secrets.add(key)
         self.token: str | None = None
         self.expiry = 0.0
         self.fetches = 0
@@ -230,8 +248,11 @@ class SasSigner:
             session.mount("http://", HTTPAdapter(max_retries=retry))
             session.mount("https://", HTTPAdapter(max_retries=retry))
             try:
-                answer = session.get(self.url, timeout=self.spec.timeout)
+                answer = session.get(self.url, timeout=self.spec.timeout,
+                                     headers=self.headers, allow_redirects=False)  # fmt: skip
                 answer.raise_for_status()
+                if answer.is_redirect:
+                    raise ValueError(f"a redirect ({answer.status_code}), not followed")
                 doc = answer.json()
                 token = str(doc["token"])
                 expiry = datetime.fromisoformat(str(doc["msft:expiry"]).replace("Z", "+00:00"))

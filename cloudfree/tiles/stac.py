@@ -10,6 +10,8 @@ short-lived signature (Planetary Computer) are signed with a SAS token fetched p
 collection and renewed before it expires (:mod:`cloudfree.tiles.http`); L2A values of
 processing baseline 04.00 and later get the BOA offset removed per item (``offset: auto``).
 Writes ``<dest>/<tile>/<date>_S2.tif`` and ``_CLD.tif`` and returns the manifest rows.
+With ``stac.s1``, the catalogue's Sentinel-1 items nearest to each date are read the same way
+and written as ``_S1.tif`` (:mod:`cloudfree.tiles.stac_s1`).
 
 What a catalogue says is not trusted: the bearer token goes only to the API's own host (and
 ``stac.token_hosts``), an asset is read only from an http(s) URL (never a local path,
@@ -27,7 +29,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,7 @@ from cloudfree.bands import MASK_NODATA, NODATA, S2_L1C_BANDS
 from cloudfree.clouds.detector import scl_to_mask
 from cloudfree.errors import InputDataError
 from cloudfree.manifest import manifest_row
-from cloudfree.tiles.grid import Grid, Tiling, write_tile
+from cloudfree.tiles.grid import Grid, Tiling, write_s1, write_tile
 from cloudfree.tiles.hosts import HostPolicy
 from cloudfree.tiles.http import (
     CatalogueIO,
@@ -66,6 +68,14 @@ from cloudfree.tiles.stac_items import (
     item_bbox,
     items_by_date,
     parse_item,
+)
+from cloudfree.tiles.stac_s1 import (
+    S1Day,
+    StacS1Spec,
+    match_days,
+    read_s1,
+    search_period,
+    usable_items,
 )
 from cloudfree.tiles.stac_settings import check_stac, plan_grid
 
@@ -100,6 +110,8 @@ class StacSpec(Tiling):
     sign_url: str
     resampling: str  # a name of rasterio's Resampling (the schema lists the allowed ones)
     token_env: str | None = None  # optional in the schema, without a default
+    sign_key_env: str | None = None  # optional in the schema, without a default
+    s1: StacS1Spec | None = None  # optional in the schema: no Sentinel-1
     token_hosts: tuple[str, ...] = ()
     asset_hosts: tuple[str, ...] = ()
     max_pages: int = 100
@@ -115,16 +127,20 @@ class StacSpec(Tiling):
         args["start"], args["end"] = str(cfg["start"])[:10], str(cfg["end"])[:10]
         for key in ("token_hosts", "asset_hosts"):
             args[key] = tuple(str(h) for h in cfg.get(key) or ())
+        if cfg.get("s1") is not None:
+            args["s1"] = StacS1Spec.from_dict(cfg["s1"], f"{where}.s1")
         return cls(**args)
 
 
 @dataclass(frozen=True)
 class Access:
-    """How the COGs are reached: which hosts get the token, the token, the URL signer."""
+    """How the COGs are reached: which hosts get the token, the token, the URL signers (of
+    the optical collection and of the Sentinel-1 one)."""
 
     policy: HostPolicy
     token: str | None = None
     signer: SasSigner | None = None
+    s1_signer: SasSigner | None = None
 
 
 def item_offset(item: Any, spec: StacSpec) -> float:
@@ -148,16 +164,46 @@ def item_offset(item: Any, spec: StacSpec) -> float:
 
 def search_items(spec: StacSpec, token: str | None = None, where: str = "stac") -> list[Item]:
     """Items of the collection over the bbox and dates, below the scene cloud cover, each
-    checked (:func:`~cloudfree.tiles.stac_items.parse_item`, :func:`check_assets`); an item
-    on two pages comes once."""
+    checked (:func:`_search`, :func:`check_assets`)."""
+    query = {"eo:cloud_cover": {"lte": spec.max_cloud_cover}}
+    items = _search(spec, token, where, spec.collection, (spec.start, spec.end), query)
+    # Catalogues that ignore the query extension: filter here as well.
+    kept = [it for it in items if cloud_cover(it) <= spec.max_cloud_cover]
+    check_assets(kept, (spec.scl_asset, *spec.assets.values()), HostPolicy.of(spec, where))
+    return kept
+
+
+def search_s1_items(spec: StacSpec, s1: StacS1Spec, token: str | None, where: str) -> list[Item]:
+    """The usable Sentinel-1 items (:func:`~cloudfree.tiles.stac_s1.usable_items`) of
+    ``s1.collection`` over the bbox, ``s1.max_days`` beyond the dates, each checked as the
+    optical ones are."""
+    period = search_period(spec.start, spec.end, s1.max_days)
+    kept, dropped = usable_items(_search(spec, token, where, s1.collection, period, None), s1)
+    if dropped:
+        log.info("%d %s items left out (orbit_state, or not both of %s)", dropped,
+                 s1.collection, sorted(s1.assets.values()))  # fmt: skip
+    check_assets(kept, tuple(s1.assets.values()), HostPolicy.of(spec, where))
+    return kept
+
+
+def _search(
+    spec: StacSpec,
+    token: str | None,
+    where: str,
+    collection: str,
+    period: tuple[str, str],
+    query: dict[str, Any] | None,
+) -> list[Item]:
+    """The items of every page of one item search over the bbox, each checked
+    (:func:`~cloudfree.tiles.stac_items.parse_item`); an item on two pages comes once."""
     io = CatalogueIO(spec, token, where)
     try:
         client = Client.open(spec.url, stac_io=io, timeout=spec.timeout)
         search = client.search(
-            collections=[spec.collection],
+            collections=[collection],
             bbox=list(spec.bbox),
-            datetime=f"{spec.start}/{spec.end}",
-            query={"eo:cloud_cover": {"lte": spec.max_cloud_cover}},
+            datetime=f"{period[0]}/{period[1]}",
+            query=query,
             limit=PAGE_SIZE,
         )
         features = [f for page in search.pages_as_dicts() for f in page["features"]]
@@ -175,19 +221,16 @@ def search_items(spec: StacSpec, token: str | None = None, where: str = "stac") 
     for feature in features:
         item = parse_item(feature, spec.url)
         items.setdefault(item.id, item)
-    # Catalogues that ignore the query extension: filter here as well.
-    kept = [it for it in items.values() if cloud_cover(it) <= spec.max_cloud_cover]
-    for item in kept:
-        check_assets(item, spec, io.policy)
-    log.info("%d items in %d pages of %s", len(kept), io.pages, spec.url)
-    return kept
+    log.info("%d %s items in %d pages of %s", len(items), collection, io.pages, spec.url)
+    return list(items.values())
 
 
-def check_assets(item: Item, spec: StacSpec, policy: HostPolicy) -> None:
-    """The hrefs of the item's assets that would be read, before anything is read."""
-    for key in (spec.scl_asset, *spec.assets.values()):
-        if key in item.assets:
-            asset_href(item, key, policy)
+def check_assets(items: list[Item], keys: tuple[str, ...], policy: HostPolicy) -> None:
+    """The hrefs of the items' assets that would be read, before anything is read."""
+    for item in items:
+        for key in keys:
+            if key in item.assets:
+                asset_href(item, key, policy)
 
 
 def _read_asset(
@@ -200,18 +243,28 @@ def _read_asset(
     resampling: Resampling,
     dtype: str,
     nodata: float,
+    zero_is_nodata: bool = True,
 ) -> np.ndarray:
+    """One asset warped onto ``grid``; where the file declares no nodata, 0 is taken as
+    nodata (DN, linear backscatter) unless ``zero_is_nodata`` is False (dB)."""
     href = asset_href(item, key, access.policy)
     signer = access.signer
+    fallback = 0 if zero_is_nodata else None
 
     def read() -> np.ndarray:
         url = signer.sign(href) if signer else href  # signed at each try: tokens expire
-        with gdal_auth(href, access.token, access.policy), rasterio.open(url) as src, WarpedVRT(
-            src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
-            resampling=resampling, src_nodata=src.nodata if src.nodata is not None else 0,
-            nodata=nodata, dtype=dtype,
-        ) as vrt:  # fmt: skip
-            return vrt.read(1)
+        with gdal_auth(href, access.token, access.policy), rasterio.open(url) as src:
+            if src.crs is None:  # GCPs only (radar geometry), or no georeferencing at all
+                raise InputDataError(
+                    f"STAC item {item.id}: asset {key!r} has no CRS (radar geometry with "
+                    "ground control points only?); use a geocoded product"
+                )
+            with WarpedVRT(
+                src, crs=grid.crs, transform=grid.transform, width=grid.width,
+                height=grid.height, resampling=resampling, nodata=nodata, dtype=dtype,
+                src_nodata=src.nodata if src.nodata is not None else fallback,
+            ) as vrt:  # fmt: skip
+                return vrt.read(1)
 
     clean = signer.clean if signer else str
     return with_retries(read, href, spec.retries, spec.backoff, clean)
@@ -263,6 +316,47 @@ def _fetch_tile(
     return dn, mask
 
 
+def _s1_days(spec: StacSpec, dates: list[str], access: Access, where: str) -> dict[str, S1Day]:
+    """The S1 day of each optical date (none without ``stac.s1``)."""
+    if spec.s1 is None:
+        return {}
+    items = search_s1_items(spec, spec.s1, access.token, where)
+    matched = match_days(dates, items, spec.s1.max_days)
+    log.info("Sentinel-1 (%s) for %d of %d dates (within %d days)", spec.s1.collection,
+             len(matched), len(dates), spec.s1.max_days)  # fmt: skip
+    return matched
+
+
+def _s1_tile(
+    dest: Path,
+    tile: str,
+    iso: str,
+    grid: Grid,
+    spec: StacSpec,
+    s1: StacS1Spec,
+    day: S1Day,
+    access: Access,
+) -> str:
+    """The path of one tile's S1 file of one date, read and written unless an earlier run
+    wrote it (atomically)."""
+    path = dest / tile / f"{iso}_S1.tif"
+    if path.exists():
+        return str(path)
+    access = replace(access, signer=access.s1_signer)
+    tile_ll = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds)
+    over = [it for it in day.items if not (box := item_bbox(it)) or _intersects(box, tile_ll)]
+
+    def read(item: Item, key: str) -> np.ndarray:
+        return _read_asset(
+            item, key, grid, spec, access, resampling=Resampling.bilinear, dtype="float32",
+            nodata=np.nan, zero_is_nodata=s1.units != "db",
+        )  # fmt: skip
+
+    data = read_s1(replace(day, items=tuple(over)), s1, (grid.height, grid.width), read)
+    tags = {"SOURCE": SOURCE, **day.tags()}
+    return write_s1(dest, tile, iso, grid, data, tags)
+
+
 def _intersects(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return not (a[2] < b[0] or a[0] > b[2] or a[3] < b[1] or a[1] > b[3])
 
@@ -277,8 +371,12 @@ def stac_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
     token = bearer_token(spec)
     secrets = {token} if token else set()
     with redacted(secrets):
-        signer = SasSigner(spec, secrets) if spec.sign else None
-        access = Access(HostPolicy.of(spec, where), token, signer)
+        signer = s1_signer = None
+        if spec.sign:
+            signer = SasSigner(spec, secrets)
+            if spec.s1 is not None:
+                s1_signer = SasSigner(replace(spec, collection=spec.s1.collection), secrets)
+        access = Access(HostPolicy.of(spec, where), token, signer, s1_signer)
         return _stac_tiles(region, spec, dest, access, where)
 
 
@@ -297,6 +395,7 @@ def _stac_tiles(
             f"{spec.start} and {spec.end} with cloud cover <= {spec.max_cloud_cover}"
         )
     log.info("%d dates, %d tiles from %s", len(days), len(windows), spec.url)
+    radar = _s1_days(spec, list(days), access, where)
     valid_sum = dict.fromkeys(windows, 0.0)
     written: dict[str, dict[str, dict[str, str]]] = {t: {} for t in windows}
     fetched = 0
@@ -317,6 +416,9 @@ def _stac_tiles(
                         dest, tile, iso, tgrid, image=dn, band_names=S2_L1C_BANDS, mask=m, tags=tags
                     )
                     fetched += 1
+                if spec.s1 is not None and iso in radar:
+                    paths["s1"] = _s1_tile(dest, tile, iso, tgrid, spec, spec.s1, radar[iso],
+                                           access)  # fmt: skip
                 valid_sum[tile] += float((m != MASK_NODATA).mean())
                 written[tile][iso] = paths
     log.info("%d tile dates fetched, %d reused", fetched, len(days) * len(windows) - fetched)

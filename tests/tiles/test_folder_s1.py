@@ -58,5 +58,5 @@ def test_s1_files_with_wrong_bands_or_values_are_named(tmp_path: Path) -> None:
     # linear values read as dB: -1e-3 dB is fine, but 300 dB is no surface
     write_tif(root / "s1" / "S1_20210107.tif", np.full((2, 96, 96), 300.0, np.float32),
               nodata=None)  # fmt: skip
-    with pytest.raises(InputDataError, match=r"outside -60 to 30 dB: are .*s1_units right"):
+    with pytest.raises(InputDataError, match=r"outside -60 to 30 dB: is .*s1_units right"):
         run(folder_cfg(root, s1=str(root / "s1" / "*.tif")), tiles, csv)
