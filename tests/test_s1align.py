@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cloudfree.errors import ConfigError, InputDataError
-from cloudfree.tiles.s1align import nearest_acquisitions
+from cloudfree.tiles.s1align import nearest_acquisitions, nearest_days
 
 S1 = ["2021-01-03", "2021-01-15", "2021-01-27"]
 
@@ -51,3 +51,10 @@ def test_bad_dates_are_named(s2: list, s1: list, named: str) -> None:
 def test_max_days_is_an_integer_from_0(max_days: object) -> None:
     with pytest.raises(ConfigError, match="max_days must be an integer >= 0"):
         nearest_acquisitions(["2021-01-05"], S1, max_days)  # type: ignore[arg-type]
+
+
+def test_nearest_days_gives_the_s1_date_and_its_offset():
+    s1 = ["2021-03-10", "2021-02-27", "2021-03-29"]
+    got = nearest_days(["2021-03-02", "2021-03-12", "2021-03-22"], s1, 6)
+    assert got == {"2021-03-02": ("2021-02-27", -3), "2021-03-12": ("2021-03-10", -2)}
+    assert nearest_days(["2021-03-22"], s1, 7) == {"2021-03-22": ("2021-03-29", 7)}

@@ -2,7 +2,7 @@
 optical dates.
 
 Each optical date gets the S1 acquisition nearest to it within ``s1_max_days``
-(:func:`cloudfree.tiles.s1align.nearest_acquisitions`), warped onto the region grid
+(:func:`cloudfree.tiles.s1align.nearest_days`), warped onto the region grid
 (bilinear, in the file's units: dB files are averaged in dB, a small bias where the grids
 differ; linear files are converted after the warp) and written beside the tile's
 S2 file as ``<date>_S1.tif`` (dB, NaN where there is none; tags ``S1_DATE`` and ``S1_DAYS``);
@@ -13,7 +13,6 @@ before anything is cast, each error naming the file and date.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ from rasterio.errors import RasterioError
 
 from cloudfree.errors import InputDataError
 from cloudfree.tiles.grid import Grid, read_on_grid
-from cloudfree.tiles.s1align import nearest_acquisitions
+from cloudfree.tiles.s1align import nearest_days
 
 # dB, linear power (sigma0 or gamma0) or amplitude (its square root)
 S1_UNITS = ("db", "linear", "amplitude")
@@ -45,15 +44,8 @@ def match_s1(
     optical_dates: Sequence[str], s1_files: Mapping[str, str], max_days: int
 ) -> dict[str, S1Match]:
     """Optical date -> its nearest S1 file within ``max_days`` (dates without one left out)."""
-    s1_dates = sorted(s1_files)
-    nearest = nearest_acquisitions(list(optical_dates), s1_dates, max_days)
-    out = {}
-    for iso, index in zip(optical_dates, nearest, strict=True):
-        if index is not None:
-            day = s1_dates[index]
-            delta = (dt.date.fromisoformat(day) - dt.date.fromisoformat(iso)).days
-            out[iso] = S1Match(s1_files[day], day, delta)
-    return out
+    matched = nearest_days(list(optical_dates), sorted(s1_files), max_days)
+    return {iso: S1Match(s1_files[day], day, delta) for iso, (day, delta) in matched.items()}
 
 
 def check_s1_file(path: str, where: str) -> None:

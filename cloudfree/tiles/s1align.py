@@ -47,3 +47,17 @@ def nearest_acquisitions(
         best = min(candidates, key=lambda i: (abs(s1[i] - day), s1[i]), default=None)
         out.append(best if best is not None and abs(s1[best] - day) <= max_days else None)
     return out
+
+
+def nearest_days(
+    s2_dates: Sequence[str], s1_dates: Sequence[str], max_days: int
+) -> dict[str, tuple[str, int]]:
+    """S2 date -> (its nearest S1 date within ``max_days``, that date minus the S2 date in
+    days), as :func:`nearest_acquisitions` picks it; S2 dates without one are left out."""
+    found = nearest_acquisitions(s2_dates, s1_dates, max_days)
+    out = {}
+    for iso, index in zip(s2_dates, found, strict=True):
+        if index is not None:
+            day = s1_dates[index]
+            out[iso] = (day, (dt.date.fromisoformat(day) - dt.date.fromisoformat(iso)).days)
+    return out

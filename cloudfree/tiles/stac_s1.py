@@ -7,7 +7,7 @@ bbox from ``max_days`` before the first to ``max_days`` after the last optical d
 the cloud-cover query (S1 items have none).  Items of another orbit direction than
 ``orbit_state`` (``sat:orbit_state``) and items without both polarisations are left out.
 Each optical date gets the S1 day nearest to it within ``max_days``
-(:func:`cloudfree.tiles.s1align.nearest_acquisitions`); that day's items (slices along the
+(:func:`cloudfree.tiles.s1align.nearest_days`); that day's items (slices along the
 orbit) are read onto the tile, the first item first where they overlap, in their own units and
 converted to dB after the warp (:func:`cloudfree.tiles.folder_s1.backscatter_db`).  An asset
 without a CRS (GRD in radar geometry, georeferenced by ground control points only) is refused:
@@ -27,7 +27,7 @@ from pystac import Item
 from cloudfree.bands import S1_BANDS
 from cloudfree.errors import ConfigError
 from cloudfree.tiles.folder_s1 import S1_UNITS, backscatter_db
-from cloudfree.tiles.s1align import nearest_acquisitions
+from cloudfree.tiles.s1align import nearest_days
 from cloudfree.tiles.settings import check_keys
 from cloudfree.tiles.stac_items import item_day
 
@@ -112,15 +112,8 @@ def match_days(
     by_day: dict[str, list[Item]] = {}
     for item in items:
         by_day.setdefault(item_day(item), []).append(item)
-    s1_dates = sorted(by_day)
-    nearest = nearest_acquisitions(list(optical_dates), s1_dates, max_days)
-    out = {}
-    for iso, index in zip(optical_dates, nearest, strict=True):
-        if index is not None:
-            day = s1_dates[index]
-            delta = (dt.date.fromisoformat(day) - dt.date.fromisoformat(iso)).days
-            out[iso] = S1Day(day, delta, tuple(by_day[day]))
-    return out
+    matched = nearest_days(list(optical_dates), sorted(by_day), max_days)
+    return {iso: S1Day(day, delta, tuple(by_day[day])) for iso, (day, delta) in matched.items()}
 
 
 def read_s1(
