@@ -345,6 +345,7 @@ def _s1_tile(
     access = replace(access, signer=access.s1_signer)
     tile_ll = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds)
     over = [it for it in day.items if not (box := item_bbox(it)) or _intersects(box, tile_ll)]
+    day = replace(day, items=tuple(over))  # the items over the tile: read and tagged
 
     def read(item: Item, key: str) -> np.ndarray:
         return _read_asset(
@@ -352,7 +353,7 @@ def _s1_tile(
             nodata=np.nan, zero_is_nodata=s1.units != "db",
         )  # fmt: skip
 
-    data = read_s1(replace(day, items=tuple(over)), s1, (grid.height, grid.width), read)
+    data = read_s1(day, s1, (grid.height, grid.width), read)
     tags = {"SOURCE": SOURCE, **day.tags()}
     return write_s1(dest, tile, iso, grid, data, tags)
 
