@@ -80,7 +80,10 @@ def schema_error(config: Mapping[str, Any]) -> str:
     if error is None:
         return "invalid config (see the schema in workflow/schemas/config.schema.yaml)"
     key = ".".join(str(p) for p in error.absolute_path) or "config"
-    return f"{key}: {error.message} (see docs/config.md)"
+    hint = ""
+    if error.validator == "required" and not error.absolute_path:
+        hint = "; a file holding only the keys it changes needs `base: default` at its top"
+    return f"{key}: {error.message}{hint} (see docs/config.md)"
 
 
 def validate_config(config: dict[str, Any], *, whole: bool = True) -> None:

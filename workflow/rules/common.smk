@@ -1,11 +1,13 @@
 # Glue: config validation, wildcard constraints and input and params functions.
 
 import sys
+from pathlib import Path
 
 # The library beside this workflow wins over any installed copy.
 sys.path.insert(0, workflow.basedir)
 
 from cloudfree.packed import FORMAT_VERSION as PACK_FORMAT_VERSION
+from cloudfree.config import schema as config_schema
 from cloudfree.config import (
     INDUCTIVE_SUFFIX,
     canonical,
@@ -25,6 +27,7 @@ from cloudfree.experiments import (
     training_partners,
 )
 from cloudfree.configfile import load_config_file
+from cloudfree.overrides import apply_base, coerce_overrides
 from cloudfree.preflight import check_workflow_config
 from cloudfree.tiles.synthetic.region import evaluation_scene
 
@@ -32,6 +35,10 @@ from cloudfree.tiles.synthetic.region import evaluation_scene
 # bomb expands when the config is walked: each file it read is read again strictly first.
 for configfile_path in workflow.configfiles:
     load_config_file(configfile_path)
+# A file with `base: default` goes over the embedded default; --config strings become the
+# numbers and booleans the schema asks for.
+apply_base(config, Path(workflow.basedir) / "config" / "config.yaml")
+coerce_overrides(config, workflow.config_settings.overwrite_config, config_schema())
 # Every section checked before the first job (schema, defaults, cross-key checks, then every
 # value a stage's own code reads: mosaic settings, embedding channels, training crop, sources).
 check_workflow_config(config)
