@@ -1,6 +1,9 @@
 """HTTP access of the ``stac`` source: retries, tokens and signed URLs, secrets kept secret.
 
-Failed GDAL/HTTP reads are retried with exponential backoff (:func:`with_retries`); a bearer
+Each HTTP request has one retry layer, ``stac.retries`` retries with backoff: urllib3's for
+the API and token requests, GDAL's own for the range requests of an asset read
+(:func:`gdal_env`; :func:`read_once` adds none on top: GDAL keeps a failed file in its cache,
+so reading it again would not even ask the server); a bearer
 token comes from the environment variable named by ``stac.token_env`` and goes only to the
 API's own origin (scheme, host and port of ``stac.url``) and the hosts of
 ``stac.token_hosts`` (:class:`~cloudfree.tiles.hosts.HostPolicy`): on the API requests by a
@@ -276,27 +279,17 @@ class SasSigner:
         return text
 
 
-def with_retries(
-    fn: Callable[[], T],
-    what: str,
-    retries: int,
-    backoff: float,
-    clean: Callable[[str], str] = str,
-) -> T:
-    """Call ``fn``; on a GDAL/HTTP error wait ``backoff * 2**k`` s and try again.
-    ``clean`` removes secrets (signed URLs) from the messages."""
-    for attempt in range(retries + 1):
-        try:
-            return fn()
-        except (RasterioError, OSError) as exc:
-            text = clean(str(exc))
-            if attempt == retries:
-                tries = f"{retries + 1} attempt{'s' if retries else ''}"
-                raise InputDataError(f"{what}: failed after {tries}: {text}") from None
-            delay = backoff * 2**attempt
-            log.warning("%s: %s; retrying in %.1f s", what, text, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+def read_once(fn: Callable[[], T], what: str, retries: int, clean: Callable[[str], str] = str) -> T:
+    """Call ``fn``, a read through GDAL, once: GDAL retries each of its HTTP requests itself
+    (:func:`gdal_env`, ``retries`` times with backoff), the one retry layer of asset reads.
+    A failure is an InputDataError naming ``what``; ``clean`` removes secrets."""
+    try:
+        return fn()
+    except (RasterioError, OSError) as exc:
+        tries = f"{retries + 1} time{'s' if retries else ''}"
+        raise InputDataError(
+            f"{what}: failed (each HTTP request tried up to {tries}): {clean(str(exc))}"
+        ) from None
 
 
 def bearer_token(spec: HttpSettings) -> str | None:
@@ -359,6 +352,7 @@ def gdal_env(spec: HttpSettings) -> rasterio.Env:
         GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR",
         CPL_VSIL_CURL_ALLOWED_EXTENSIONS=".tif,.TIF,.tiff",
         GDAL_HTTP_TIMEOUT=str(int(max(1, spec.timeout))),
+        # the one retry layer of asset reads (read_once does not retry on top of it)
         GDAL_HTTP_MAX_RETRY=str(spec.retries),
         GDAL_HTTP_RETRY_DELAY=str(max(spec.backoff, 0.01)),
         GDAL_HTTP_MERGE_CONSECUTIVE_RANGES="YES",

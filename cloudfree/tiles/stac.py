@@ -4,14 +4,14 @@ Items are found with pystac-client (bbox, date range, maximum scene cloud cover)
 every tile of the region grid and every date, each band's COG is read through GDAL's
 ``/vsicurl/`` with a warped window onto the tile, so only the blocks under the tile travel
 (no whole-scene download).  The SCL band gives the cloud mask.  HTTP errors and timeouts
-are retried with exponential backoff; tiles already written (a previous, interrupted run)
-are kept, so a rerun fetches only what is missing.  Catalogues whose COG URLs need a
-short-lived signature (Planetary Computer) are signed with a SAS token fetched per
-collection and renewed before it expires (:mod:`cloudfree.tiles.http`); L2A values of
-processing baseline 04.00 and later get the BOA offset removed per item (``offset: auto``).
-Writes ``<dest>/<tile>/<date>_S2.tif`` and ``_CLD.tif`` and returns the manifest rows.
-With ``stac.s1``, the catalogue's Sentinel-1 items nearest to each date are read the same way
-and written as ``_S1.tif`` (:mod:`cloudfree.tiles.stac_s1`).
+are retried (``stac.retries``, one retry layer per request); tiles already written (a
+previous, interrupted run) are kept, so a rerun fetches only what is missing.  Catalogues
+whose COG URLs need a short-lived signature (Planetary Computer) are signed with a SAS
+token fetched per collection and renewed before it expires (:mod:`cloudfree.tiles.http`);
+L2A values of processing baseline 04.00 and later get the BOA offset removed per item
+(``offset: auto``).  Writes ``<dest>/<tile>/<date>_S2.tif`` and ``_CLD.tif`` and returns
+the manifest rows.  With ``stac.s1``, the catalogue's Sentinel-1 items nearest to each date
+are read the same way and written as ``_S1.tif`` (:mod:`cloudfree.tiles.stac_s1`).
 
 What a catalogue says is not trusted: the bearer token goes only to the API's own host (and
 ``stac.token_hosts``), an asset is read only from an http(s) URL (never a local path,
@@ -58,8 +58,8 @@ from cloudfree.tiles.http import (
     bearer_token,
     gdal_auth,
     gdal_env,
+    read_once,
     redacted,
-    with_retries,
 )
 from cloudfree.tiles.settings import check_keys
 from cloudfree.tiles.stac_items import (
@@ -267,7 +267,7 @@ def _read_asset(
                 return vrt.read(1)
 
     clean = signer.clean if signer else str
-    return with_retries(read, href, spec.retries, spec.backoff, clean)
+    return read_once(read, href, spec.retries, clean)
 
 
 def _fetch_tile(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -121,7 +122,7 @@ def test_failing_cog_gives_up_naming_the_file_and_a_rerun_resumes(tmp_path, scen
     root, items = scenes
     # every request for the last date's files fails: the first date's tiles get written
     with StacServer(root, items, fail_paths="2021-03-22_") as server:
-        with pytest.raises(InputDataError, match=r"/cogs/2021-03-22_.*failed after 2 attempts"):
+        with pytest.raises(InputDataError, match=r"/cogs/2021-03-22_.*tried up to 2 times"):
             run(tmp_path, stac_cfg(server.url, retries=1))
     tiles = tmp_path / "resources/tiles/s"
     assert not tiles.exists() and not (tmp_path / "results/tiles/s.csv").exists()
@@ -155,7 +156,7 @@ SAS = "st=2021-03-01&se=2031-03-01&sp=rl&sig=s3cr3tSignature"
 def test_planetary_computer_urls_are_signed_once_per_collection(tmp_path, scenes, caplog):
     root, items = scenes
     with StacServer(root, items, sas_token=SAS) as server:
-        with pytest.raises(InputDataError, match="failed after 1 attempt:") as unsigned:
+        with pytest.raises(InputDataError, match=r"tried up to 1 time\):") as unsigned:
             run(tmp_path / "a", stac_cfg(server.url, retries=0))
         cfg = stac_cfg(server.url, sign="planetary_computer", sign_url=server.url + "/sas")
         with caplog.at_level("DEBUG"):
@@ -167,7 +168,7 @@ def test_planetary_computer_urls_are_signed_once_per_collection(tmp_path, scenes
     gets = [r for r in requests[first_signed:] if r[0] == "GET"]
     assert gets and all(r[1].endswith("?" + SAS) and r[2].startswith("bytes=") for r in gets)
     assert manifest["tile"].nunique() == 4
-    assert "failed after 1 attempt" in str(unsigned.value)
+    assert "tried up to 1 time)" in str(unsigned.value)
     assert "s3cr3t" not in caplog.text and "s3cr3t" not in csv.read_text()
     for path in tiles.rglob("*.tif"):
         with rasterio.open(path) as src:
@@ -183,7 +184,10 @@ def test_a_failing_signed_read_names_the_file_without_the_token(tmp_path, scenes
             run(tmp_path, cfg)
     assert any(r[1].endswith("_green.tif?" + SAS) for r in server.cog_requests())
     message = str(err.value)
-    assert "_green.tif: failed after 2 attempts" in message and "s3cr3t" not in message
+    assert (
+        "_green.tif: failed (each HTTP request tried up to 2 times)" in message
+        and "s3cr3t" not in message
+    )
     assert err.value.__cause__ is None and err.value.__suppress_context__
     assert "s3cr3t" not in caplog.text
 
@@ -292,3 +296,13 @@ def test_parse_item_reads_3d_bboxes_and_numeric_strings():
         parse_item({**feature, "bbox": [1, 2]}, "http://api")
     with pytest.raises(InputDataError, match=r"STAC API http://api: a search result without an"):
         parse_item({**feature, "id": None}, "http://api")
+
+
+def test_an_asset_is_tried_retries_plus_one_times_in_all(tmp_path, scenes):
+    """One retry layer: GDAL does not retry each request under the stage's own retries."""
+    root, items = scenes
+    with StacServer(root, items, fail_paths="_green.tif") as server:
+        with pytest.raises(InputDataError, match="tried up to 3 times"):
+            run(tmp_path, stac_cfg(server.url, retries=2))
+    tries = Counter(r[1].split("?")[0] for r in server.cog_requests() if "_green.tif" in r[1])
+    assert tries and max(tries.values()) == 3
