@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import shutil
@@ -206,8 +207,12 @@ def write_raster(
     *,
     band_names: Sequence[str] | None = None,
     tags: Mapping[str, Any] | None = None,
+    scales: Sequence[float] | None = None,
+    offsets: Sequence[float] | None = None,
 ) -> Path:
-    """Write a (bands, rows, cols) or (rows, cols) array atomically as a GeoTIFF."""
+    """Write a (bands, rows, cols) or (rows, cols) array atomically as a GeoTIFF; ``tags``
+    as :func:`tag_text`, ``scales``/``offsets`` (one per band) as GDAL's band scale and
+    offset, so a GIS shows ``value * scale + offset``."""
     arr = data[np.newaxis] if data.ndim == 2 else data
     prof = dict(profile)
     prof.update(count=arr.shape[0], height=arr.shape[1], width=arr.shape[2], dtype=arr.dtype.name)
@@ -221,8 +226,16 @@ def write_raster(
                 if name:
                     dst.set_band_description(i, name)
             if tags:
-                dst.update_tags(**{k: str(v) for k, v in tags.items()})
+                dst.update_tags(**tag_text(tags))
+            if scales is not None:
+                dst.scales, dst.offsets = tuple(scales), tuple(offsets or (0.0,) * len(scales))
     return final
+
+
+def tag_text(tags: Mapping[str, Any]) -> dict[str, str]:
+    """GeoTIFF metadata tags as text: strings as they are, anything else as JSON (one
+    format for numbers, lists and mappings, readable by ``json.loads``)."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in tags.items()}
 
 
 def read_raster(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:

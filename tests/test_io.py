@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import rasterio
@@ -40,14 +42,20 @@ def test_write_raster_keeps_georeference_and_tags(tmp_path):
     )  # fmt: skip
     data = np.arange(2 * 30 * 40, dtype=np.uint16).reshape(2, 30, 40)
     path = write_raster(
-        tmp_path / "x.tif", data, prof, band_names=["B02", "B03"], tags={"DATE": "2021-05-01"}
-    )
+        tmp_path / "x.tif", data, prof, band_names=["B02", "B03"],
+        tags={"DATE": "2021-05-01", "CLASSES": {"clear": 0, "cloud": 1}, "N": 3, "OK": True},
+        scales=[1e-4, 1e-4],
+    )  # fmt: skip
     with rasterio.open(path) as src:
         assert src.crs.to_epsg() == 32737
         assert src.transform == transform
         assert src.nodata == 0
         assert src.descriptions == ("B02", "B03")
-        assert src.tags()["DATE"] == "2021-05-01"
+        tags = src.tags()
+        assert tags["DATE"] == "2021-05-01"  # text as it is, anything else as JSON
+        assert json.loads(tags["CLASSES"]) == {"clear": 0, "cloud": 1}
+        assert (tags["N"], tags["OK"]) == ("3", "true")
+        assert src.scales == (1e-4, 1e-4) and src.offsets == (0.0, 0.0)
         assert src.profile["compress"] == "deflate"
         np.testing.assert_array_equal(src.read(), data)
 

@@ -31,7 +31,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from cloudfree.bands import CLOUD, NODATA, SHADOW, THIN_CLOUD, to_dn
+from cloudfree.bands import CLOUD, NODATA, REFLECTANCE_SCALE, SHADOW, THIN_CLOUD, to_dn
 from cloudfree.errors import InputDataError
 from cloudfree.infer.predictor import load_model
 from cloudfree.io import atomic_path, geotiff_profile, write_raster
@@ -197,7 +197,10 @@ def _write_tile(
     qprofile = {**profile, "nodata": 0}  # class 0: no data (transparent in a GIS)
     for i, date in enumerate(tile.dates):
         meta = {**(tags or {}), "DATE": date, "TILE": tile.tile}
-        write_raster(out_dir / f"{date}.tif", dn[i], profile, band_names=band_names, tags=meta)
+        write_raster(
+            out_dir / f"{date}.tif", dn[i], profile, band_names=band_names, tags=meta,
+            scales=[1.0 / REFLECTANCE_SCALE] * dn.shape[1],
+        )  # fmt: skip
         write_raster(
             out_dir / f"{date}_quality.tif", quality[i], qprofile,
             band_names=["quality"], tags={**meta, "CLASSES": QUALITY},

@@ -28,6 +28,7 @@ from rasterio.windows import Window
 from cloudfree.bands import (
     CLEAR,
     CLOUD,
+    MASK_CLASSES,
     MASK_NODATA,
     NODATA,
     REFLECTANCE_SCALE,
@@ -38,7 +39,7 @@ from cloudfree.bands import (
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.io import geotiff_profile, write_raster
 
-MASK_TAGS = {"CLASSES": "0=clear,1=cloud,2=thin_cloud,3=shadow"}
+MASK_TAGS = {"CLASSES": MASK_CLASSES}  # written as JSON, like every non-text tag
 MASK_VALUES = (CLEAR, CLOUD, THIN_CLOUD, SHADOW, MASK_NODATA)
 MASK_MEANING = "0 clear, 1 cloud, 2 thin cloud, 3 shadow, 255 nodata"
 SPLIT_STREAM = 3  # random stream of the block-to-split draw: np.random.default_rng([seed, 3])

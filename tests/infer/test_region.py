@@ -44,6 +44,7 @@ def test_products_on_the_input_grid_keep_observed_pixels(inferred):
                 assert src.tags()["DATE"] == date and src.nodata == 0
                 assert src.profile["compress"] == "zstd" and src.block_shapes[0] == (32, 32)
                 assert src.dtypes[0] == "uint16" and src.descriptions[1] == "B02"
+                assert set(src.scales) == {1e-4} and set(src.offsets) == {0.0}  # DN -> refl.
                 dn = src.read()
             clear = tile.clear[t]
             np.testing.assert_array_equal(dn[:, clear], tile.s2[t][:, clear])

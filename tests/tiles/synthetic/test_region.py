@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,15 @@ import pandas as pd
 import pytest
 import rasterio
 
-from cloudfree.bands import CLEAR, CLOUD, MASK_NODATA, S2_L1C_BANDS, SHADOW, THIN_CLOUD
+from cloudfree.bands import (
+    CLEAR,
+    CLOUD,
+    MASK_CLASSES,
+    MASK_NODATA,
+    S2_L1C_BANDS,
+    SHADOW,
+    THIN_CLOUD,
+)
 from cloudfree.errors import ConfigError
 from cloudfree.manifest import COLUMNS, OPTIONAL_COLUMNS, SPLITS, validate_manifest
 from cloudfree.tiles.synthetic.region import (
@@ -127,7 +136,7 @@ def test_geotiffs(region: tuple[SyntheticSpec, pd.DataFrame]) -> None:
             assert src.dtypes == ("uint8",) and src.nodata == MASK_NODATA
             assert tuple(src.bounds) == pytest.approx((row.left, row.bottom, row.right, row.top))
             assert src.tags()["DATE"] == row.date
-            assert src.tags()["CLASSES"] == "0=clear,1=cloud,2=thin_cloud,3=shadow"
+            assert json.loads(src.tags()["CLASSES"]) == MASK_CLASSES
             assert src.descriptions == ("cloud_mask",)
             mask = src.read(1)
         assert img.min() >= 1  # 0 is nodata
