@@ -43,6 +43,7 @@ from cloudfree.packed import (
     reading,
     tile_names,
 )
+from cloudfree.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,9 @@ def infer_region(
         with reading(h5):
             ev.attrs.update(region=str(h5.attrs["region"]), model=str(model_path))
         Path(tmp_dir).mkdir()  # a region of no tiles still gets its (empty) folder
-        for name in tile_names(h5):  # names and dates checked (they become paths)
+        names = list(tile_names(h5))  # names and dates checked (they become paths)
+        progress = Progress(log, f"inference of {packed_path}", len(names))
+        for name in names:
             tile = read_tile(h5, name)
             pairs = change_pairs(tile.dates, change["pairs"]) if change["enabled"] else []
             out = predictor.predict(
@@ -172,7 +175,8 @@ def infer_region(
                     "pred", data=pred.astype(np.float32), compression="gzip", shuffle=True
                 )
             written.append(name)
-            log.info("tile %s: %d dates reconstructed", name, len(tile.dates))
+            log.debug("tile %s: %d dates reconstructed", name, len(tile.dates))
+            progress.step()
     return written
 
 

@@ -43,6 +43,7 @@ from rasterio.warp import transform_bounds
 from cloudfree.bands import MASK_NODATA
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.manifest import manifest_row
+from cloudfree.progress import Progress
 from cloudfree.tiles.folder_checks import (
     Image,
     ValueStats,
@@ -294,6 +295,7 @@ def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFram
     # region's width, not its area.  GDAL compresses with the GIL released: threads write
     # one strip's tiles while the next strip is warped (one strip in flight).
     pending: dict[tuple[str, str], Future[dict[str, str]]] = {}
+    progress = Progress(log, f"{where}: dates", len(images))
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         for iso in sorted(images):
             image = images[iso]
@@ -325,6 +327,7 @@ def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFram
                         s1_tags=_s1_tags(s1.get(iso)),
                     )  # fmt: skip
             stats.check(image, spec, where)
+            progress.step()
         for key, job in pending.items():
             written[key[0]][key[1]] = job.result()
     n_dates = len(images)

@@ -50,6 +50,7 @@ from cloudfree.bands import MASK_NODATA, NODATA, S2_L1C_BANDS
 from cloudfree.clouds.detector import scl_to_mask
 from cloudfree.errors import InputDataError
 from cloudfree.manifest import manifest_row
+from cloudfree.progress import Progress
 from cloudfree.tiles.grid import Grid, Tiling, write_s1, write_tile
 from cloudfree.tiles.hosts import HostPolicy
 from cloudfree.tiles.http import (
@@ -400,6 +401,7 @@ def _stac_tiles(
     valid_sum = dict.fromkeys(windows, 0.0)
     written: dict[str, dict[str, dict[str, str]]] = {t: {} for t in windows}
     fetched = 0
+    progress = Progress(log, f"{where}: tile dates", len(days) * len(windows))
     with gdal_env(spec):
         for iso, items in days.items():
             for tile, win in windows.items():
@@ -422,6 +424,7 @@ def _stac_tiles(
                                            access)  # fmt: skip
                 valid_sum[tile] += float((m != MASK_NODATA).mean())
                 written[tile][iso] = paths
+                progress.step()
     log.info("%d tile dates fetched, %d reused", fetched, len(days) * len(windows) - fetched)
     keep = {t: w for t, w in windows.items() if valid_sum[t] / len(days) >= spec.min_valid}
     for tile in set(windows) - set(keep):

@@ -9,6 +9,7 @@ returns the region's manifest rows.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,11 +26,14 @@ from rasterio.windows import Window
 from cloudfree.bands import S2_L1C_BANDS
 from cloudfree.errors import ConfigError
 from cloudfree.manifest import manifest_row, normalize_manifest
+from cloudfree.progress import Progress
 from cloudfree.tiles.grid import Grid, block_splits, tile_windows, write_tile
 from cloudfree.tiles.synthetic.radar import build_radar, matched_s1, render_s1
 from cloudfree.tiles.synthetic.scene import build_scene, render_date
 from cloudfree.tiles.synthetic.spec import SOURCE, SyntheticSpec, check_size
 from cloudfree.tiles.synthetic.weather import acquisition_dates, date_conditions
+
+log = logging.getLogger(__name__)
 
 
 def region_grid(spec: SyntheticSpec) -> Grid:
@@ -104,6 +108,7 @@ def generate_region(
     radar = build_radar(spec, scene) if spec.s1 else None
     s1_days = matched_s1(spec, days) if radar is not None else [None] * len(days)
     s1: tuple[date, np.ndarray] | None = None  # the last S1 rendered: neighbours share it
+    progress = Progress(log, f"synthetic {region}: dates", len(days))
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         for day, s1_day in zip(days, s1_days, strict=True):
             iso = day.isoformat()
@@ -120,6 +125,7 @@ def generate_region(
                     s1_day=s1_day,
                 )  # fmt: skip
                 jobs.append((tile, iso, tile_grid, job))
+            progress.step()
         finish()
     return normalize_manifest(pd.DataFrame(rows), where=f"synthetic {region}")
 
