@@ -1,0 +1,124 @@
+"""The conda environments of envs/ hold every package their rules' scripts import.
+
+A rule with ``conda:`` runs its script in that environment (``--software-deployment-method
+conda``); a module it imports, directly or through the cloudfree modules it uses, that the
+environment lacks fails only on that route.  The imports are followed statically (every
+``import`` in a module, those inside functions included) from each rule's script.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RULES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
+# import name -> package name where they differ
+PACKAGE_OF = {
+    "yaml": "pyyaml", "torch": "pytorch", "matplotlib": "matplotlib-base",
+    "pystac": "pystac-client", "pystac_client": "pystac-client", "affine": "rasterio",
+    "lightgbm": "s2cloudless", "urllib3": "requests", "mlflow": "mlflow-skinny",
+    "packaging": "pip",
+}  # fmt: skip
+# imported where an optional setting asks for it, each at its use with a clear error
+OPTIONAL = {"mlflow"}
+# provided by Snakemake itself to the scripts it runs (its preamble puts it on the path)
+PROVIDED = {"snakemake"}
+
+
+def rule_envs() -> list[tuple[str, Path, Path]]:
+    """(rule, script, environment file) of every rule with both."""
+    found = []
+    for smk in RULES:
+        text = smk.read_text()
+        for block in re.split(r"\n(?=(?:rule|checkpoint) \w+:)", text):
+            head = re.match(r"(?:rule|checkpoint) (\w+):", block)
+            env = re.search(r"\n    conda:\n\s+\"([^\"]+)\"", block)
+            script = re.search(r"\n    script:\n\s+\"([^\"]+)\"", block)
+            if head and env and script:
+                base = smk.parent
+                found.append(
+                    (
+                        head.group(1),
+                        (base / script.group(1)).resolve(),
+                        (base / env.group(1)).resolve(),
+                    )
+                )
+    return found
+
+
+def env_packages(path: Path) -> set[str]:
+    names: set[str] = set()
+    for dep in yaml.safe_load(path.read_text())["dependencies"]:
+        specs = dep["pip"] if isinstance(dep, dict) else [dep]
+        for spec in specs:
+            names.add(re.split(r"[ =<>!\[]", spec.strip(), maxsplit=1)[0].lower())
+    return names
+
+
+def module_file(name: str) -> Path | None:
+    parts = name.split(".")
+    base = REPO.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def third_party_imports(script: Path) -> set[str]:
+    """Top-level names of the non-cloudfree, non-stdlib modules ``script`` imports,
+    following the cloudfree modules it imports."""
+    seen: set[Path] = set()
+    todo, found = [script], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top == "cloudfree":  # the module and the packages it is in
+                    parts = name.split(".")
+                    for k in range(1, len(parts) + 1):
+                        target = module_file(".".join(parts[:k]))
+                        if target is not None:
+                            todo.append(target)
+                elif top not in sys.stdlib_module_names and top != "__future__":
+                    found.add(top)
+    return found
+
+
+def test_every_rule_with_a_script_has_an_environment():
+    scripts = {r.group(1) for smk in RULES for r in re.finditer(r"rule (\w+):", smk.read_text())}
+    with_env = {rule for rule, _, _ in rule_envs()}
+    block_re = re.compile(r"(?:rule|checkpoint) (\w+):(.*?)(?=\n(?:rule|checkpoint) |\Z)", re.S)
+    run_scripts = {
+        rule for smk in RULES for rule, block in block_re.findall(smk.read_text())
+        if "\n    script:" in block
+    }  # fmt: skip
+    assert run_scripts and run_scripts <= with_env, sorted(run_scripts - with_env)
+    assert with_env <= scripts | {"download_tiles"}
+
+
+@pytest.mark.parametrize(
+    ("rule", "script", "env"), rule_envs(), ids=lambda v: getattr(v, "name", v)
+)
+def test_the_environment_holds_what_the_script_imports(rule, script, env):
+    have = env_packages(env)
+    needed = third_party_imports(script) - OPTIONAL - PROVIDED
+    missing = sorted(
+        name for name in needed if PACKAGE_OF.get(name, name).lower().replace("_", "-") not in have
+    )
+    assert not missing, f"rule {rule}: {env.name} lacks {missing} (imported by {script.name})"
