@@ -49,6 +49,10 @@ from cloudfree.train.sequences import (
 
 MASKINGS = ("donor", "utilise")
 UTILISE_MIN_COVER = 0.1  # U-TILISE's donor masks cover at least this share of the crop
+# seq_len null: every date of the shortest tile, but at most this many.  A step costs about
+# the square of the dates of its sequences (the attention maps mix every skip at full
+# resolution), so a long series trains on sub-sequences; inference still uses every date.
+AUTO_SEQ_LEN = 24
 
 
 def check_training_data(paths: Sequence[str], meta: PackedMeta) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +122,8 @@ class TrainDataset(Dataset):
 
     The sampling keywords are those of ``train.sampling``; with all of them None (and no
     dilation) this is the plain sampler: every date, ``seq_len`` the smallest date count of
-    the tiles, ``min_len`` = ``seq_len`` (no padding).
+    the tiles but at most AUTO_SEQ_LEN (a longer series trains on sub-sequences of that many
+    consecutive dates, each start equally likely), ``min_len`` = ``seq_len`` (no padding).
 
     Raises :class:`InputDataError` naming the regions and the thresholds to relax when the
     split is empty or no tile has a sequence that satisfies them, and (``with_s1``) naming
@@ -165,7 +170,7 @@ class TrainDataset(Dataset):
         codes = None if date_classes is None else [DATE_CLASSES[c] for c in date_classes]
         info = read_dates(paths, tiles)
         shortest = min(len(eligible_dates(info[(t.file, t.tile)][2], codes)) for t in tiles)
-        self.seq_len = shortest if seq_len is None else int(seq_len)
+        self.seq_len = min(shortest, AUTO_SEQ_LEN) if seq_len is None else int(seq_len)
         if min_len is None and not 1 <= self.seq_len <= shortest:
             classes = list(date_classes or DATE_CLASSES)
             if seq_len is None:

@@ -325,7 +325,8 @@ def _validate(run: Run, row: dict[str, Any]) -> None:
     stop_now = False
     if run.ctx.is_main:
         norm = run.norm
-        scores = evaluate(run.raw, run.val_tiles, norm[1], run.amp_dtype)
+        kept: dict[str, Any] = {}  # the first tile's reconstruction, for the example images
+        scores = evaluate(run.raw, run.val_tiles, norm[1], run.amp_dtype, keep=kept)
         row["val_mae_masked"], row["val_psnr_masked"] = scores["mae"], scores["psnr"]
         best = state.best
         if scores["mae"] < best["mae"]:  # NaN (no gap pixels) never counts as best
@@ -340,7 +341,8 @@ def _validate(run: Run, row: dict[str, Any]) -> None:
         stop_now = 0 < p["patience"] <= state.bad_validations
         run.tb.scalars(state.step, {"val/mae_masked": scores["mae"],
                                     "val/psnr_masked": scores["psnr"]})  # fmt: skip
-        run.tb.example(state.step, run.raw, run.val_tiles, norm, run.meta.bands, run.amp_dtype)
+        run.tb.example(state.step, run.raw, run.val_tiles, norm, run.meta.bands, run.amp_dtype,
+                       kept)  # fmt: skip
     state.stopped_early = distributed.broadcast_flag(run.ctx, stop_now)
 
 

@@ -56,13 +56,17 @@ class TensorBoardLog:
         norm: tuple[np.ndarray, np.ndarray],
         bands: Sequence[str],
         amp_dtype: torch.dtype | None,
+        kept: Mapping[str, Any] | None = None,
     ) -> None:
-        """Input, reconstruction and truth (RGB) of the first val tile's most-hidden date."""
+        """Input, reconstruction and truth (RGB) of the first val tile's most-hidden date;
+        ``kept``: that tile's item and reconstruction from the validation just run (the
+        ``keep`` of :func:`cloudfree.train.validate.evaluate`), else it is reconstructed."""
         if self.writer is None or len(tiles) == 0:
             return
-        item = tiles[0]
+        item = kept["item"] if kept else tiles[0]
+        whole = kept.get("pred") if kept else None
         t = int(item["hidden"].flatten(1).sum(1).argmax())
-        pred = reconstruct(model, item, amp_dtype)[t]
+        pred = (whole if whole is not None else reconstruct(model, item, amp_dtype))[t]
         rgb = [bands.index(b) if b in bands else i for i, b in enumerate(("B04", "B03", "B02"))]
         rgb = [min(i, len(bands) - 1) for i in rgb]
         mean = torch.as_tensor(norm[0])[rgb, None, None]

@@ -1,4 +1,9 @@
-"""Validation scores on the val tiles' fixed evaluation gaps (reads the tiles, writes nothing)."""
+"""Validation scores on the val tiles' fixed evaluation gaps (reads the tiles, writes nothing).
+
+One call reconstructs each val tile that has gap pixels once, over all its dates; the first
+tile's reconstruction can be kept (``keep``) for the example images of
+:mod:`cloudfree.train.monitor`, which then need no second pass through the network.
+"""
 
 from __future__ import annotations
 
@@ -34,18 +39,26 @@ def evaluate(
     tiles: EvalTiles,
     std: np.ndarray,
     amp_dtype: torch.dtype | None,
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Masked-pixel MAE and PSNR (reflectance units, data range 1) over the tiles' gaps."""
+    """Masked-pixel MAE and PSNR (reflectance units, data range 1) over the tiles' gaps.
+
+    With ``keep`` (a dict) the first tile's item and reconstruction go to ``keep["item"]``
+    and ``keep["pred"]`` (a pred of None when that tile has no gap pixel to score)."""
     was_training = model.training
     model.eval()
     abs_sum = sq_sum = 0.0
     count = 0
     s = torch.as_tensor(std, dtype=torch.float32)[:, None, None]
-    for item in tiles:
+    for i, item in enumerate(tiles):
         hidden = item["hidden"]
+        if keep is not None and i == 0:
+            keep.update(item=item, pred=None)
         if not hidden.any():
             continue
         pred = reconstruct(model, item, amp_dtype)
+        if keep is not None and i == 0:
+            keep["pred"] = pred
         err = (pred - item["target"]) * s  # normalised -> reflectance difference
         sel = err.permute(1, 0, 2, 3)[:, hidden]  # (C, N)
         abs_sum += float(sel.abs().sum(dtype=torch.float64))
