@@ -3,7 +3,8 @@
 :class:`Progress` logs ``<what>: i of N (p %), <elapsed> elapsed, ETA <left>`` to the stage's
 logger after the first item, then at least every ``every`` seconds (30 by default, so a
 rule's log never goes quiet for longer while it works) and after the last item.  The ETA
-is the mean time per item so far times the items left.
+is the mean time per item so far times the items left (items done before a resumed run
+count as done, not in the rate).
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ class Progress:
         *,
         every: float = EVERY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        initial: int = 0,
     ) -> None:
         self.log, self.what, self.total, self.every, self.clock = log, what, total, every, clock
         self.start = clock()
-        self.done = 0
+        self.done = self.initial = initial  # items done before (a resumed run): no rate
         self._last: float | None = None
 
     def line(self) -> str:
@@ -50,8 +52,9 @@ class Progress:
         text = (
             f"{self.what}: {self.done} of {self.total} ({pct:.0f} %), {duration(elapsed)} elapsed"
         )
-        if 0 < self.done < self.total:
-            text += f", ETA {duration(elapsed / self.done * (self.total - self.done))}"
+        if self.initial < self.done < self.total:
+            rate = elapsed / (self.done - self.initial)
+            text += f", ETA {duration(rate * (self.total - self.done))}"
         return text
 
     def step(self, n: int = 1) -> None:
@@ -65,10 +68,10 @@ class Progress:
 
 
 def tracked(
-    items: Iterable[T], log: logging.Logger, what: str, total: int, **kwargs: float
+    items: Iterable[T], log: logging.Logger, what: str, total: int, *, every: float = EVERY_SECONDS
 ) -> Iterator[T]:
     """``items``, with a :class:`Progress` line as each is done (after the loop body)."""
-    progress = Progress(log, what, total, **kwargs)
+    progress = Progress(log, what, total, every=every)
     for item in items:
         yield item
         progress.step()

@@ -56,6 +56,7 @@ from cloudfree.device import autocast_dtype, select_device
 from cloudfree.modelfile import save_model_file
 from cloudfree.models.registry import build_model, count_parameters, is_trainable, model_spec
 from cloudfree.packed import PackedMeta, read_meta
+from cloudfree.progress import Progress
 from cloudfree.train import distributed
 from cloudfree.train.checkpoint import (
     CheckpointStore,
@@ -251,6 +252,7 @@ def _loop(run: Run, loader: DataLoader) -> None:
     bar = tqdm(total=p["steps"], initial=state.step, desc="train", leave=False,
                disable=not (ctx.is_main and sys.stderr.isatty()))  # fmt: skip
     run.window = (run.clock(), state.step)
+    steps = Progress(log, "training steps", p["steps"], initial=state.step) if ctx.is_main else None
     with StopRequest() as stop:
         for batch in loader:
             row, stop_votes = _step(run, batch, stop)
@@ -260,6 +262,8 @@ def _loop(run: Run, loader: DataLoader) -> None:
             row["seconds"] = state.elapsed + run.clock()
             state.history.append(row)
             bar.update(1)
+            if steps is not None:
+                steps.step()
             if ctx.is_main:
                 _report(run, row, end_of_epoch)
             if end_of_epoch or state.step % p["checkpoint_every"] == 0:

@@ -136,6 +136,9 @@ def test_num_workers_auto_is_measured(
     params = {**trained_params, "steps": 30, "val_every": 30, "num_workers": "auto"}
     train_model([packed], tmp_path / "m.pt", tmp_path / "h.csv", params)
     assert "DataLoader workers:" in caplog.text and "batches/s by workers: 0:" in caplog.text
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training steps")]
+    assert steps[0].startswith("training steps: 1 of 30 (3 %)") and "ETA" in steps[0]
+    assert steps[-1].startswith("training steps: 30 of 30 (100 %)")
 
 
 def test_early_stopping(small_packed: Path, tiny_params: Params, tmp_path: Path) -> None:
