@@ -15,7 +15,7 @@ Layout (``FORMAT_VERSION`` 3)::
                                  width, height, nodata
         s2     (T, C, H, W) int      the source's integer type (uint16 reflectance x scale;
                                      the tile's nodata attribute, 0 unless the source says
-                                     otherwise, marks nodata); one chunk per date
+                                     otherwise, marks nodata)
         mask   (T, H, W)    uint8    cloud classes (cloudfree.bands), 255 = nodata
         probability (T, H, W) float32  cloud probability, only when the manifest has one
                                      for every date (no stand-in is derived from the mask)
@@ -41,8 +41,8 @@ A pixel is clear where some band has data and the mask says clear
 (:func:`cloudfree.bands.clear_pixels`); the ``norm_*`` sums are those of :func:`norm_sums`
 over the ``norm_split`` tiles, in tile-name order.  Pixel datasets are compressed with
 Blosc-LZ4 and byte shuffle (``hdf5plugin``; any h5py with ``import hdf5plugin`` reads them),
-gzip or lzf, in date-wise chunks (at most ``512 x 512`` pixels) so a reader can fetch a
-subset of dates.
+gzip or lzf, in date-wise chunks of at most ``64 x 64`` pixels (all bands), so a training
+crop decompresses a few chunks per date and a reader can fetch a subset of dates.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from cloudfree.packed import (
     validate_layout,
 )
 
-MAX_CHUNK_SIDE = 512  # larger tiles get spatial chunks too (HDF5 caps a chunk at 4 GB)
+CHUNK_SIDE = 64  # date-wise chunks of 64 x 64 px: a 32 px training crop reads <= 4 a date
 
 
 def compression_filter(compression: str, level: int) -> dict[str, Any]:
@@ -66,18 +66,18 @@ def compression_filter(compression: str, level: int) -> dict[str, Any]:
 
 
 def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """One date per chunk; all bands; the whole tile unless it is larger than MAX_CHUNK_SIDE."""
-    return (1, *shape[1:-2], min(shape[-2], MAX_CHUNK_SIDE), min(shape[-1], MAX_CHUNK_SIDE))
+    """One date and all bands per chunk, at most CHUNK_SIDE x CHUNK_SIDE pixels: a crop
+    decompresses the few chunks it overlaps, not whole dates."""
+    return (1, *shape[1:-2], min(shape[-2], CHUNK_SIDE), min(shape[-1], CHUNK_SIDE))
 
 
 def write_pixels(
     group: h5py.Group, name: str, data: np.ndarray, comp: Mapping[str, Any]
 ) -> h5py.Dataset:
-    """A pixel dataset in date-wise chunks, compressed with ``comp``
+    """A pixel dataset in date-wise 64 px chunks (:func:`_chunks`), compressed with ``comp``
     (:func:`compression_filter`), each chunk checksummed (Fletcher-32, verified on read)."""
-    return group.create_dataset(
-        name, data=data, chunks=_chunks(data.shape), fletcher32=True, **comp
-    )
+    chunks = _chunks(data.shape)
+    return group.create_dataset(name, data=data, chunks=chunks, fletcher32=True, **comp)
 
 
 def write_packed(

@@ -19,10 +19,13 @@ from cloudfree.packed import (
     iter_tiles,
     open_packed,
     packed_bands,
+    read_meta,
     read_tile,
     tile_names,
 )
+from cloudfree.train.reader import PackedReader
 
+from ..packed import write_packed as write_test_packed
 from ..series import write_series
 from .sample import DATES, PACK, pack
 
@@ -301,3 +304,22 @@ def test_train_and_val_tiles_leave_out_the_held_out_period(tmp_path, manifest):
     validate(dest, kept)
     with pytest.raises(InputDataError):
         validate(dest, manifest)  # the file does not hold the train tiles' held-out dates
+
+
+def test_large_tiles_get_64_px_date_wise_chunks_and_crops_read_back_exactly(tmp_path):
+    rng = np.random.default_rng(4)
+    s2 = rng.integers(1, 10000, (3, 13, 100, 150), dtype=np.uint16)
+    mask = rng.integers(0, 4, (3, 100, 150), dtype=np.uint8)
+    path = write_test_packed(tmp_path / "big.h5", {"a": ("train", s2, mask, [5, 50, 90], None)})
+    with open_packed(path) as h5:
+        assert h5["tiles/a/s2"].chunks == (1, 13, 64, 64)
+        assert h5["tiles/a/mask"].chunks == (1, 64, 64)
+        np.testing.assert_array_equal(read_tile(h5, "a").s2, s2)
+    (ref,) = read_meta([path]).tiles
+    reader = PackedReader([path], cache_bytes=0)
+    for y, x in ((0, 0), (37, 61), (68, 118)):  # inside one chunk, across four, at the edge
+        rows, cols = slice(y, y + 32), slice(x, x + 32)
+        got_s2, got_mask = reader.read(ref, np.array([0, 2]), rows, cols)
+        np.testing.assert_array_equal(got_s2, s2[[0, 2], :, rows, cols])
+        np.testing.assert_array_equal(got_mask, mask[[0, 2], rows, cols])
+    reader.close()
