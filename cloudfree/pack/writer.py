@@ -37,7 +37,7 @@ from cloudfree.pack.dates import (
     read_date_stats,
     without_holdout,
 )
-from cloudfree.pack.gaps import evaluation_gaps, train_overlap
+from cloudfree.pack.gaps import TrainOverlap, cloud_covers, iter_evaluation_gaps
 from cloudfree.pack.load import image_bands, load_tile
 from cloudfree.packed import (
     DATE_CLASSES,
@@ -71,6 +71,28 @@ def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (1, *shape[1:-2], min(shape[-2], CHUNK_SIDE), min(shape[-1], CHUNK_SIDE))
 
 
+class StoredMasks(Mapping[str, h5py.Dataset]):
+    """The ``mask`` dataset of each tile of an open file's ``tiles`` group, opened on use."""
+
+    def __init__(self, root: h5py.Group) -> None:
+        self.root = root
+
+    def __getitem__(self, name: str) -> h5py.Dataset:
+        return self.root[name]["mask"]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.root)
+
+    def __len__(self) -> int:
+        return len(self.root)
+
+
+# (every tile's stored mask, every tile's per-date cloud cover) -> (tile, gap), one at a time
+GapMaker = Callable[
+    [Mapping[str, h5py.Dataset], Mapping[str, np.ndarray]], Iterable[tuple[str, np.ndarray]]
+]
+
+
 def write_pixels(
     group: h5py.Group, name: str, data: np.ndarray, comp: Mapping[str, Any]
 ) -> h5py.Dataset:
@@ -90,7 +112,7 @@ def write_packed(
     pack: Mapping[str, Any],
     date_class_source: str = "",
     norm_split: str = "train",
-    gaps: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+    gaps: GapMaker | None = None,
 ) -> Path:
     """Write tiles in the format of :mod:`cloudfree.packed`, atomically (nothing replaced on
     failure).
@@ -98,13 +120,15 @@ def write_packed(
     ``pack`` is the resolved ``pack`` config section: its compression and level, and the
     ``clear_min``/``usable_min`` that classify the dates of a tile without date classes
     (:func:`~cloudfree.pack.dates.classes_from_clear_share`).  ``tiles`` may be a generator:
-    one tile's pixels are in memory at a time.  ``gaps``, if given, maps every tile's cloud
-    mask to evaluation gaps of some tiles, written last.
+    one tile's pixels are in memory at a time, whatever the tile count.  ``gaps``, if given,
+    makes the evaluation gaps of some tiles from every tile's cloud mask (read back one date
+    at a time from the file being written) and cloud cover per date, one tile's gap at a
+    time, each written as it comes.
     """
     comp = compression_filter(pack["compression"], pack["compression_level"])
     text = h5py.string_dtype()
     n, s1, s2 = 0, np.zeros(len(bands)), np.zeros(len(bands))
-    masks: dict[str, np.ndarray] = {}
+    covers: dict[str, np.ndarray] = {}  # (T,) floats per tile: all the gaps keep in memory
     with atomic_path(dest) as tmp:
         with h5py.File(tmp, "w") as h5:
             root = h5.create_group("tiles")
@@ -141,9 +165,10 @@ def write_packed(
                     tn, ts1, ts2 = norm_sums(tile.s2, tile.mask, tile.nodata, REFLECTANCE_SCALE)
                     n, s1, s2 = n + tn, s1 + ts1, s2 + ts2
                 if gaps is not None:
-                    masks[tile.tile] = tile.mask
-            for name, gap in (gaps(masks) if gaps is not None else {}).items():
-                write_pixels(root[name], "gap", gap, comp)
+                    covers[tile.tile] = cloud_covers(tile.mask)
+            if gaps is not None:
+                for name, gap in gaps(StoredMasks(root), covers):
+                    write_pixels(root[name], "gap", gap, comp)
             mean, std = norm_from_sums(n, s1, s2)
             h5.attrs.update(
                 format_version=FORMAT_VERSION,
@@ -223,17 +248,21 @@ def pack_region(
                 tile.date_class = classes_from_table(classes, tile, where)
             yield tile
 
-    def gaps(masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        found = evaluation_gaps(
-            masks, targets, seed=evaluation["seed"], date_fraction=evaluation["date_fraction"]
-        )
+    def gaps(
+        masks: Mapping[str, h5py.Dataset], covers: Mapping[str, np.ndarray]
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        found = iter_evaluation_gaps(
+            masks, covers, targets, seed=evaluation["seed"],
+            date_fraction=evaluation["date_fraction"],
+        )  # fmt: skip
         # Pixels a train tile covers too (overlapping tiles) are never scored: the model saw
         # their clear series in training.
-        shared = train_overlap(manifest, {n: m.shape[1:] for n, m in masks.items()})
-        for name, gap in found.items():
-            if name in shared:
-                gap &= ~shared[name][None]
-        return found
+        overlap = TrainOverlap(manifest)
+        for name, gap in found:
+            shared = overlap(name, gap.shape[1:])
+            if shared is not None:
+                gap &= ~shared[None]
+            yield name, gap
 
     if stats is not None:
         how = f"cloud statistics {where}"
