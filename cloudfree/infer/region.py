@@ -100,7 +100,7 @@ def check_s1_input(
         raise InputDataError(
             f"{model_path} was trained with Sentinel-1 input (train.inputs.s1) but "
             f"{packed_path} has no s1 dataset{which}: pack a source with Sentinel-1 "
-            "(synthetic.s1, sen12mscrts s1, folder s1)"
+            "(synthetic.s1, sen12mscrts s1, folder s1, stac.s1)"
         )
 
 

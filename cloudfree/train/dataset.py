@@ -92,7 +92,7 @@ def check_s1_data(paths: Paths) -> None:
             which = "" if every else f" in tile(s) {', '.join(lacking)}"
             raise InputDataError(
                 f"train.inputs.s1 is true but {path} has no s1 dataset{which}: pack a source "
-                "with Sentinel-1 (synthetic.s1, sen12mscrts s1, folder s1) or set "
+                "with Sentinel-1 (synthetic.s1, sen12mscrts s1, folder s1, stac.s1) or set "
                 "train.inputs.s1: false"
             )
 

@@ -106,7 +106,7 @@ def test_a_region_without_s1_is_refused_before_anything_is_written(
     root, model, bare = s1_run["root"], s1_run["model"], s1_run["bare"]
     want = (
         f"{model} was trained with Sentinel-1 input (train.inputs.s1) but {bare} has no s1 "
-        "dataset: pack a source with Sentinel-1 (synthetic.s1, sen12mscrts s1, folder s1)"
+        "dataset: pack a source with Sentinel-1 (synthetic.s1, sen12mscrts s1, folder s1, stac.s1)"
     )
     with pytest.raises(InputDataError) as err:
         infer_region(model, bare, root / "bare_tiles", root / "bare.eval.h5", **infer_settings())
