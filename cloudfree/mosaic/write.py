@@ -35,7 +35,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from cloudfree.bands import NODATA, S2_L1C_BANDS
-from cloudfree.io import atomic_path
+from cloudfree.io import atomic_path, tag_text
 from cloudfree.mosaic.merge import Accumulator, NativeAccumulator, to_dtype
 from cloudfree.mosaic.read import (
     Contribution,
@@ -298,7 +298,7 @@ def _merge_windows(
         for name, ds in outs.items():
             if name != "value":
                 ds.set_band_description(1, name)
-            ds.update_tags(**{k: str(v) for k, v in meta.items()})
+            ds.update_tags(**tag_text(meta))
             if factors:
                 kind = Resampling.average if name == "value" else Resampling.nearest
                 ds.build_overviews(factors, kind)
