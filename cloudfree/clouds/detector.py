@@ -4,9 +4,9 @@ s2cloudless (Sentinel Hub) is a LightGBM model of 170 trees with 770 leaves each
 inside its PyPI package.  As published, almost all of its time is spent in LightGBM's
 ``predict``.  The ``compiled`` backend evaluates the same model file compiled to machine
 code with lleaves (LLVM, from PyPI); everything else (band choice, reflectance scaling,
-averaging over a disk, threshold, dilation) is s2cloudless's own code, so the answers are
-those of the published detector.  Compiling takes a few minutes once per machine; the
-object code is cached (``clouds.detector.cache_dir``, ``$CLOUDFREE_CACHE`` or
+averaging over a disk, threshold, dilation) is s2cloudless's own code, so on the tile's own
+grid the answers are those of the published detector.  Compiling takes minutes once per
+machine; the object code is cached (``clouds.detector.cache_dir``, ``$CLOUDFREE_CACHE`` or
 ``~/.cache/cloudfree``) under a name holding the model's hash, the lleaves and llvmlite
 versions and the CPU, so a cache is never used for another model or CPU.  The object code
 is taken from LLVM in memory and written atomically (a temporary name, then a rename) with
@@ -14,6 +14,12 @@ its SHA-256 in a sidecar ``<name>.sha256``; before use the file is checked again
 file that does not match (truncated by a full disk, damaged, half-copied to a shared home,
 or without its hash) is compiled again with a warning naming it, instead of aborting the
 process with ``LLVM ERROR``.
+
+The model runs on a working grid (:mod:`~cloudfree.clouds.working_grid`): each date
+averaged over blocks of ``clouds.detector.resolution`` metres (s2cloudless was made for a
+coarse grid; ``null``: the tile's own pixels, as published), all dates of a tile in one model
+call on the job's threads; the probabilities are brought back to the tile grid (bilinear)
+before s2cloudless's averaging, threshold and dilation, which run on the tile grid.
 
 Reads a manifest's L1C images; writes ``masks/<tile>/<date>_mask.tif`` and
 ``_probability.tif`` in the tile folder.  Settings are the resolved ``clouds.detector``
@@ -26,7 +32,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib.metadata import version
 from pathlib import Path
@@ -44,6 +50,7 @@ from cloudfree.bands import (
     SHADOW,
     THIN_CLOUD,
 )
+from cloudfree.clouds.working_grid import coarse_shape, downsample, tile_factor, upsample
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.io import atomic_path, geotiff_profile, read_raster, write_raster
 
@@ -60,7 +67,9 @@ SCL_CLASSES: dict[int, int] = {
 }
 
 # The ``clouds.detector`` settings a mask file records in its tags (all but the cache folder).
-TAGGED_SETTINGS = ("threshold", "average_over", "dilation_size", "backend")
+TAGGED_SETTINGS = ("threshold", "average_over", "dilation_size", "backend", "resolution")
+# Working-grid pixels per model call (their 10 bands, float32 then float64: about 0.5 GB).
+MAX_BATCH_PIXELS = 1 << 22
 # Without inlining, each tree is one function: LLVM compiles the 170 trees in about a minute
 # of CPU instead of far over ten, at a small cost in speed.
 COMPILE_OPTIONS: dict[str, Any] = {"finline": False}
@@ -207,6 +216,11 @@ def compiled_model(directory: Path) -> Path:
     return path
 
 
+def default_threads() -> int:
+    """Threads of a model call when none are given: the CPUs this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
 class CompiledForest:
     """The s2cloudless model compiled by lleaves, with the classifier API s2cloudless uses."""
 
@@ -216,20 +230,43 @@ class CompiledForest:
         self.path = compiled_model(directory)
         self.model = lleaves.Model(model_file=str(model_file()))
         self.model.compile(cache=str(self.path), **COMPILE_OPTIONS)
-        self.n_jobs = n_jobs or len(os.sched_getaffinity(0))
+        self.n_jobs = n_jobs or default_threads()
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.model.predict(np.ascontiguousarray(x, dtype=np.float64), n_jobs=self.n_jobs)
+    def predict(self, x: np.ndarray, n_jobs: int | None = None) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        return self.model.predict(x, n_jobs=n_jobs or self.n_jobs)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         p = self.predict(x)
         return np.stack([1.0 - p, p], axis=1)
 
 
+class Threaded:
+    """A model (:class:`CompiledForest` or LightGBM ``Booster``) run on ``threads`` threads,
+    with the classifier API s2cloudless uses."""
+
+    def __init__(self, model: Any, threads: int) -> None:
+        self.model, self.threads = model, threads
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        key = "n_jobs" if isinstance(self.model, CompiledForest) else "num_threads"
+        return self.model.predict(x, **{key: self.threads})
+
+    predict_proba = CompiledForest.predict_proba
+
+
 @cache
 def compiled_forest(directory: str) -> CompiledForest:
     """The compiled model of one cache folder, built (or loaded) once per process."""
     return CompiledForest(Path(directory))
+
+
+@cache
+def booster() -> Any:
+    """s2cloudless's LightGBM model as published, loaded once per process."""
+    from lightgbm import Booster  # heavy: only the lightgbm backend needs it
+
+    return Booster(model_file=str(model_file()))
 
 
 def compiled_available() -> bool:
@@ -243,9 +280,10 @@ def compiled_available() -> bool:
         return False
 
 
-def make_detector(settings: Mapping[str, Any]) -> Any:
-    """An ``s2cloudless.S2PixelCloudDetector`` (13 bands in) on the backend of the resolved
-    ``clouds.detector`` settings."""
+def make_detector(settings: Mapping[str, Any], threads: int | None = None) -> Any:
+    """An ``s2cloudless.S2PixelCloudDetector`` taking the model's 10 bands (see
+    :func:`working_features`) on the backend of the resolved ``clouds.detector`` settings,
+    its model run on ``threads`` threads (default: :func:`default_threads`)."""
     # heavy (LightGBM, seconds to import): only sources without masks need it
     from s2cloudless import S2PixelCloudDetector
     from s2cloudless.pixel_classifier import PixelClassifier
@@ -254,7 +292,7 @@ def make_detector(settings: Mapping[str, Any]) -> Any:
         threshold=float(settings["threshold"]),
         average_over=int(settings["average_over"]),
         dilation_size=int(settings["dilation_size"]),
-        all_bands=True,
+        all_bands=False,
     )
     backend = settings["backend"]
     if backend == "auto":
@@ -265,18 +303,55 @@ def make_detector(settings: Mapping[str, Any]) -> Any:
                 "clouds.detector.backend: 'compiled' needs lleaves with llvmlite < 0.45 "
                 "(pip install lleaves 'llvmlite<0.45')"
             )
-        det._classifier = PixelClassifier(compiled_forest(str(cache_dir(settings))))
+        model = compiled_forest(str(cache_dir(settings)))
+    else:
+        model = booster()
+    det._classifier = PixelClassifier(Threaded(model, threads or default_threads()))
     return det
 
 
-def detect_clouds(image: np.ndarray, settings: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Cloud probability (float32) and binary cloud mask (uint8) of a (13, H, W) L1C DN image,
-    under the resolved ``clouds.detector`` settings."""
-    det = make_detector(settings)
-    data = np.moveaxis(image, 0, -1)[np.newaxis].astype(np.float32) / np.float32(REFLECTANCE_SCALE)
-    prob = det.get_cloud_probability_maps(data)
-    mask = det.get_mask_from_prob(prob)
-    return prob[0].astype(np.float32), mask[0].astype(np.uint8)
+def working_features(
+    image: np.ndarray, valid: np.ndarray, factor: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's 10 bands of a (13, H, W) L1C DN image as reflectance on the working grid
+    (``(h, w, 10)`` float32), and each block's share of ``valid`` pixels."""
+    from s2cloudless.utils import MODEL_BAND_IDS  # heavy (LightGBM): only when detecting
+
+    data = np.moveaxis(image[MODEL_BAND_IDS], 0, -1).astype(np.float32)
+    return downsample(data / np.float32(REFLECTANCE_SCALE), valid, factor)
+
+
+def probabilities(det: Any, features: Sequence[np.ndarray]) -> np.ndarray:
+    """Model probabilities of same-shape working-grid features (:func:`working_features`) of
+    any number of dates, stacked: one model call per :data:`MAX_BATCH_PIXELS` pixels."""
+    per_call = max(1, MAX_BATCH_PIXELS // features[0][..., 0].size)
+    return np.concatenate([
+        det.get_cloud_probability_maps(np.stack(features[i : i + per_call]))
+        for i in range(0, len(features), per_call)
+    ])  # fmt: skip
+
+
+def tile_mask(
+    det: Any, prob: np.ndarray, share: np.ndarray, shape: tuple[int, int], factor: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A date's working-grid probability on the tile grid and s2cloudless's mask from it
+    (averaging, threshold, dilation on the tile grid): float32 and uint8 (H, W)."""
+    full = upsample(prob, share, shape, factor).astype(np.float32)
+    return full, det.get_mask_from_prob(full[np.newaxis])[0].astype(np.uint8)
+
+
+def detect_stack(
+    images: Sequence[np.ndarray], valid: Sequence[np.ndarray], det: Any, factor: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cloud probabilities (float32) and masks (uint8), ``(N, H, W)``, of ``N`` same-shape
+    (13, H, W) L1C DN images with their valid pixels, on a working grid ``factor`` times
+    coarser; one model call for all dates (:func:`probabilities`)."""
+    features = [working_features(im, ok, factor) for im, ok in zip(images, valid, strict=True)]
+    probs = probabilities(det, [f for f, _ in features])
+    shape = images[0].shape[1:]
+    shares = [share for _, share in features]
+    out = [tile_mask(det, p, sh, shape, factor) for p, sh in zip(probs, shares, strict=True)]
+    return np.stack([p for p, _ in out]), np.stack([m for _, m in out])
 
 
 def _missing(value: Any) -> bool:
@@ -284,15 +359,10 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or str(value) == ""
 
 
-def detect_file(
-    image_path: str | os.PathLike[str],
-    mask_path: Path,
-    prob_path: Path,
-    settings: Mapping[str, Any],
-    where: str,
-) -> None:
-    """Detector on one 13-band L1C GeoTIFF; writes the class mask and the probability."""
-    image, profile = read_raster(image_path)
+def read_l1c(path: str | os.PathLike[str], where: str) -> tuple[np.ndarray, dict, np.ndarray]:
+    """A 13-band L1C GeoTIFF: its DN (13, H, W), profile and valid pixels (not all bands 0
+    or the nodata value); another band count is an error naming ``where``."""
+    image, profile = read_raster(path)
     if image.shape[0] != len(S2_L1C_BANDS):
         have = ", ".join(S2_L1C_BANDS[: image.shape[0]]) if image.shape[0] < 13 else "more"
         raise InputDataError(
@@ -301,30 +371,67 @@ def detect_file(
             f"({have}); missing: "
             f"{', '.join(S2_L1C_BANDS[image.shape[0] :]) or 'none, but there are extra bands'}"
         )
-    prob, cloud = detect_clouds(image, settings)
     nodata = (image == 0).all(axis=0)
     if profile.get("nodata") is not None:
         nodata |= (image == profile["nodata"]).all(axis=0)
+    return image, profile, ~nodata
+
+
+def write_date(
+    paths: tuple[Path, Path], prob: np.ndarray, cloud: np.ndarray, valid: np.ndarray,
+    profile: Mapping[str, Any], tags: Mapping[str, Any],
+) -> None:  # fmt: skip
+    """Write a date's class mask and probability (NaN on nodata) on its image's grid."""
     mask = np.where(cloud > 0, CLOUD, CLEAR).astype(np.uint8)
-    mask[nodata] = MASK_NODATA
-    prob[nodata] = np.nan
+    mask[~valid] = MASK_NODATA
+    prob = np.where(valid, prob, np.float32(np.nan))
     prof = geotiff_profile(
         crs=profile["crs"], transform=profile["transform"], width=profile["width"],
         height=profile["height"], count=1, dtype="uint8", nodata=MASK_NODATA,
     )  # fmt: skip
+    write_raster(paths[0], mask, prof, tags=tags)
+    write_raster(paths[1], prob, {**prof, "dtype": "float32", "nodata": np.nan}, tags=tags)
+
+
+def detect_tile(
+    rows: pd.DataFrame, dest: Path, det: Any, settings: Mapping[str, Any]
+) -> dict[Any, tuple[Path, Path]]:
+    """Masks of the dates (manifest ``rows``) of one tile: each image read and brought to
+    its working grid in turn, then one model call for all dates of one grid; returns the
+    mask and probability paths by row index."""
+    batches: dict[tuple[tuple[int, int], int], list[tuple]] = {}
+    for idx, row in rows.iterrows():
+        where = f"{row['image']} (tile {row['tile']}, source {row.get('source', '?')})"
+        image, profile, valid = read_l1c(row["image"], where)
+        factor = tile_factor(settings["resolution"], profile, where)
+        features, share = working_features(image, valid, factor)
+        out = Path(dest) / "masks" / str(row["tile"])
+        paths = (out / f"{row['date']}_mask.tif", out / f"{row['date']}_probability.tif")
+        entry = (idx, paths, profile, valid, features, share)
+        batches.setdefault((image.shape[1:], factor), []).append(entry)
+    written = {}
     tags = {"detector": "s2cloudless", **{k: settings[k] for k in TAGGED_SETTINGS}}
-    write_raster(mask_path, mask, prof, tags=tags)
-    write_raster(prob_path, prob, {**prof, "dtype": "float32", "nodata": np.nan}, tags=tags)
+    for (shape, factor), dates in batches.items():
+        log.info("tile %s: %d dates, working grid %s (factor %d)", rows["tile"].iloc[0],
+                 len(dates), "x".join(map(str, coarse_shape(shape, factor))), factor)  # fmt: skip
+        probs = probabilities(det, [features for *_, features, _ in dates])
+        for (idx, paths, profile, valid, _, share), p in zip(dates, probs, strict=True):
+            prob, cloud = tile_mask(det, p, share, shape, factor)
+            write_date(paths, prob, cloud, valid, profile, {**tags, "working_factor": factor})
+            written[idx] = paths
+    return written
 
 
 def masks_for_manifest(
-    manifest: pd.DataFrame, dest: Path, clouds_cfg: Mapping[str, Any]
+    manifest: pd.DataFrame, dest: Path, clouds_cfg: Mapping[str, Any], threads: int | None = None
 ) -> pd.DataFrame:
     """Run the detector on every row without a mask; fill ``mask`` and ``probability``.
 
-    ``clouds_cfg`` is the resolved ``clouds`` config section (its ``detector`` settings).
-    Writes ``dest/masks/<tile>/<date>_mask.tif`` (uint8 classes of :mod:`cloudfree.bands`)
-    and ``<date>_probability.tif`` (float32 0..1, NaN on nodata) on the image's grid.
+    ``clouds_cfg`` is the resolved ``clouds`` config section (its ``detector`` settings);
+    the model runs on ``threads`` threads (default: :func:`default_threads`), all dates of a
+    tile at once (:func:`detect_tile`).  Writes ``dest/masks/<tile>/<date>_mask.tif`` (uint8
+    classes of :mod:`cloudfree.bands`) and ``<date>_probability.tif`` (float32 0..1, NaN on
+    nodata) on the image's grid.
     """
     settings = clouds_cfg["detector"]
     manifest = manifest.copy()
@@ -332,14 +439,12 @@ def masks_for_manifest(
         if col not in manifest.columns:
             manifest[col] = ""
         manifest[col] = manifest[col].astype(object)
-    for idx, row in manifest.iterrows():
-        if not _missing(row["mask"]):
-            continue
-        where = f"{row['image']} (tile {row['tile']}, source {row.get('source', '?')})"
-        out = Path(dest) / "masks" / str(row["tile"])
-        mask_path = out / f"{row['date']}_mask.tif"
-        prob_path = out / f"{row['date']}_probability.tif"
-        detect_file(row["image"], mask_path, prob_path, settings, where)
-        manifest.at[idx, "mask"] = str(mask_path)
-        manifest.at[idx, "probability"] = str(prob_path)
+    todo = manifest[[_missing(v) for v in manifest["mask"]]]
+    if todo.empty:
+        return manifest
+    det = make_detector(settings, threads)
+    for _, rows in todo.groupby(todo["tile"].astype(str), sort=False):
+        for idx, (mask_path, prob_path) in detect_tile(rows, dest, det, settings).items():
+            manifest.at[idx, "mask"] = str(mask_path)
+            manifest.at[idx, "probability"] = str(prob_path)
     return manifest

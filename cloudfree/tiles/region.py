@@ -111,7 +111,7 @@ def _relocate(manifest: pd.DataFrame, tmp: Path, final: Path) -> pd.DataFrame:
 
 
 def _detect_missing_masks(
-    manifest: pd.DataFrame, dest: Path, clouds_cfg: Mapping[str, Any]
+    manifest: pd.DataFrame, dest: Path, clouds_cfg: Mapping[str, Any], threads: int | None
 ) -> pd.DataFrame:
     for col in OPTIONAL_COLUMNS:
         if col not in manifest.columns:
@@ -120,7 +120,7 @@ def _detect_missing_masks(
     if not empty.any():
         return manifest
     log.info("detecting clouds on %d tile dates without a mask", int(empty.sum()))
-    detected = masks_for_manifest(manifest.loc[empty].copy(), dest, clouds_cfg)
+    detected = masks_for_manifest(manifest.loc[empty].copy(), dest, clouds_cfg, threads=threads)
     out = manifest.copy()
     for col in ("mask", "probability"):
         out.loc[empty, col] = detected[col].to_numpy()
@@ -133,12 +133,14 @@ def download_tiles(
     tiles_dir: str | os.PathLike[str],
     manifest_out: str | os.PathLike[str],
     clouds_cfg: Mapping[str, Any],
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Make the region's tiles in ``tiles_dir`` and its manifest, both atomically.
 
     ``region_cfg`` is the region's resolved config (``source`` and its section);
     ``clouds_cfg`` holds the resolved ``detector`` settings when the source may come
-    without cloud masks (else it may be empty).
+    without cloud masks (else it may be empty); the cloud detector runs on ``threads``
+    threads (the job's; default: the CPUs the process may use).
 
     The tiles are written to a hidden staging folder moved into place at the end, so a
     failed run never leaves a tile folder that looks complete.  A resumable source (STAC)
@@ -169,7 +171,7 @@ def download_tiles(
     try:
         manifest = SOURCES[source](region, settings_of_source, tmp)
         manifest = validate_manifest(manifest, f"regions.{region}", require_masks=False)
-        manifest = _detect_missing_masks(manifest, tmp / "clouds", clouds_cfg)
+        manifest = _detect_missing_masks(manifest, tmp / "clouds", clouds_cfg, threads)
         manifest = _relocate(manifest, tmp, final)
         manifest = normalize_manifest(manifest, f"regions.{region}")
         stamp.unlink()

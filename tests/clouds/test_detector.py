@@ -10,26 +10,36 @@ import rasterio
 
 from cloudfree import bands
 from cloudfree.bands import CLEAR, CLOUD, MASK_NODATA, SHADOW, THIN_CLOUD
+from cloudfree.clouds import detector
 from cloudfree.clouds.detector import (
     TAGGED_SETTINGS,
     cache_dir,
     compiled_available,
     compiled_forest,
-    detect_clouds,
+    detect_stack,
     hash_path,
     l2a_mask,
+    make_detector,
     masks_for_manifest,
     scl_to_mask,
     verified,
 )
 from cloudfree.config import section
 from cloudfree.errors import ConfigError, InputDataError
-from cloudfree.io import geotiff_profile, read_raster, write_raster
+from cloudfree.io import geotiff_profile, read_raster, tag_text, write_raster
 
 # Real L1C scene, CC BY-SA 4.0, contains modified Copernicus Sentinel data; see its README.
 BETSIBOKA = Path(__file__).parents[1] / "data" / "s2-l1c-betsiboka"
 CLOUDS = section("clouds")
 DETECTOR = CLOUDS["detector"]
+SCENE = read_raster(BETSIBOKA / "S2L1C_13band_betsiboka.tif")[0]
+
+
+def detect(image: np.ndarray, settings, factor: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Probability and mask of one (13, H, W) DN image, all pixels valid."""
+    prob, mask = detect_stack([image], [np.ones(image.shape[1:], bool)],
+                              make_detector(settings), factor)  # fmt: skip
+    return prob[0], mask[0]
 
 
 def test_scl_classes():
@@ -112,14 +122,18 @@ def test_betsiboka_agrees_with_the_s2cloudless_reference(betsiboka_stage):
     with rasterio.open(betsiboka_stage["mask"]) as src:
         tags = src.tags()
     assert tags["detector"] == "s2cloudless"
-    assert {k: tags[k] for k in TAGGED_SETTINGS} == {k: str(DETECTOR[k]) for k in TAGGED_SETTINGS}
+    assert {k: tags[k] for k in TAGGED_SETTINGS} == tag_text(
+        {k: DETECTOR[k] for k in TAGGED_SETTINGS}
+    )
+    # its georeference gives about 74 m pixels: the 40 m default keeps the tile's own grid
+    assert tags["working_factor"] == "1"
 
 
 @pytest.mark.skipif(not compiled_available(), reason="lleaves with llvmlite < 0.45 missing")
 def test_compiled_and_lightgbm_backends_agree():
-    image = read_raster(BETSIBOKA / "S2L1C_13band_betsiboka.tif")[0][:, 300:428, 200:328]
-    p_fast, m_fast = detect_clouds(image, {**DETECTOR, "backend": "compiled"})
-    p_ref, m_ref = detect_clouds(image, {**DETECTOR, "backend": "lightgbm"})
+    image = SCENE[:, 300:428, 200:328]
+    p_fast, m_fast = detect(image, {**DETECTOR, "backend": "compiled"})
+    p_ref, m_ref = detect(image, {**DETECTOR, "backend": "lightgbm"})
     np.testing.assert_allclose(p_fast, p_ref, atol=1e-6)
     assert (m_fast == m_ref).mean() >= 0.999
     assert 0.05 < m_ref.mean() < 0.95  # the crop has both clouds and clear land
@@ -142,3 +156,126 @@ def test_cache_dir_setting_then_environment_then_home(tmp_path, monkeypatch):
     monkeypatch.delenv("CLOUDFREE_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_dir({**DETECTOR, "cache_dir": None}) == tmp_path / "home/.cache/cloudfree"
+
+
+# -- working grid, batching, threads ---------------------------------------------------------
+
+
+def _utm_tile(path: Path, image: np.ndarray) -> Path:
+    """A (13, H, W) DN image as a GeoTIFF of 10 m pixels (40 m: a working grid 4 times
+    coarser)."""
+    prof = geotiff_profile(
+        crs="EPSG:32738", transform=rasterio.transform.from_origin(500000, 8250000, 10, 10),
+        width=image.shape[2], height=image.shape[1], count=13, dtype="uint16", nodata=None,
+    )  # fmt: skip
+    return write_raster(path, image, prof)
+
+
+def _published(image: np.ndarray, settings) -> tuple[np.ndarray, np.ndarray]:
+    """The detector as it ran on the tile's own grid, date by date: s2cloudless's
+    ``S2PixelCloudDetector`` on the 13 bands with the backend's classifier, then the classes
+    and nodata of the stage."""
+    from s2cloudless import S2PixelCloudDetector
+    from s2cloudless.pixel_classifier import PixelClassifier
+
+    det = S2PixelCloudDetector(threshold=settings["threshold"], all_bands=True,
+                               average_over=settings["average_over"],
+                               dilation_size=settings["dilation_size"])  # fmt: skip
+    if compiled_available():
+        det._classifier = PixelClassifier(compiled_forest(str(cache_dir(settings))))
+    data = np.moveaxis(image, 0, -1)[np.newaxis].astype(np.float32) / np.float32(10000)
+    prob = det.get_cloud_probability_maps(data)[0]
+    mask = np.where(det.get_mask_from_prob(prob[np.newaxis])[0] > 0, CLOUD, CLEAR)
+    nodata = (image == 0).all(axis=0)
+    mask[nodata], prob[nodata] = MASK_NODATA, np.nan
+    return prob, mask.astype(np.uint8)
+
+
+def _stage(tmp_path: Path, images: list[Path], clouds=CLOUDS, threads=None) -> list[tuple]:
+    """Masks and probabilities the stage writes for the dates (one tile) of ``images``."""
+    rows = [_row(p, date=f"2021-01-{i + 1:02d}") for i, p in enumerate(images)]
+    out = masks_for_manifest(pd.DataFrame(rows), tmp_path, clouds, threads=threads)
+    result = []
+    for _, row in out.iterrows():
+        with rasterio.open(row["mask"]) as src:
+            mask, tags = src.read(1), src.tags()
+        result.append((mask, read_raster(row["probability"])[0][0], tags))
+    return result
+
+
+@pytest.fixture(scope="module")
+def crop() -> np.ndarray:
+    """A 150 x 130 px cut of the scene with clouds and land, its first 20 rows nodata."""
+    image = SCENE[:, 700:850, 128:258].copy()
+    image[:, :20] = 0
+    return image
+
+
+def test_resolution_null_gives_the_published_masks(tmp_path, crop):
+    clouds = {"detector": {**DETECTOR, "resolution": None}}
+    [(mask, prob, tags)] = _stage(tmp_path, [_utm_tile(tmp_path / "a.tif", crop)], clouds)
+    ref_prob, ref_mask = _published(crop, DETECTOR)
+    np.testing.assert_array_equal(mask, ref_mask)
+    np.testing.assert_array_equal(prob, ref_prob)  # NaN on the nodata rows on both
+    assert tags["resolution"] == "null" and tags["working_factor"] == "1"
+
+
+def test_schema_default_resolution_reaches_the_detector(tmp_path, crop):
+    assert DETECTOR["resolution"] == 40  # the schema's default
+    [(mask, prob, tags)] = _stage(tmp_path, [_utm_tile(tmp_path / "a.tif", crop)])
+    assert tags["resolution"] == "40" and tags["working_factor"] == "4"  # 10 m pixels
+    ref_prob, ref_mask = _published(crop, DETECTOR)
+    valid = ref_mask != MASK_NODATA
+    assert (mask == MASK_NODATA).sum() == (~valid).sum() and np.isnan(prob[~valid]).all()
+    assert (mask == ref_mask)[valid].mean() >= 0.96  # 0.979 at writing
+    assert 0.3 < (mask[valid] == CLOUD).mean() < 0.7  # both clouds and clear land
+    assert not np.array_equal(prob[valid], ref_prob[valid])  # evaluated on the coarse grid
+
+
+def test_dates_of_a_tile_are_detected_in_one_model_call(tmp_path, crop, monkeypatch):
+    images = [crop, crop[:, :, ::-1].copy(), crop[:, ::-1].copy()]
+    paths = [_utm_tile(tmp_path / f"d{i}.tif", im) for i, im in enumerate(images)]
+    calls = []
+    made = detector.make_detector
+
+    def counting(settings, threads=None):
+        det = made(settings, threads)
+        inner = det.get_cloud_probability_maps
+
+        def probability_maps(data):
+            calls.append(data.shape)
+            return inner(data)
+
+        det.get_cloud_probability_maps = probability_maps
+        return det
+
+    monkeypatch.setattr(detector, "make_detector", counting)
+    batched = _stage(tmp_path / "all", paths, threads=1)
+    assert calls == [(3, 38, 33, 10)]  # 150 x 130 px at factor 4, the model's 10 bands
+    for i, path in enumerate(paths):
+        [(mask, prob, _)] = _stage(tmp_path / f"one{i}", [path])
+        np.testing.assert_array_equal(mask, batched[i][0])
+        np.testing.assert_array_equal(prob, batched[i][1])
+    # a call holds at most MAX_BATCH_PIXELS working-grid pixels: two dates, then one
+    monkeypatch.setattr(detector, "MAX_BATCH_PIXELS", 2 * 38 * 33)
+    calls.clear()
+    split = _stage(tmp_path / "split", paths)
+    assert calls == [(2, 38, 33, 10), (1, 38, 33, 10)]
+    for (mask, prob, _), (mask_all, prob_all, _) in zip(split, batched, strict=True):
+        np.testing.assert_array_equal(mask, mask_all)
+        np.testing.assert_array_equal(prob, prob_all)
+
+
+def test_threads_reach_the_model():
+    det = make_detector(DETECTOR, threads=1)
+    assert det._classifier.classifier.threads == 1
+    assert make_detector(DETECTOR)._classifier.classifier.threads == detector.default_threads()
+
+
+def test_a_file_without_crs_names_the_file_and_the_key(tmp_path, crop):
+    tr = rasterio.transform.from_origin(0, 0, 10, 10)
+    prof = geotiff_profile(crs=None, transform=tr, width=130, height=150, count=13,
+                           dtype="uint16", nodata=None)  # fmt: skip
+    path = write_raster(tmp_path / "nocrs.tif", crop, prof)
+    with pytest.raises(InputDataError, match=r"nocrs\.tif.*clouds\.detector\.resolution: null"):
+        masks_for_manifest(pd.DataFrame([_row(path)]), tmp_path, CLOUDS)

@@ -50,7 +50,7 @@ def make_tree(root: Path, rois=("ROIs2017/32", "ROIs2017/22", "ROIs1970/21"), pa
     return root
 
 
-def fake_detector(manifest, dest, clouds_cfg):
+def fake_detector(manifest, dest, clouds_cfg, threads=None):
     """Stands in for s2cloudless in unit tests: an all-clear mask on each image's grid."""
     out = manifest.copy()
     for idx, row in out.iterrows():
@@ -140,6 +140,20 @@ def test_real_detector_fills_masks(tmp_path):
     assert len(manifest) == 16 * 2 and (manifest["mask"] != "").all()
     with rasterio.open(manifest.iloc[0]["mask"]) as m, rasterio.open(manifest.iloc[0].image) as i:
         assert m.transform == i.transform and m.dtypes[0] == "uint8"
+
+
+def test_detector_gets_the_schema_settings_and_the_job_threads(tmp_path, tree, monkeypatch):
+    seen = []
+
+    def recording(manifest, dest, clouds_cfg, threads=None):
+        seen.append((clouds_cfg["detector"]["resolution"], threads, manifest["tile"].nunique()))
+        return fake_detector(manifest, dest, clouds_cfg)
+
+    monkeypatch.setattr("cloudfree.tiles.region.masks_for_manifest", recording)
+    cfg = region(root=str(tree), region="africa", rois=["ROIs2017/32"], patches=[3])
+    clouds = {"detector": section("clouds")["detector"]}
+    download_tiles("a", cfg, tmp_path / "tiles/a", tmp_path / "a.csv", clouds, threads=3)
+    assert seen == [(40, 3, 1)]  # the schema's 40 m working grid, the job's 3 threads
 
 
 @pytest.mark.parametrize(

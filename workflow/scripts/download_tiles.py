@@ -16,5 +16,6 @@ manifest = download_tiles(
     snakemake.output.tiles,
     snakemake.output.manifest,
     clouds_cfg=snakemake.params.clouds,
+    threads=snakemake.threads,
 )
 log.info("%d tiles, %d dates in total", manifest["tile"].nunique(), len(manifest))
