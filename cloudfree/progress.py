@@ -16,6 +16,12 @@ from typing import TypeVar
 
 T = TypeVar("T")
 EVERY_SECONDS = 30.0
+_latest: list[str] = []  # the last progress line this process logged (the job's summary)
+
+
+def latest() -> str | None:
+    """The last progress line logged in this process, if any."""
+    return _latest[-1] if _latest else None
 
 
 def duration(seconds: float) -> str:
@@ -64,7 +70,9 @@ class Progress:
         now = self.clock()
         if self._last is None or self.done >= self.total or now - self._last >= self.every:
             self._last = now
-            self.log.info("%s", self.line())
+            text = self.line()
+            _latest[:] = [text]
+            self.log.info("%s", text)
 
 
 def tracked(
