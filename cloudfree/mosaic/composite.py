@@ -20,6 +20,7 @@ from cloudfree.errors import ConfigError
 from cloudfree.mosaic.read import Contribution, cloud_fraction, date_code, quality_of
 from cloudfree.mosaic.rules import rule_of
 from cloudfree.mosaic.write import Template, write_mosaic
+from cloudfree.progress import Progress
 from cloudfree.tiles.grid import Grid
 
 
@@ -83,13 +84,14 @@ def composite_region(
     block: int,
     template: Template | None = None,
     num_threads: int | str = 1,
+    progress: Progress | None = None,
 ) -> Path:
     """Write the composite of ``{date: [<tile>/<date>.tif]}`` over [start, end] to ``dest``.
 
     Contributions are ordered by date, then tile; ``rule`` picks per pixel (the score rules
     rank them by :func:`composite_scores`).  The writing settings are those of
-    :func:`cloudfree.mosaic.write.write_mosaic`.  A period without any date gives an
-    all-nodata composite with count 0.
+    :func:`cloudfree.mosaic.write.write_mosaic` (``progress``: stepped per window).  A period
+    without any date gives an all-nodata composite with count 0.
     """
     rule_of(rule, "mosaic.composite.rule")
     clear = {}
@@ -109,5 +111,5 @@ def composite_region(
     return write_mosaic(
         contribs, Path(dest), rule=rule, grid=grid, sources=sources, resampling=resampling,
         template=tpl, tags={"PRODUCT": "composite"}, compress=compress, block=block,
-        level=level, num_threads=num_threads, fmt=fmt,
+        level=level, num_threads=num_threads, fmt=fmt, progress=progress,
     )  # fmt: skip

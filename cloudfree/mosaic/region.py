@@ -11,8 +11,10 @@ layers (:mod:`cloudfree.mosaic.write`), all on one grid, and the temporal compos
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,18 @@ from cloudfree.mosaic.read import (
 )
 from cloudfree.mosaic.rules import rule_of
 from cloudfree.mosaic.settings import check_setting
-from cloudfree.mosaic.write import Template, compression_options, template_of, write_mosaic
+from cloudfree.mosaic.write import (
+    Template,
+    compression_options,
+    template_of,
+    window_count,
+    write_mosaic,
+)
 from cloudfree.names import check_date, check_name
+from cloudfree.progress import EVERY_SECONDS, Progress
 from cloudfree.tiles.grid import Grid
+
+log = logging.getLogger(__name__)
 
 # Products of the inference stage: file name pattern (group "key") and mosaic file suffix.
 PRODUCTS: dict[str, re.Pattern[str]] = {
@@ -138,6 +149,8 @@ def mosaic_region(
     dates: Sequence[str] | None = None,
     num_threads: int | str = 1,
     bands: Sequence[str] | None = None,
+    every: float = EVERY_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
 ) -> list[Path]:
     """Mosaic every product, date and pair of ``tiles_dir/<tile>/`` into ``dest_dir``.
 
@@ -151,7 +164,8 @@ def mosaic_region(
     ``dest_dir`` is built in a temporary sibling and moved into place.  ``bands`` names the
     bands of an empty mosaic when no tile has a reflectance file (default
     :data:`S2_L1C_BANDS`; otherwise the tiles' own band count and descriptions are kept).
-    Returns the reflectance mosaics.
+    A progress line (:class:`cloudfree.progress.Progress`, ``every`` seconds on ``clock``)
+    counts the windows of all the region's mosaics.  Returns the reflectance mosaics.
     """
     rules = {"reflectance": rule, "embedding": embedding_rule, "change": change_rule}
     for product, r in rules.items():
@@ -169,15 +183,21 @@ def mosaic_region(
     for date in extra:
         found["reflectance"].setdefault(date, [])
     found["reflectance"] = dict(sorted(found["reflectance"].items()))
-    every = [p for by_key in found.values() for paths in by_key.values() for p in paths]
-    grid = target_grid(every, crs, resolution) if every else empty_grid(crs, resolution)
+    inputs = [p for by_key in found.values() for paths in by_key.values() for p in paths]
+    grid = target_grid(inputs, crs, resolution) if inputs else empty_grid(crs, resolution)
     refl_template = next(
         (template_of(ps[0]) for ps in found["reflectance"].values() if ps),
         Template.of_bands(bands),
     )
-    sources = sorted({p.parent.name for p in every})
+    sources = sorted({p.parent.name for p in inputs})
     dest_dir = Path(dest_dir)
     written = []
+    mosaics = sum(map(len, found.values())) + bool(composite["enabled"])
+    per = window_count(grid, block)
+    progress = Progress(
+        log, f"mosaics of {dest_dir} ({mosaics} x {per} windows)", mosaics * per,
+        every=every, clock=clock,
+    )  # fmt: skip
     with atomic_path(dest_dir) as tmp:
         tmp.mkdir()
         for product, by_key in found.items():
@@ -190,7 +210,7 @@ def mosaic_region(
                     contributions_of(paths, key, sources, rule=r), dest, rule=r, grid=grid,
                     sources=sources, resampling="nearest" if product == "change" else resampling,
                     template=tpl, compress=compress, block=block, level=level,
-                    num_threads=num_threads, fmt=fmt,
+                    num_threads=num_threads, fmt=fmt, progress=progress,
                 )  # fmt: skip
                 if product == "reflectance":
                     written.append(dest_dir / dest.name)
@@ -200,5 +220,6 @@ def mosaic_region(
                 template=refl_template, start=composite["start"], end=composite["end"],
                 target=composite["target"], rule=composite["rule"], resampling=resampling,
                 compress=compress, block=block, level=level, num_threads=num_threads, fmt=fmt,
+                progress=progress,
             )  # fmt: skip
     return written

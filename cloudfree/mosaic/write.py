@@ -12,8 +12,15 @@ Every mosaic ``<stem>.tif`` comes with four side layers on the same grid:
 :func:`write_mosaic` streams the output grid window by window (memory stays flat), merging
 the contributions that overlap each window (:mod:`cloudfree.mosaic.merge`, in the data's own
 dtype when every contribution is already on the output grid and the rule picks per band),
-and turns the results into Cloud-Optimized GeoTIFFs with overviews (``cog``) or writes
-tiled compressed GeoTIFFs in one pass (``gtiff``).
+and turns the results into Cloud-Optimized GeoTIFFs (``cog``) or writes tiled compressed
+GeoTIFFs in one pass (``gtiff``).
+
+A COG layer is written once, uncompressed, into a temporary GeoTIFF, gets its overviews
+there (:func:`overview_factors`: halving while the mosaic is larger than one 256 px COG
+block in either dimension, so a mosaic of at most 256 x 256 px has none), and is compressed
+by one copy into the COG layout that reuses them (:func:`to_cog`).  Every output goes under
+a temporary name; the side layers are moved into place first and the mosaic last, so a
+killed job never leaves a mosaic without its side layers.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +53,7 @@ from cloudfree.mosaic.read import (
 )
 from cloudfree.mosaic.rules import rule_of
 from cloudfree.mosaic.settings import check_setting
+from cloudfree.progress import Progress
 from cloudfree.tiles.grid import Grid
 
 SIDE_LAYERS: dict[str, tuple[str, int | None]] = {
@@ -56,6 +64,8 @@ SIDE_LAYERS: dict[str, tuple[str, int | None]] = {
 }
 # GDAL's creation option of the compression level, per driver, where there is one.
 LEVEL_OPTIONS = {"deflate": ("level", "zlevel"), "zstd": ("level", "zstd_level")}
+# Tile size of the COGs, and the size above which they get overviews.
+COG_BLOCK = 256
 
 
 @dataclass
@@ -100,8 +110,9 @@ def compression_options(compress: str, level: int | None, driver: str = "COG") -
     return opts
 
 
-def overview_factors(width: int, height: int, block: int = 256) -> list[int]:
-    """Overview decimation factors down to one ``block`` a side."""
+def overview_factors(width: int, height: int, block: int = COG_BLOCK) -> list[int]:
+    """Overview decimation factors while the level above is larger than one ``block`` in
+    either dimension: none for a mosaic of at most one block, ``[2]`` up to two blocks."""
     factors, f = [], 2
     while max(width, height) / (f // 2) > block:
         factors.append(f)
@@ -109,14 +120,32 @@ def overview_factors(width: int, height: int, block: int = 256) -> list[int]:
     return factors
 
 
-def to_cog(src: Path, dest: Path, compress: str, num_threads: int | str, level: int | None) -> None:
-    """Copy to a COG, reusing the source's overviews (``level``: compression level)."""
-    opts = {
-        "driver": "COG", "blocksize": 256, "BIGTIFF": "IF_SAFER", "NUM_THREADS": str(num_threads),
+def cog_options(compress: str, num_threads: int | str, level: int | None) -> dict[str, str]:
+    """Creation options of :func:`to_cog` (``level``: compression level)."""
+    return {
+        "driver": "COG", "blocksize": str(COG_BLOCK), "BIGTIFF": "IF_SAFER",
+        "OVERVIEWS": "FORCE_USE_EXISTING", "NUM_THREADS": str(num_threads),
         **compression_options(compress, level),
     }  # fmt: skip
-    with atomic_path(dest) as tmp:
-        rasterio.shutil.copy(src, tmp, **opts)
+
+
+def to_cog(src: Path, dest: Path, compress: str, num_threads: int | str, level: int | None) -> None:
+    """Compress ``src`` into the COG ``dest`` in one copy that takes over ``src``'s
+    overviews as they are (none when it has none); ``dest`` is the caller's temporary name."""
+    rasterio.shutil.copy(src, dest, **cog_options(compress, num_threads, level))
+
+
+def _finish(jobs: Sequence[Future[None]]) -> None:
+    """Wait for every job (none still writes when the temporaries are removed), then raise
+    the first failure."""
+    wait(jobs)
+    for job in jobs:
+        job.result()
+
+
+def window_count(grid: Grid, block: int) -> int:
+    """The number of ``block`` px windows a mosaic on ``grid`` is built in."""
+    return -(-grid.width // block) * -(-grid.height // block)
 
 
 def _windows(grid: Grid, block: int) -> Iterator[Window]:
@@ -141,19 +170,23 @@ def write_mosaic(
     tags: Mapping[str, Any] | None = None,
     num_threads: int | str = 1,
     cache_mb: int = 64,
+    progress: Progress | None = None,
 ) -> Path:
     """Write ``dest`` and its side layers (COGs) from ``contributions`` in order.
 
     Reflectances are warped with ``resampling``, quality layers with nearest neighbour.
     The output is built ``block`` x ``block`` pixels at a time into uncompressed temporary
-    GeoTIFFs with overviews (average for values, nearest for side layers), then copied to
-    COGs (``compress`` at ``level``) and moved into place.  ``fmt="gtiff"`` instead writes
-    tiled, compressed GeoTIFFs without overviews directly, window by window (one pass, no
-    copy).  ``num_threads`` (or ``"ALL_CPUS"``) threads read contributions, compress, and
-    write the five COGs concurrently.  GDAL's block cache is capped at ``cache_mb`` so memory
-    does not grow with the mosaic size.  ``template`` (default: the first contribution's)
-    gives bands, dtype, nodata and tags.  With no contribution (or none with data) every
-    pixel is nodata and the count is 0.
+    GeoTIFFs with overviews (average for values, nearest for side layers; none for a mosaic
+    of at most one 256 px block), each then compressed (``compress`` at ``level``) by one
+    copy into a COG under a temporary name.  ``fmt="gtiff"`` instead writes tiled,
+    compressed GeoTIFFs without overviews under their temporary names directly, window by
+    window (one pass, no copy).  Either way the side layers are moved into place first, the
+    mosaic last.  ``num_threads`` (or ``"ALL_CPUS"``) threads read contributions, compress,
+    and write the five COGs concurrently.  GDAL's block cache is capped at ``cache_mb`` so
+    memory does not grow with the mosaic size.  ``template`` (default: the first
+    contribution's) gives bands, dtype, nodata and tags.  ``progress`` is stepped once per
+    window.  With no contribution (or none with data) every pixel is nodata and the count
+    is 0.
     """
     spec = rule_of(rule)
     check_setting("format", fmt)
@@ -167,16 +200,18 @@ def write_mosaic(
         **tpl.tags, **(tags or {}), "MOSAIC_RULE": rule,
         "MOSAIC_CONTRIBUTIONS": str(len(contributions)), "SOURCES": json.dumps(list(sources)),
     }  # fmt: skip
-    if fmt == "gtiff":  # written in place of the temporary files, then renamed
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    parent = dest.parent if dest.parent.exists() else None
+    dest.parent.mkdir(parents=True, exist_ok=True)
     workers = (os.cpu_count() or 1) if str(num_threads).upper() == "ALL_CPUS" else int(num_threads)
+    targets = {"value": dest} | side_paths(dest)
     with (
         rasterio.Env(GDAL_CACHEMAX=int(cache_mb) * 2**20),
-        tempfile.TemporaryDirectory(dir=parent) as tmp,
+        # hidden, beside the outputs: same file system, and no product of a folder listing
+        tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.stem}.tmp-") as tmp,
         ThreadPoolExecutor(max(1, workers)) as pool,
+        # the mosaic's temporary name is entered first, so it is renamed last
+        contextlib.ExitStack() as stack,
     ):
-        files = {n: Path(tmp) / f"{n}.tif" for n in ("value", *SIDE_LAYERS)}
+        final = {n: stack.enter_context(atomic_path(p)) for n, p in targets.items()}
         readers = open_contributions(contributions, grid, method, tpl.count)
         try:
             aligned = all(r.reader.aligned for r in readers)
@@ -191,26 +226,19 @@ def write_mosaic(
                 and all(r.reader.aligned and r.reader.dtype == dtype
                         and r.reader.nodata == tpl.nodata for r in readers)
             )  # fmt: skip
-            targets = {"value": dest} | side_paths(dest)
+            common = (rule, grid, tpl, meta, block, exact, pool, workers, native)
             if fmt == "gtiff":
-                with contextlib.ExitStack() as stack:
-                    files = {n: stack.enter_context(atomic_path(p)) for n, p in targets.items()}
-                    _merge_windows(
-                        readers, files, rule, grid, tpl, meta, block, exact, pool, workers,
-                        native, compression=compression_options(compress, level, "GTiff") | {
-                            "num_threads": str(num_threads)},
-                    )  # fmt: skip
-                # ExitStack renames the side layers first: a mosaic never lacks its layers.
+                compression = compression_options(compress, level, "GTiff")
+                compression |= {"num_threads": str(num_threads)}
+                _merge_windows(readers, final, *common, compression, progress)
                 return dest
-            _merge_windows(
-                readers, files, rule, grid, tpl, meta, block, exact, pool, workers, native
-            )
-            jobs = [
-                pool.submit(to_cog, files[n], p, compress, num_threads, level)
-                for n, p in targets.items()
-            ]
-            for job in jobs:
-                job.result()
+            files = {n: Path(tmp) / f"{n}.tif" for n in targets}
+            _merge_windows(readers, files, *common, None, progress)
+            # the mosaic's copy, the longest, starts first; the side layers fill other threads
+            _finish([
+                pool.submit(to_cog, files[n], final[n], compress, num_threads, level)
+                for n in targets
+            ])  # fmt: skip
         finally:
             for r in readers:
                 r.close()
@@ -230,12 +258,14 @@ def _merge_windows(
     workers: int,
     native: bool = False,
     compression: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
 ) -> None:
     """Merge window by window into the uncompressed temporary ``files`` with overviews.
 
     ``native``: every contribution is on the output grid in the output dtype and the rule
     picks values, so windows are merged in that dtype (:class:`NativeAccumulator`).
-    ``compression`` (creation options): write compressed GeoTIFFs without overviews."""
+    ``compression`` (creation options): write compressed GeoTIFFs without overviews.
+    ``progress`` is stepped after each window."""
     dtype = np.dtype(tpl.dtype)
     # Compressed files: each window covers whole TIFF tiles (a tile cut by two windows would
     # be compressed twice, its first copy left as dead space in the file).
@@ -291,6 +321,8 @@ def _merge_windows(
             for r in todo:
                 if following is None or not r.reader.overlaps(following):
                     r.close()
+            if progress is not None:
+                progress.step()
         for i, name in enumerate(tpl.descriptions, start=1):
             if name:
                 outs["value"].set_band_description(i, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 import rasterio
 import yaml
 
+from ..mosaic.cog_layout import read_layout
 from ..workflow_run import planned_jobs, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.e2e
@@ -59,8 +61,11 @@ def test_every_date_and_product_has_a_mosaic_with_side_layers(run: Path) -> None
                 grids.add((src.transform, src.width, src.height))
             info = _info(path)
             assert "32737" in info or "UTM zone 37S" in info
+            assert read_layout(path).errors() == []
     assert len(grids) == 1  # one grid for every mosaic of the region
     assert (run / "results/mosaics/africa/africa_quicklook.png").stat().st_size > 0
+    log = (run / "results/logs/mosaic/africa/africa.log").read_text()
+    assert re.search(r"mosaics of \S+ \(\d+ x \d+ windows\): (\d+) of \1 \(100 %\)", log)
 
 
 def test_mosaic_values_and_side_layers(run: Path) -> None:
