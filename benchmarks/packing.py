@@ -18,6 +18,11 @@ so load changes hit all alike): each packed setting through ``PackedReader`` (th
 reader; no in-memory tile cache), the previous layout (one chunk per whole date), the
 per-date GeoTIFFs opened for every read, the same GeoTIFFs through rasterio datasets kept
 open, and the dataset converter's setting (gzip level 9, automatic chunks, bare h5py).
+Outside the targets, three references bound what a reader could gain: the default setting
+without its Fletcher-32 checksums (what checking costs), the decode floor (whole-date chunks,
+no checksum, read into one reused array: Blosc's decoding and little else, the ceiling of
+any reader of this codec, crops excepted) and the kept-handle GeoTIFFs read into a
+preallocated array (``read(out=...)``, no ``np.stack`` copy: the leanest GeoTIFF reader).
 
 Every read decodes its data: training reads a random crop of a random tile each sample from
 regions larger than any cache, so the kept-handle GeoTIFFs run with ``GDAL_CACHEMAX`` of
@@ -73,6 +78,10 @@ WHOLE_DATES = "blosc_lz4hc_whole_dates"  # the previous layout: one chunk per wh
 CONVERTER = "gzip9_auto_chunks"
 BEST = "blosc_lz4hc"  # the schema's default pack.compression
 KEPT, PER_READ, CACHED = "geotiff_kept_handles", "geotiff_open_per_read", "geotiff_kept_cached"
+KEPT_OUT = "geotiff_kept_handles_out"  # kept handles, read into a preallocated array
+NO_CHECKSUM = "blosc_lz4hc_no_checksum"  # the default setting without Fletcher-32
+MASK_DONOR = "blosc_lz4hc_mask_donor"  # the donor's mask alone (PackedReader.read_mask)
+FLOOR = "decode_floor"  # whole-date chunks, no checksum, one reused output array
 GDAL_CACHE_MB = 16  # the kept-handle GeoTIFFs: a few decoded blocks, never a tile's series
 TARGET = 5.0  # packed reads at least this many times faster than the kept-handle GeoTIFFs
 
@@ -101,8 +110,10 @@ def write_converter(path: Path, series: dict[str, tuple[np.ndarray, np.ndarray]]
             g.create_dataset("mask", data=mask, chunks=True, compression="gzip", compression_opts=9)
 
 
-def packed_reader(path: Path) -> Read:
-    """Reads through the training reader (no in-memory tile cache: every read decodes)."""
+def packed_reader(path: Path, mask_donor: bool = False) -> Read:
+    """Reads through the training reader (no in-memory tile cache: every read decodes); the
+    donor's window by ``read`` (its bands decoded, then dropped) or, with ``mask_donor``, by
+    ``read_mask`` (the mask alone)."""
     reader = PackedReader([path], cache_bytes=0)
     refs: dict[str, TileRef] = {t.tile: t for t in read_meta([path]).tiles}
     every = slice(None)
@@ -110,9 +121,54 @@ def packed_reader(path: Path) -> Read:
     def read(tile: str, win: Window2, donor: str | None, dwin: Window2) -> tuple[np.ndarray, ...]:
         rows, cols = win if win is not None else (every, every)
         out = reader.read(refs[tile], every, rows, cols)
-        if donor is not None and dwin is not None:
+        if donor is not None and dwin is not None and mask_donor:
+            out = (*out, reader.read_mask(refs[donor], every, *dwin))
+        elif donor is not None and dwin is not None:
             out = (*out, reader.read(refs[donor], every, *dwin)[1])
         return out
+
+    return read
+
+
+def write_bare(
+    path: Path, series: dict[str, tuple[np.ndarray, np.ndarray]], pack: dict[str, Any],
+    whole_dates: bool, checksum: bool,
+) -> None:  # fmt: skip
+    """The default setting's filter, bare h5py: 64 px or whole-date chunks, with or without
+    Fletcher-32 checksums."""
+    comp = writer.compression_filter(pack["compression"], pack["compression_level"])
+    with h5py.File(path, "w") as h5:
+        for tile, arrays in series.items():
+            for name, data in zip(("s2", "mask"), arrays, strict=True):
+                chunks = (1, *data.shape[1:]) if whole_dates else writer._chunks(data.shape)
+                h5.create_dataset(
+                    f"tiles/{tile}/{name}", data=data, chunks=chunks, fletcher32=checksum, **comp
+                )
+
+
+def bare_reader(path: Path, reuse: bool) -> Read:
+    """Bare h5py: a whole series with one ``read_direct`` per dataset (into one array reused
+    for every read when ``reuse``), a window by slicing."""
+    h5 = h5py.File(path, "r")
+    buffers: dict[tuple[tuple[int, ...], str], np.ndarray] = {}
+
+    def one(tile: str, win: Window2) -> list[np.ndarray]:
+        g, out = h5["tiles"][tile], []
+        for name in ("s2", "mask"):
+            d = g[name]
+            if win is not None:
+                out.append(d[(slice(None),) * (d.ndim - 2) + win])
+                continue
+            key = (d.shape, d.dtype.str)
+            buf = buffers.setdefault(key, np.empty(d.shape, d.dtype)) if reuse else None
+            buf = np.empty(d.shape, d.dtype) if buf is None else buf
+            d.read_direct(buf)
+            out.append(buf)
+        return out
+
+    def read(tile: str, win: Window2, donor: str | None, dwin: Window2) -> tuple[np.ndarray, ...]:
+        out = one(tile, win)
+        return (*out, one(donor, dwin)[1]) if donor is not None else tuple(out)
 
     return read
 
@@ -140,8 +196,9 @@ def window(win: Window2) -> Window | None:
                   win[0].stop - win[0].start)  # fmt: skip
 
 
-def geotiff_reader(manifest: Any, keep_open: bool) -> Read:
-    """Per-date GeoTIFFs: opened for every read, or rasterio datasets kept open."""
+def geotiff_reader(manifest: Any, keep_open: bool, into: bool = False) -> Read:
+    """Per-date GeoTIFFs: opened for every read, or rasterio datasets kept open (``into``:
+    each date read into its place of one preallocated series array, no stacking copy)."""
     files = {t: rows.sort_values("date") for t, rows in manifest.groupby("tile")}
     handles: dict[str, list[tuple[Any, Any]]] = {}
     if keep_open:
@@ -153,6 +210,16 @@ def geotiff_reader(manifest: Any, keep_open: bool) -> Read:
     def series(tile: str, win: Window2) -> tuple[np.ndarray, np.ndarray]:
         w = window(win)
         s2, mask = [], []
+        if keep_open and into:
+            first, first_mask = handles[tile][0]
+            hh, ww = (first.height, first.width) if w is None else (int(w.height), int(w.width))
+            n = len(handles[tile])
+            s2_out = np.empty((n, first.count, hh, ww), first.dtypes[0])
+            mask_out = np.empty((n, hh, ww), first_mask.dtypes[0])
+            for t, (img, msk) in enumerate(handles[tile]):
+                img.read(window=w, out=s2_out[t])
+                msk.read(1, window=w, out=mask_out[t])
+            return s2_out, mask_out
         if keep_open:
             for img, msk in handles[tile]:
                 s2.append(img.read(window=w))
@@ -282,9 +349,14 @@ def main() -> int:
         write_converter(work / f"{CONVERTER}.h5", series)
         results[CONVERTER] = {"write_mb_s": raw / 1e6 / (time.perf_counter() - start)}
         packed_names = [*SETTINGS, WHOLE_DATES]
-        for name in [*packed_names, CONVERTER]:
+        write_bare(work / f"{NO_CHECKSUM}.h5", series, packs[BEST], False, False)
+        write_bare(work / f"{FLOOR}.h5", series, packs[BEST], True, False)
+        for name in (NO_CHECKSUM, FLOOR):
+            results[name] = {}
+        results[MASK_DONOR] = {"size_mb": (work / f"{BEST}.h5").stat().st_size / 1e6}
+        for name in [*packed_names, CONVERTER, NO_CHECKSUM, FLOOR]:
             results[name]["size_mb"] = (work / f"{name}.h5").stat().st_size / 1e6
-        for name in (KEPT, PER_READ, CACHED):
+        for name in (KEPT, KEPT_OUT, PER_READ, CACHED):
             results[name] = {"size_mb": du(tiffs) / 1e6}
 
         c = min(args.crop, args.size)
@@ -293,7 +365,11 @@ def main() -> int:
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
             readers = {name: packed_reader(work / f"{name}.h5") for name in packed_names}
             readers[CONVERTER] = converter_reader(work / f"{CONVERTER}.h5")
+            readers[MASK_DONOR] = packed_reader(work / f"{BEST}.h5", mask_donor=True)
+            readers[NO_CHECKSUM] = bare_reader(work / f"{NO_CHECKSUM}.h5", reuse=False)
+            readers[FLOOR] = bare_reader(work / f"{FLOOR}.h5", reuse=True)
             readers[KEPT] = geotiff_reader(manifest, keep_open=True)
+            readers[KEPT_OUT] = geotiff_reader(manifest, keep_open=True, into=True)
             readers[PER_READ] = geotiff_reader(manifest, keep_open=False)
             loads: dict[str, list[float]] = {}
             for pattern, samples in (("series", whole), ("crop", crops)):
@@ -315,6 +391,7 @@ def main() -> int:
         load_end = os.getloadavg()
 
     best, kept = results[BEST], results[KEPT]
+    series_mb = raw / len(tiles) / 1e6  # one tile's s2 and mask, decoded
     summary = {
         "series_speedup_vs_geotiff_kept": kept["read_ms_series"] / best["read_ms_series"],
         "crop_speedup_vs_geotiff_kept": kept["read_ms_crop"] / best["read_ms_crop"],
@@ -327,6 +404,20 @@ def main() -> int:
         "series_speedup_vs_gzip9_auto": results[CONVERTER]["read_ms_series"]
         / best["read_ms_series"],
         "size_vs_geotiff": best["size_mb"] / kept["size_mb"],
+        "crop_speedup_vs_geotiff_kept_mask_donor": kept["read_ms_crop"]
+        / results[MASK_DONOR]["read_ms_crop"],
+        # outside the targets: the leanest GeoTIFF reader, and what bounds a series read
+        "series_speedup_vs_geotiff_kept_out": results[KEPT_OUT]["read_ms_series"]
+        / best["read_ms_series"],
+        "crop_speedup_vs_geotiff_kept_out": results[KEPT_OUT]["read_ms_crop"]
+        / best["read_ms_crop"],
+        "series_ceiling_vs_geotiff_kept": kept["read_ms_series"] / results[FLOOR]["read_ms_series"],
+        "series_checksum_share": 1
+        - results[NO_CHECKSUM]["read_ms_series"] / best["read_ms_series"],
+        "series_mb_s": {
+            name: series_mb / results[name]["read_ms_series"] * 1000
+            for name in (BEST, NO_CHECKSUM, FLOOR, KEPT, KEPT_OUT)
+        },
     }
     summary["targets_met"] = bool(
         summary["series_speedup_vs_geotiff_kept"] >= TARGET
@@ -356,8 +447,15 @@ def main() -> int:
             },
         },
         "method": {
-            "packed": "cloudfree.train.reader.PackedReader, cache_bytes 0",
-            KEPT: f"rasterio datasets kept open, GDAL_CACHEMAX {GDAL_CACHE_MB} MB",
+            "packed": "cloudfree.train.reader.PackedReader, cache_bytes 0; the crop's donor "
+            "mask by read (bands decoded and dropped), in blosc_lz4hc_mask_donor by read_mask",
+            KEPT: f"rasterio datasets kept open, GDAL_CACHEMAX {GDAL_CACHE_MB} MB (a tile's "
+            f"series decodes to {series_mb:.0f} MB: read date by date, each read evicts the "
+            "blocks a later read of the same tile needs, so no read is served from the cache)",
+            KEPT_OUT: "as geotiff_kept_handles, each date read into a preallocated array",
+            NO_CHECKSUM: "blosc_lz4hc, 64 px chunks, no Fletcher-32; bare h5py read_direct",
+            FLOOR: "blosc_lz4hc, whole-date chunks, no Fletcher-32, bare h5py read_direct into "
+            "one reused array (series floor; its crops decode whole dates)",
             CACHED: "rasterio datasets kept open, GDAL's default cache (not a target)",
             "series": "s2 and mask of a random tile, every date",
             "crop": f"s2 and mask of a {c} px window of a random tile and the mask of a {c} px "

@@ -3,7 +3,9 @@
 Reads the region's manifest, its tiles (:mod:`cloudfree.pack.load`) and, when given, the date
 classes of the cloud statistics (:mod:`cloudfree.pack.dates`); writes the file in the format
 of :mod:`cloudfree.packed`, atomically, with the evaluation gaps of the val/test tiles
-(:mod:`cloudfree.pack.gaps`) and the normalisation sums of the train tiles.
+(:mod:`cloudfree.pack.gaps`) and the normalisation sums of the train tiles.  A progress
+line (``<file>: tiles packed: i of N``, elapsed and ETA) is logged after the first tile, at
+least every 30 s and after the last (:class:`cloudfree.progress.Progress`).
 
 Every pixel dataset (``s2``, ``mask``, ``gap``, ``probability``, ``s1``) carries HDF5's
 Fletcher-32 checksum of each compressed chunk: a chunk damaged on disk fails to read
@@ -15,6 +17,7 @@ checksums read as before, unchecked.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -48,6 +51,9 @@ from cloudfree.packed import (
     norm_sums,
     validate_layout,
 )
+from cloudfree.progress import Progress
+
+log = logging.getLogger(__name__)
 
 CHUNK_SIDE = 64  # date-wise chunks of 64 x 64 px: a 32 px training crop reads <= 4 a date
 
@@ -113,6 +119,7 @@ def write_packed(
     date_class_source: str = "",
     norm_split: str = "train",
     gaps: GapMaker | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Write tiles in the format of :mod:`cloudfree.packed`, atomically (nothing replaced on
     failure).
@@ -123,7 +130,8 @@ def write_packed(
     one tile's pixels are in memory at a time, whatever the tile count.  ``gaps``, if given,
     makes the evaluation gaps of some tiles from every tile's cloud mask (read back one date
     at a time from the file being written) and cloud cover per date, one tile's gap at a
-    time, each written as it comes.
+    time, each written as it comes.  ``progress``, if given, counts the tiles written (a
+    line ``i of N`` with an ETA at least every 30 s, :class:`cloudfree.progress.Progress`).
     """
     comp = compression_filter(pack["compression"], pack["compression_level"])
     text = h5py.string_dtype()
@@ -166,6 +174,8 @@ def write_packed(
                     n, s1, s2 = n + tn, s1 + ts1, s2 + ts2
                 if gaps is not None:
                     covers[tile.tile] = cloud_covers(tile.mask)
+                if progress is not None:
+                    progress.step()
             if gaps is not None:
                 for name, gap in gaps(StoredMasks(root), covers):
                     write_pixels(root[name], "gap", gap, comp)
@@ -229,6 +239,7 @@ def pack_region(
     classes = class_lookup(stats) if stats is not None else None
     where = stats.attrs.get("path", "date_stats") if stats is not None else ""
     splits = manifest.groupby("tile")["split"].first()
+    progress = Progress(log, f"{dest}: tiles packed", len(splits))
     targets = sorted(str(t) for t, sp in splits.items() if sp != "train")
 
     def tiles() -> Iterator[TileSeries]:
@@ -277,4 +288,5 @@ def pack_region(
         pack=pack,
         date_class_source=how,
         gaps=gaps,
+        progress=progress,
     )

@@ -317,9 +317,9 @@ class TrainDataset(Dataset):
         if donor.height >= c and donor.width >= c:
             y0 = int(rng.integers(donor.height - c + 1))
             x0 = int(rng.integers(donor.width - c + 1))
-            _, mask = self.reader.read(donor, slice(None), slice(y0, y0 + c), slice(x0, x0 + c))
+            mask = self.reader.read_mask(donor, slice(None), slice(y0, y0 + c), slice(x0, x0 + c))
         else:  # tile a small donor mask up to the crop
-            _, mask = self.reader.read(donor, slice(None), slice(None), slice(None))
+            mask = self.reader.read_mask(donor, slice(None), slice(None), slice(None))
             reps = (1, -(-c // mask.shape[1]), -(-c // mask.shape[2]))
             mask = np.tile(mask, reps)[:, :c, :c]
         return cloudy(mask[order])

@@ -77,6 +77,15 @@ class PackedReader:
         s2, mask = self._window(ref, ("s2", "mask"), dates, rows, cols)
         return s2, mask
 
+    def read_mask(
+        self, ref: TileRef, dates: slice | np.ndarray, rows: slice, cols: slice
+    ) -> np.ndarray:
+        """mask (T, h, w) uint8 of a window of a tile, as :meth:`read` gives it, without
+        decoding the window's ``s2`` (2 bytes a pixel in every band, the mask 1): a
+        tile that only lends its cloud mask (a gap donor) reads this."""
+        (mask,) = self._window(ref, ("mask",), dates, rows, cols)
+        return mask
+
     def read_s1(
         self, ref: TileRef, dates: slice | np.ndarray, rows: slice, cols: slice
     ) -> np.ndarray:
