@@ -17,6 +17,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/report_common.smk"
 include: "workflow/rules/tiles.smk"
 include: "workflow/rules/clouds.smk"
 include: "workflow/rules/pack.smk"
@@ -24,6 +25,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/infer.smk"
 include: "workflow/rules/mosaic.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/report.smk"
 
 
 # A concatenation of small tables: not worth a place in a cluster queue.
@@ -35,3 +37,4 @@ rule all:
     default_target: True
     input:
         all_outputs(),
+        report_pages(),

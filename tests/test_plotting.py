@@ -50,6 +50,19 @@ def capture(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> list[Figure]
     return figures
 
 
+def assert_labelled(fig: Figure) -> None:
+    """``fig`` has a title (its own or one per panel), every panel that plots values on axes
+    names both axes, and every colour bar says what its colours are; pictures (panels
+    without ticks) and panels that say why they are empty need neither."""
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert fig.get_suptitle() or all(ax.get_title() for ax in panels), "figure without a title"
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            assert ax.get_ylabel() or ax.get_xlabel(), "colour bar without a label"
+        elif len(ax.get_xticks()) and len(ax.get_yticks()) and not ax.texts:
+            assert ax.get_xlabel() and ax.get_ylabel(), f"panel {ax.get_title()!r} unlabelled"
+
+
 def texts(fig: Figure) -> list[str]:
     """Every title, suptitle and panel text of ``fig``."""
     out = [fig.get_suptitle()]
@@ -64,6 +77,27 @@ def test_save_figure_writes_a_png_atomically(tmp_path: Path) -> None:
     save_figure(fig, tmp_path / "f.png")
     assert_png(tmp_path / "f.png")
     assert [p.name for p in tmp_path.iterdir()] == ["f.png"]
+
+
+def test_assert_labelled_finds_what_a_figure_lacks() -> None:
+    fig = Figure()
+    ax = fig.subplots()
+    ax.plot([0, 1], [1, 0])
+    with pytest.raises(AssertionError, match="without a title"):
+        assert_labelled(fig)
+    fig.suptitle("Errors")
+    with pytest.raises(AssertionError, match="unlabelled"):
+        assert_labelled(fig)
+    ax.set_xlabel("step")
+    ax.set_ylabel("MAE (reflectance)")
+    fig.colorbar(ax.imshow(np.zeros((2, 2))), ax=ax)
+    with pytest.raises(AssertionError, match="colour bar"):
+        assert_labelled(fig)
+    fig.axes[-1].set_ylabel("cloud fraction")
+    assert_labelled(fig)
+    picture = Figure()
+    show_image(picture.subplots(), np.zeros((2, 2)), "2021-01-01")
+    assert_labelled(picture)  # a titled picture needs no axis labels
 
 
 def test_panel_message_and_titles() -> None:

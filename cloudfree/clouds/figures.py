@@ -31,8 +31,10 @@ def coverage_heatmap(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
         title += "\n(o clear, x unusable)"
     ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=90, fontsize=7)
     ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=7)
+    ax.set_xlabel("acquisition date")
+    ax.set_ylabel("tile")
     ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label="cloud fraction")
+    fig.colorbar(im, ax=ax, label="cloud fraction (share of the tile's pixels)")
     save_figure(fig, path)
 
 
@@ -42,16 +44,16 @@ def run_length_histogram(
     """Runs of consecutive cloudy dates: per pixel (left) and per tile, non-clear (right)."""
     fig = Figure(figsize=(8, 3.2))
     axes = fig.subplots(1, 2)
-    for ax, column, title in (
-        (axes[0], "count", "per pixel (not clear)"),
-        (axes[1], "date_runs", "per tile (dates not clear)"),
+    for ax, column, title, unit in (
+        (axes[0], "count", "per pixel (not clear)", "pixel runs"),
+        (axes[1], "date_runs", "per tile (dates not clear)", "tile runs"),
     ):
         if column not in runs or runs[column].sum() == 0:
             panel_message(ax, "no cloudy runs")
             continue
         ax.bar(runs["run_length"], runs[column], color="steelblue")
-        ax.set_xlabel("consecutive cloudy dates")
-        ax.set_ylabel("runs")
+        ax.set_xlabel("run length (consecutive cloudy dates)")
+        ax.set_ylabel(f"number of runs ({unit})")
         ax.set_title(title, fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -66,8 +68,9 @@ def clear_dates_distribution(tiles: pd.DataFrame, path: str | os.PathLike[str]) 
     n_max = int(tiles["n_dates"].max()) if len(tiles) else 0
     counts = np.bincount(tiles["n_clear"].astype(int), minlength=n_max + 1)
     axes[0].bar(np.arange(len(counts)), counts, color="seagreen")
-    axes[0].set_xlabel("clear dates per tile")
-    axes[0].set_ylabel("tiles")
+    axes[0].set_xlabel("clear dates per tile (dates)")
+    axes[0].set_ylabel("number of tiles")
+    axes[0].set_title("tiles by number of clear dates", fontsize=9)
     for ax in axes:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -77,6 +80,7 @@ def clear_dates_distribution(tiles: pd.DataFrame, path: str | os.PathLike[str]) 
     else:
         axes[1].hist(gaps, bins=min(20, max(1, gaps.nunique())), color="indianred")
         axes[1].set_xlabel("longest gap without a clear date (days)")
-        axes[1].set_ylabel("tiles")
+        axes[1].set_ylabel("number of tiles")
+        axes[1].set_title("tiles by longest gap between clear dates", fontsize=9)
     fig.suptitle(with_region("Clear dates", region_names(tiles)), fontsize=10)
     save_figure(fig, path)

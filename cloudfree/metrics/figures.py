@@ -31,6 +31,19 @@ from cloudfree.plotting import (
 
 GAP_COLOUR = (1.0, 0.0, 1.0)  # evaluation gap: hidden from the methods, truth known
 CLOUD_COLOUR = (0.0, 0.0, 0.0)  # real cloud, shadow or nodata in the input
+# The unit of each metric of cloudfree.metrics.kernels, for axis labels.
+METRIC_UNITS = {"mae": "reflectance", "rmse": "reflectance", "psnr": "dB", "ssim": "unitless",
+                "sam": "degrees"}  # fmt: skip
+
+
+def metric_label(column: str) -> str:
+    """An axis label for a metric column (``mae_masked`` -> ``MAE, masked pixels
+    (reflectance)``); a column of no known metric as it is."""
+    metric, _, part = column.partition("_")
+    if metric not in METRIC_UNITS:
+        return column
+    where = f", {part.replace('_', ' ')} pixels" if part else ""
+    return f"{metric.upper()}{where} ({METRIC_UNITS[metric]})"
 
 
 def method_bars(
@@ -61,7 +74,7 @@ def method_bars(
     for ax, (name, group) in zip(axes, sets, strict=True):
         _bars(ax, group, col, has_ci)
         ax.set_title(f"{name} ({_tiles(group)})" if name else _tiles(group), fontsize=9)
-    axes[0].set_ylabel(f"{metric.upper()} ({part} pixels)")
+    axes[0].set_ylabel(metric_label(col))
     title = with_region(f"{metric.upper()} on {part} pixels", region_names(summary))
     if has_ci:
         title += " (error bars: 95 % bootstrap interval over tiles)"
@@ -107,8 +120,8 @@ def _bars(ax: Axes, group: pd.DataFrame, col: str, has_ci: bool) -> None:
 
 
 _DIFFICULTY = {
-    "cloud_fraction": "cloud fraction of the input date",
-    "gap_days": "mean days from a masked pixel to its nearest available date",
+    "cloud_fraction": ("cloud fraction of the input date (share of pixels)", "cloud cover"),
+    "gap_days": ("days from a masked pixel to its nearest available date (mean)", "gap"),
 }
 
 
@@ -142,7 +155,8 @@ def error_vs_difficulty(
     axes = fig.subplots(1, 2, squeeze=True)
     methods = [str(m) for m in pd.unique(table["method"])] if "method" in table else []
     colours = {m: f"C{i % 10}" for i, m in enumerate(methods)}
-    for ax, (column, label) in zip(axes, _DIFFICULTY.items(), strict=True):
+    for ax, (column, (label, title)) in zip(axes, _DIFFICULTY.items(), strict=True):
+        ax.set_title(f"against {title}", fontsize=9)
         if metric not in table:
             panel_message(ax, f"column {metric!r} missing from the metrics table")
             continue
@@ -166,9 +180,10 @@ def error_vs_difficulty(
             panel_message(ax, f"no finite {metric} / {column} values")
             continue
         ax.set_xlabel(label)
-        ax.set_ylabel(metric)
+        ax.set_ylabel(metric_label(metric))
         ax.legend(fontsize=8)
-    fig.suptitle(with_region(f"{metric} against difficulty", region_names(table)), fontsize=11)
+    title = f"{metric_label(metric)} against the input's difficulty"
+    fig.suptitle(with_region(title, region_names(table)), fontsize=11)
     save_figure(fig, path)
 
 
@@ -230,7 +245,8 @@ def example_reconstructions(
             )
         show_image(axes[row, -1], stretch(truth, lo, hi), f"{date}\ntruth")
     fig.suptitle(
-        f"Tile {tile.tile} ({tile.split}, {label}): magenta = evaluation gap, black = cloud/nodata",
+        f"Tile {tile.tile} ({tile.split}, {label}): magenta = evaluation gap, black = cloud/nodata"
+        f"\n{w} x {h} pixels a panel, reflectance stretched 2-98 % per row",
         fontsize=9,
     )
     save_figure(fig, path)
@@ -315,6 +331,7 @@ def experiment_comparison(
         ax.set_xlabel(
             "masked MAE − reference (reflectance); < 0: better than the reference", fontsize=8
         )
+        ax.set_ylabel("experiment or baseline", fontsize=8)
     title = with_region(
         "Masked MAE against the reference experiment", region or region_names(comparison)
     )

@@ -129,7 +129,7 @@ def train_outputs(
         packed_paths, model_out, history_out, params, threads=threads, processes=processes,
         keep_checkpoint=True,
     )  # fmt: skip
-    training_curve(pd.read_csv(history_out), curve_out)
+    training_curve(pd.read_csv(history_out), curve_out, run=run_name or Path(model_out).parent.name)
     if tracking:
         try:
             log_training_run(

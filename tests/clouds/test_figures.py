@@ -16,7 +16,7 @@ from cloudfree.clouds.figures import (
     run_length_histogram,
 )
 
-from ..test_plotting import assert_png, capture, texts
+from ..test_plotting import assert_labelled, assert_png, capture, texts
 
 
 @pytest.fixture
@@ -42,6 +42,9 @@ def test_coverage_heatmap(tmp_path: Path, with_class: bool, saved) -> None:
     grid = ax.get_images()[0].get_array()
     np.testing.assert_allclose(grid, [[0.0, 0.2], [0.9, 0.5], [1.0, 0.05]])  # tiles x dates
     assert [t.get_text() for t in ax.get_yticklabels()] == ["t0", "t1", "t2"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("acquisition date", "tile")
+    assert saved[0].axes[1].get_ylabel() == "cloud fraction (share of the tile's pixels)"
+    assert_labelled(saved[0])
     if with_class:
         assert ax.get_title() == "Cloud cover, europa\n(o clear, x unusable)"
         clear, unusable = (c.get_offsets().tolist() for c in ax.collections)
@@ -66,6 +69,10 @@ def test_run_length_histogram(tmp_path: Path, saved) -> None:
         "Cloudy run lengths, africa",
         "Cloudy run lengths",
     ]
+    assert per_pixel.get_xlabel() == "run length (consecutive cloudy dates)"
+    assert per_pixel.get_ylabel() == "number of runs (pixel runs)"
+    for fig in saved:
+        assert_labelled(fig)
 
 
 def test_clear_dates_distribution(tmp_path: Path, saved) -> None:
@@ -84,10 +91,18 @@ def test_clear_dates_distribution(tmp_path: Path, saved) -> None:
     assert [p.get_height() for p in counts.patches] == [1, 0, 2, 0, 0, 1]  # 0..5 clear dates
     assert sum(p.get_height() for p in gaps.patches) == 3  # the tile without a date left out
     assert saved[0].get_suptitle() == "Clear dates, europa"
+    assert counts.get_xlabel() == "clear dates per tile (dates)"
+    assert gaps.get_xlabel() == "longest gap without a clear date (days)"
+    assert [ax.get_title() for ax in saved[0].axes] == [
+        "tiles by number of clear dates",
+        "tiles by longest gap between clear dates",
+    ]
+    assert_labelled(saved[0])
 
 
 def test_clear_dates_distribution_without_dates(tmp_path: Path, saved) -> None:
     tiles = pd.DataFrame({"n_dates": [0], "n_clear": [0], "longest_gap_days": [np.nan]})
     clear_dates_distribution(tiles, tmp_path / "none.png")
     assert_png(tmp_path / "none.png", min_side=50)
-    assert texts(saved[0]) == ["Clear dates", "no dates"]
+    assert texts(saved[0]) == ["Clear dates", "tiles by number of clear dates", "no dates"]
+    assert_labelled(saved[0])

@@ -100,6 +100,8 @@ def test_changing_one_experiment_reruns_that_experiment_only(ran: Path) -> None:
     write_config(ran, ablation(ran, lr=0.001))
     jobs = planned_jobs(snakemake(ran, "-n", "-c2"))
     assert sorted(rule for rule, _ in jobs) == [
-        "infer", "infer", "metrics", "score_model", "train"
+        "infer", "infer", "metrics", "report_metrics_tables", "score_model",
+        "settings_experiment", "train",
     ]  # fmt: skip
-    assert {wc.get("experiment") for rule, wc in jobs if rule != "metrics"} == {"short"}
+    assert {wc.get("experiment") for rule, wc in jobs
+            if rule not in ("metrics", "report_metrics_tables")} == {"short"}  # fmt: skip

@@ -4,6 +4,11 @@ region with its evaluation scene (2 x 2 tiles, all test, its own seed and dates)
 from __future__ import annotations
 
 import copy
+import importlib.util
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -25,13 +30,17 @@ CHAIN = {"download_tiles", "cloud_stats", "pack_hdf5", "train", "infer", "mosaic
 SCORES = {"score_model", "score_baselines", "metrics"}  # a region's scoring
 SCENE_CHAIN = {"download_tiles", "cloud_stats", "pack_hdf5", "infer"}  # an evaluation scene's
 METHODS = ["model", *section("metrics")["baselines"]]
+# the report's pages of a region's tables, made again when the tables are
+REGION_TABLES = {"report_cloud_tables", "report_metrics_tables", "report_metrics_all_tables"}
+CATEGORIES = ["Cloud statistics", "Metrics", "Mosaics", "Settings", "Training"]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("run")
     write_config(workdir, tiny_config())
-    snakemake(workdir, "-c", "2")
+    proc = snakemake(workdir, "-c", "2")
+    (workdir / "console.txt").write_text(proc.stdout + proc.stderr)
     return workdir
 
 
@@ -200,6 +209,17 @@ def test_summaries_per_evaluation_set(run):
     assert len(both) == 2 * 2 * len(METHODS)
 
 
+def test_console_has_one_summary_line_per_job(run):
+    lines = [
+        line for line in (run / "console.txt").read_text().splitlines()
+        if line.startswith("cloudfree: ")
+    ]  # fmt: skip
+    assert {line.split()[1] for line in lines} >= CHAIN
+    train = next(line for line in lines if line.startswith("cloudfree: train experiment="))
+    assert " done in " in train and "(training steps: 30 of 30 (100 %)" in train
+    assert train.endswith(".log")
+
+
 def test_complete_run_has_nothing_to_do(run):
     assert dry_run(run, {}) == []
 
@@ -209,14 +229,15 @@ def test_training_value_reruns_training_and_below(run):
     jobs = dry_run(run, config)
     # the baselines' scores stay: they do not depend on the model
     assert {rule for rule, _ in jobs} == {
-        "train", "infer", "mosaic", "score_model", "metrics", "metrics_all"
+        "train", "infer", "mosaic", "score_model", "metrics", "metrics_all",
+        "settings_experiment", "report_metrics_tables", "report_metrics_all_tables",
     }  # fmt: skip
     # the scenes' inference too: they are reconstructed by the retrained models
     assert sorted(wc["region"] for rule, wc in jobs if rule == "infer") == [
         "africa", "africa_inductive", "europa", "europa_inductive"
     ]  # fmt: skip
     assert sorted(wc["experiment"] for rule, wc in jobs if rule == "train") == ["africa", "europa"]
-    assert len(jobs) == 2 + 4 + 2 + 2 + 2 + 1
+    assert len(jobs) == 2 + 4 + 2 + 2 + 2 + 1 + 2 + 2 + 1
 
 
 def test_scene_settings_rerun_the_scenes_and_metrics_only(run):
@@ -224,7 +245,10 @@ def test_scene_settings_rerun_the_scenes_and_metrics_only(run):
     config["evaluation"]["inductive"]["seed_offset"] = 77
     jobs = dry_run(run, config)
     scenes = {"africa_inductive", "europa_inductive"}
-    assert {rule for rule, _ in jobs} == SCENE_CHAIN | SCORES | {"metrics_all"}
+    assert {rule for rule, _ in jobs} == SCENE_CHAIN | SCORES | {"metrics_all"} | {
+        "settings_workflow", "report_cloud_tables", "report_metrics_tables",
+        "report_metrics_all_tables",
+    }  # fmt: skip
     for rule in SCENE_CHAIN:
         assert {wc["region"] for r, wc in jobs if r == rule} == scenes, rule
     for rule in SCORES:  # a scene is scored in its region's files
@@ -234,7 +258,7 @@ def test_scene_settings_rerun_the_scenes_and_metrics_only(run):
 def test_mosaic_rule_reruns_mosaic_only(run):
     config = tiny_config()
     config["mosaic"] = {"rule": "median"}
-    assert {rule for rule, _ in dry_run(run, config)} == {"mosaic"}
+    assert {rule for rule, _ in dry_run(run, config)} == {"mosaic", "settings_workflow"}
 
 
 def test_execution_settings_rerun_nothing(run):
@@ -256,7 +280,7 @@ def test_seed_of_one_region_reruns_that_region_only(run):
     config = tiny_config()
     config["regions"]["europa"]["synthetic"]["seed"] = 99
     jobs = dry_run(run, config)
-    assert {rule for rule, _ in jobs} == CHAIN | {"metrics_all"}
+    assert {rule for rule, _ in jobs} == CHAIN | {"metrics_all", "settings_region"} | REGION_TABLES
     assert all(not v.startswith("africa") for _, wc in jobs for v in wc.values())
     # its evaluation scene derives from the region's settings: it is made again too
     for rule in SCENE_CHAIN:
@@ -293,14 +317,57 @@ def test_bad_config_fails_before_any_job(tmp_path, section, value, named):
     assert not (tmp_path / "results").exists()
 
 
+def _embedded(html: str, name: str):
+    """The JSON the report embeds as ``var <name> = ...;``."""
+    found = re.search(rf'<script id="{name}">\s*var {name} = (.*?);\s*</script>', html, re.S)
+    assert found, name
+    return json.loads(found.group(1))
+
+
 def test_report_gathers_figures_and_tables(run):
     snakemake(run, "--report", str(run / "report.html"))
     html = (run / "report.html").read_text()
     for name in (
         "africa_coverage.png", "history.png", "europa_mae.png", "africa_summary.csv",
         "africa_difficulty.png", "europa_examples.png", "africa_quicklook.png", "all_regions.csv",
+        "africa_summary.html", "all_regions.html", "region_africa.html", "experiment_europa.html",
+        "workflow.html",
     ):  # fmt: skip
         assert name in html
+    results, categories = _embedded(html, "results"), _embedded(html, "categories")
+    assert sorted(categories) == CATEGORIES
+    for category, subcategories in categories.items():
+        for paths in subcategories.values():
+            labels = [tuple(sorted(results[p]["labels"].items())) for p in paths]
+            assert len(set(labels)) == len(labels), (category, labels)  # unique per entry
+            # shown in place: no table is only a download
+            assert {results[p]["mime_type"] for p in paths} <= {"image/png", "text/html"}
+    settings = [results[p]["labels"]["settings"] for p in categories["Settings"]["Other"]]
+    assert sorted(settings) == [
+        "experiment africa", "experiment europa", "region africa", "region europa", "workflow"
+    ]  # fmt: skip
+    # and no label the report would make a toggle it cannot show
+    check = [sys.executable, str(REPO / "docs/check_report.py"), str(run / "report.html")]
+    proc = subprocess.run([*check, "--no-browser"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(
+    not Path("/usr/bin/chromium").exists() or importlib.util.find_spec("playwright") is None,
+    reason="needs Debian's chromium and Playwright (pip install playwright)",
+)
+def test_report_clicks_through_in_chromium(run, tmp_path):
+    """Every category, entry and toggle of the report clicked: no console or page error."""
+    report = run / "report.html"
+    if not report.exists():
+        snakemake(run, "--report", str(report))
+    check = [sys.executable, str(REPO / "docs/check_report.py"), str(report)]
+    proc = subprocess.run([*check, "--screenshots", str(tmp_path)], capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.stem for p in tmp_path.glob("*.png")) == [
+        "cloud_statistics", "metrics", "mosaics", "settings", "training"
+    ]  # fmt: skip
 
 
 def _readme_block(after: str) -> list[str]:

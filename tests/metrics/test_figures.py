@@ -17,7 +17,7 @@ from cloudfree.metrics.table import as_method
 from cloudfree.packed import iter_tiles
 
 from ..packed import make_packed
-from ..test_plotting import assert_png, capture, texts
+from ..test_plotting import assert_labelled, assert_png, capture, texts
 
 
 @pytest.fixture
@@ -47,7 +47,10 @@ def test_method_bars_plain_and_nan(tmp_path: Path, saved) -> None:
     assert [p.get_height() for p in bars.patches] == [0.004, 0.008, 0.0, 0.014]
     assert [t.get_text() for t in bars.texts] == ["n/a"]  # no bar for the NaN
     assert saved[0].get_suptitle() == "MAE on masked pixels, synth"
-    assert bars.get_title() == "" and bars.get_ylabel() == "MAE (masked pixels)"
+    assert bars.get_title() == "" and bars.get_ylabel() == "MAE, masked pixels (reflectance)"
+    assert psnr.get_ylabel() == "PSNR, observed pixels (dB)" and bars.get_xlabel() == "method"
+    for fig in saved:
+        assert_labelled(fig)
     assert [t.get_text() for t in bars.get_xticklabels()] == ["model", "linear", "closest", "mean"]
     assert [t.get_text() for t in psnr.texts] == ["inf", "inf"]
 
@@ -130,16 +133,26 @@ def test_error_vs_difficulty(tmp_path: Path, with_difficulty: bool, saved) -> No
     error_vs_difficulty(_table(with_difficulty), tmp_path / "d.png")
     assert_png(tmp_path / "d.png")
     (fig,) = saved
-    assert fig.get_suptitle() == "mae_masked against difficulty, synth"
+    assert fig.get_suptitle() == (
+        "MAE, masked pixels (reflectance) against the input's difficulty, synth"
+    )
+    assert_labelled(fig)
     if with_difficulty:
         left, right = fig.axes
         assert [t.get_text() for t in left.get_legend().get_texts()] == ["model", "linear"]
-        assert right.get_xlabel() == "mean days from a masked pixel to its nearest available date"
+        assert left.get_xlabel() == "cloud fraction of the input date (share of pixels)"
+        assert right.get_xlabel() == (
+            "days from a masked pixel to its nearest available date (mean)"
+        )
+        assert left.get_ylabel() == "MAE, masked pixels (reflectance)"
+        assert [ax.get_title() for ax in fig.axes] == ["against cloud cover", "against gap"]
         # binned means over at most 6 bins of the finite rows of each method
         assert all(1 <= len(line.get_xdata()) <= 6 for line in left.lines)
     else:
         assert texts(fig)[1:] == [
+            "against cloud cover",
             "column 'cloud_fraction' missing from the metrics table",
+            "against gap",
             "column 'gap_days' missing from the metrics table",
         ]
 
@@ -149,7 +162,7 @@ def test_error_vs_difficulty_degenerate(tmp_path: Path, saved) -> None:
     t["mae_masked"] = np.nan  # nothing finite
     error_vs_difficulty(t, tmp_path / "nan.png")
     assert_png(tmp_path / "nan.png")
-    assert texts(saved[-1])[1:] == [
+    assert texts(saved[-1])[2::2] == [
         "no finite mae_masked / cloud_fraction values",
         "no finite mae_masked / gap_days values",
     ]
@@ -159,7 +172,9 @@ def test_error_vs_difficulty_degenerate(tmp_path: Path, saved) -> None:
     assert [list(line.get_xdata()) for line in saved[-1].axes[0].lines] == [[0.5], [0.5]]
     error_vs_difficulty(t, tmp_path / "nometric.png", metric="rmse_masked")
     assert_png(tmp_path / "nometric.png")
-    assert texts(saved[-1])[1:] == ["column 'rmse_masked' missing from the metrics table"] * 2
+    assert texts(saved[-1])[2::2] == ["column 'rmse_masked' missing from the metrics table"] * 2
+    for fig in saved:
+        assert_labelled(fig)
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +228,5 @@ def test_example_reconstructions_of_one_band(tmp_path: Path, saved) -> None:
     assert_png(tmp_path / "ex.png", min_side=50)
     assert f"Tile {tile.tile} (test, NDVI)" in saved[0].get_suptitle()
     assert [ax.get_title().split("\n")[1] for ax in saved[0].axes[:3]][1:] == ["linear", "truth"]
+    assert "16 x 16 pixels a panel" in saved[0].get_suptitle()
+    assert_labelled(saved[0])

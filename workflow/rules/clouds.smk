@@ -5,18 +5,9 @@ rule cloud_stats:
         coverage="results/cloudstats/{region}.csv",
         runs="results/cloudstats/{region}_runs.csv",
         tiles="results/cloudstats/{region}_tiles.csv",
-        summary=report(
-            "results/cloudstats/{region}_summary.csv",
-            caption="../report/cloud_summary.rst",
-            category="Cloud statistics",
-            labels={"region": "{region}", "figure": "summary table"},
-        ),
-        dates=report(
-            "results/cloudstats/{region}_dates.csv",
-            caption="../report/cloud_dates.rst",
-            category="Cloud statistics",
-            labels={"region": "{region}", "figure": "date selection"},
-        ),
+        # shown in the report as HTML tables (rule report_cloud_tables)
+        summary="results/cloudstats/{region}_summary.csv",
+        dates="results/cloudstats/{region}_dates.csv",
         heatmap=report(
             "results/cloudstats/{region}_coverage.png",
             caption="../report/cloud_coverage.rst",

@@ -46,12 +46,9 @@ rule metrics:
     output:
         table="results/metrics/{region}.csv",
         pooled="results/metrics/{region}_pooled.csv",
-        summary=report(
-            "results/metrics/{region}_summary.csv",
-            caption="../report/metrics.rst",
-            category="Metrics",
-            labels={"region": "{region}", "table": "summary"},
-        ),
+        # the summary and the experiments' table: in the report as HTML tables (rule
+        # report_metrics_tables)
+        summary="results/metrics/{region}_summary.csv",
         plot=report(
             "results/metrics/{region}_mae.png",
             caption="../report/metrics_plot.rst",
@@ -70,12 +67,7 @@ rule metrics:
             category="Metrics",
             labels={"region": "{region}", "figure": "example reconstructions"},
         ),
-        experiments=report(
-            "results/metrics/{region}_experiments.csv",
-            caption="../report/metrics_experiments.rst",
-            category="Metrics",
-            labels={"region": "{region}", "table": "experiments"},
-        ),
+        experiments="results/metrics/{region}_experiments.csv",
         experiments_plot=report(
             "results/metrics/{region}_experiments.png",
             caption="../report/metrics_experiments_plot.rst",
@@ -100,18 +92,9 @@ rule metrics_all:
         summaries=expand("results/metrics/{region}_summary.csv", region=REGIONS),
         experiments=expand("results/metrics/{region}_experiments.csv", region=REGIONS),
     output:
-        table=report(
-            "results/metrics/all_regions.csv",
-            caption="../report/metrics_all.rst",
-            category="Metrics",
-            labels={"region": "all", "table": "all regions"},
-        ),
-        experiments=report(
-            "results/metrics/all_experiments.csv",
-            caption="../report/metrics_all_experiments.rst",
-            category="Metrics",
-            labels={"region": "all", "table": "all experiments"},
-        ),
+        # in the report as HTML tables (rule report_metrics_all_tables)
+        table="results/metrics/all_regions.csv",
+        experiments="results/metrics/all_experiments.csv",
     log:
         "results/logs/metrics_all.log",
     benchmark:
