@@ -18,6 +18,7 @@ under the resolved ``clouds.selection`` settings.  Tables written by :func:`clou
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,8 +37,12 @@ from cloudfree.clouds.stats import (
     tile_dataset,
     tile_statistics,
 )
+from cloudfree.frames import FrameChunks
 from cloudfree.io import atomic_path
 from cloudfree.manifest import read_manifest
+from cloudfree.progress import EVERY_SECONDS, Progress
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,26 +57,40 @@ class RegionStats:
 
 
 def region_statistics(
-    manifest: pd.DataFrame, selection: Mapping[str, Any], chunk: int = CHUNK
+    manifest: pd.DataFrame,
+    selection: Mapping[str, Any],
+    chunk: int = CHUNK,
+    *,
+    every: float = EVERY_SECONDS,
 ) -> RegionStats:
     """Statistics and date selection of one region's manifest, one tile at a time, under the
-    resolved ``clouds.selection`` settings."""
+    resolved ``clouds.selection`` settings.
+
+    What is kept of a tile once it is done is its per-date rows and one summary row
+    (:class:`~cloudfree.frames.FrameChunks`) and its run-length histograms summed into
+    the region's; a progress line (tiles done of all, ETA) is logged at least every
+    ``every`` seconds."""
     region = str(manifest["region"].iloc[0])
-    tables, tile_rows = [], []
+    tables, tile_rows = FrameChunks(), FrameChunks()
+    dates: dict[str, str] = {}
     pixel_runs: np.ndarray | None = None
     date_runs: np.ndarray | None = None
-    for tile, group in manifest.groupby("tile", sort=True):
+    groups = manifest.groupby("tile", sort=True)
+    progress = Progress(log, f"cloud statistics of {region}: tiles", groups.ngroups, every=every)
+    for tile, group in groups:
         group = group.sort_values("date")
         table, hist = tile_statistics(tile_dataset(group, chunk), selection["prob_threshold"])
+        # one string per date of the region, not per row
+        table["date"] = [dates.setdefault(d, d) for d in table["date"]]
         table.insert(0, "tile", str(tile))
         table.insert(2, "split", group["split"].iloc[0])
         table["class"] = classify_dates(table, selection).to_numpy()
-        tables.append(table)
+        tables.add_frame(table)
         pixel_runs = add_hist(pixel_runs, hist)
         clear = (table["class"] == "clear").to_numpy()
         date_runs = add_hist(date_runs, run_length_histogram(~clear[:, None], len(clear)))
         counts = table["class"].value_counts()
-        tile_rows.append(
+        tile_rows.add_row(
             {
                 "tile": str(tile),
                 "split": group["split"].iloc[0],
@@ -84,7 +103,8 @@ def region_statistics(
                 "mean_valid_fraction": float(table["valid_fraction"].mean()),
             }
         )
-    cov = pd.concat(tables, ignore_index=True)
+        progress.step()
+    cov = tables.frame()
     cov.insert(0, "region", region)
     assert pixel_runs is not None and date_runs is not None
     n = max(len(pixel_runs), len(date_runs))
@@ -95,7 +115,7 @@ def region_statistics(
     runs = pd.DataFrame(
         {"run_length": np.arange(1, n), "count": pixel_runs[1:], "date_runs": date_runs[1:]}
     )
-    tiles = pd.DataFrame(tile_rows)
+    tiles = tile_rows.frame()
     tiles.insert(0, "region", region)
     summary = region_summary(region, cov, tiles, runs)
     return RegionStats(cov, runs, tiles, summary, selection_table(cov, selection))

@@ -62,7 +62,9 @@ def classify_dates(table: pd.DataFrame, settings: Mapping[str, Any]) -> pd.Serie
     else:  # plain threshold on the mask coverage
         impaired = cover >= settings["mask_only_max"]
     unusable = (valid <= settings["min_valid"]) | (cover >= settings["max_coverage"])
-    classes = np.where(unusable, "unusable", np.where(impaired, "impaired", "clear"))
+    # the class names themselves, not a new string per row (a region has many rows)
+    codes = np.where(unusable, 2, np.where(impaired, 1, 0))
+    classes = np.array(["clear", "impaired", "unusable"], dtype=object)[codes]
     return pd.Series(classes, index=table.index, name="class")
 
 

@@ -7,6 +7,10 @@ reduced at once to per-date class counts and a histogram of its cloudy runs, so 
 is a couple of ``(dates, chunk, chunk)`` blocks: it does not grow with the tile size beyond
 one block nor with the number of tiles (``benchmarks/cloud_stats_memory.py``).
 
+The per-date rows of a region's tiles are gathered by :class:`cloudfree.frames.FrameChunks`,
+which joins them into a few frames as it goes: what a region keeps is a few numbers per
+tile-date in columns, not a frame (or dict) per tile.
+
 Reads the mask (and probability) GeoTIFFs a manifest lists; writes nothing.
 """
 

@@ -9,12 +9,16 @@ baselines once per region, whatever the number of experiments) on the same tiles
 :func:`region_tables` puts them together: per run the per tile/date/method table, the per
 tile/method table pooled over the dates and the summary per evaluation set and method (the
 rules' scripts write them and the figures).
+
+Tiles are read and scored one at a time (:func:`~cloudfree.metrics.table.score_tiles`), with
+a progress line (test tiles done of all, ETA) at least every 30 s.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 import h5py
@@ -24,7 +28,10 @@ import pandas as pd
 from cloudfree.errors import InputDataError
 from cloudfree.metrics.summary import summarise
 from cloudfree.metrics.table import MODEL, Labeller, Method, Scores, as_method, score_tiles
-from cloudfree.packed import TileSeries, iter_tiles, packed_bands
+from cloudfree.packed import TileSeries, iter_tiles, open_packed, packed_bands, tile_names
+from cloudfree.progress import Progress
+
+log = logging.getLogger(__name__)
 
 
 def model_predictions(eval_path: str | os.PathLike[str]) -> Method:
@@ -94,14 +101,15 @@ def _score(
     with h5py.File(packed_path, "r") as h5:
         region, source = str(h5.attrs["region"]), str(h5.attrs["source"])
     bands = packed_bands(packed_path)
-    tiles = iter_tiles(packed_path, split="test")
-    parts = [score_tiles(tiles, methods, bands, evaluation_labels(source, holdout))]
+    tiles, progress = _test_tiles(packed_path, methods)
+    labels = evaluation_labels(source, holdout)
+    parts = [score_tiles(tiles, methods, bands, labels, progress=progress)]
     if inductive is not None:
         scene_path, scene_methods = inductive
         if packed_bands(scene_path) != bands:
             raise InputDataError(f"{scene_path}: bands differ from {packed_path}'s")
-        tiles = iter_tiles(scene_path, split="test")
-        parts.append(score_tiles(tiles, scene_methods, bands, "inductive"))
+        tiles, progress = _test_tiles(scene_path, scene_methods)
+        parts.append(score_tiles(tiles, scene_methods, bands, "inductive", progress=progress))
     dates = pd.concat([p.dates for p in parts], ignore_index=True)
     pooled = pd.concat([p.pooled for p in parts], ignore_index=True)
     if dates.empty:
@@ -110,6 +118,16 @@ def _score(
         frame.insert(0, "source", source)
         frame.insert(0, "region", region)
     return Scores(dates, pooled)
+
+
+def _test_tiles(
+    path: str | os.PathLike[str], methods: Mapping[str, Method]
+) -> tuple[Iterator[TileSeries], Progress]:
+    """The test tiles of a packed file, one at a time, and the progress of scoring them."""
+    with open_packed(path) as h5:
+        total = len(tile_names(h5, split="test"))
+    what = f"scoring {', '.join(methods)} on {path}: test tiles"
+    return iter_tiles(path, split="test"), Progress(log, what, total)
 
 
 def score_model(

@@ -33,6 +33,7 @@ DIFF_METRICS: tuple[str, ...] = ("mae", "rmse")
 REFERENCE = "linear"  # the baseline every method is paired with in ``*_diff_<baseline>``
 CI_LEVEL = 0.95
 MIN_TILES = 10  # fewest scored tiles for a bootstrap interval
+BOOT_BLOCK = 1 << 16  # bootstrap draws (tile indices) made at once
 
 
 def summary_columns() -> list[str]:
@@ -73,7 +74,13 @@ def bootstrap_ci(
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
     rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+    # The draws a block of rows at a time (the generator gives the same stream as one
+    # (n_boot, n) call), so memory stays BOOT_BLOCK values whatever the number of tiles.
+    means = np.empty(n_boot)
+    rows = max(1, BOOT_BLOCK // v.size)
+    for start in range(0, n_boot, rows):
+        stop = min(n_boot, start + rows)
+        means[start:stop] = v[rng.integers(0, v.size, size=(stop - start, v.size))].mean(axis=1)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return float(low), float(high)

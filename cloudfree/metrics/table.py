@@ -7,6 +7,11 @@ Every method is scored as its product is delivered: observed pixels pasted back 
 gap fillers return them unchanged anyway), so masked and all pixels compare what a user gets;
 the observed set scores the raw output there (how far a method moves what it saw).
 
+Tiles are scored one at a time: what is kept of a tile once it is scored is its rows, joined
+into one frame every ``CHUNK_ROWS`` rows (:class:`~cloudfree.frames.FrameChunks`: a few
+numbers per row in columns, not a dict per row), so memory follows one tile's series, not the
+region's.
+
 Reads tiles (:class:`~cloudfree.packed.TileSeries`) and calls the methods on them; returns
 DataFrames and writes nothing.  A method is the model's stored output or a baseline
 (:func:`as_method`).
@@ -22,6 +27,7 @@ import pandas as pd
 
 from cloudfree.bands import S2_L1C_BANDS
 from cloudfree.errors import InputDataError
+from cloudfree.frames import FrameChunks
 from cloudfree.metrics.kernels import (
     METRICS,
     band_mae,
@@ -33,6 +39,7 @@ from cloudfree.metrics.kernels import (
 )
 from cloudfree.models.baselines import get_baseline
 from cloudfree.packed import TileSeries
+from cloudfree.progress import Progress
 
 # A method: (tile, input availability) -> (T, C, H, W) reflectance.
 Method = Callable[[TileSeries, np.ndarray], np.ndarray]
@@ -48,6 +55,7 @@ POOLED_KEY_COLUMNS: tuple[str, ...] = ("evaluation", "tile", "split", "method", 
 DIFFICULTY_COLUMNS: tuple[str, ...] = ("cloud_fraction", "gap_days")
 # Labels the dates of a tile with their evaluation set: (tile) -> (T,) labels.
 Labeller = Callable[[TileSeries], np.ndarray]
+CHUNK_ROWS = 64  # rows joined into one frame by FrameChunks
 
 
 def metric_columns(bands: Iterable[str]) -> tuple[str, ...]:
@@ -112,6 +120,7 @@ def score_tiles(
     predict: Mapping[str, Method],
     bands: Iterable[str],
     evaluation: str | Labeller = "transductive",
+    progress: Progress | None = None,
 ) -> Scores:
     """Score every method on every tile that has evaluation gaps (tiles without are skipped).
 
@@ -134,61 +143,68 @@ def score_tiles(
     every date of the set together) ``pooled_columns(bands)``.  A method that fails to find
     a tile (``KeyError``/``InputDataError``), is not callable or returns the wrong shape
     raises :class:`InputDataError` naming the tile and method; so does a tile whose band
-    count differs from ``len(bands)``.
+    count differs from ``len(bands)``.  ``progress`` steps once per tile (scored or not).
     """
     bands = tuple(bands)
-    rows: list[dict[str, object]] = []
-    pooled: list[dict[str, object]] = []
+    rows = FrameChunks(metric_columns(bands), CHUNK_ROWS)
+    pooled = FrameChunks(pooled_columns(bands), CHUNK_ROWS)
     for tile in tiles:
-        if tile.gap is None:
-            continue
-        truth = tile.reflectance()
-        if truth.shape[1] != len(bands):
+        if tile.gap is not None:
+            _score_tile(tile, predict, bands, evaluation, rows, pooled)
+        if progress is not None:
+            progress.step()
+    return Scores(rows.frame(), pooled.frame())
+
+
+def _score_tile(
+    tile: TileSeries,
+    predict: Mapping[str, Method],
+    bands: tuple[str, ...],
+    evaluation: str | Labeller,
+    rows: FrameChunks,
+    pooled: FrameChunks,
+) -> None:
+    """The per-date and pooled rows of every method on one tile with evaluation gaps."""
+    truth = tile.reflectance()
+    if truth.shape[1] != len(bands):
+        raise InputDataError(
+            f"tile {tile.tile}: {truth.shape[1]} bands, expected {len(bands)} ({', '.join(bands)})"
+        )
+    clear = tile.clear
+    gap = np.asarray(tile.gap, dtype=bool)
+    if gap.shape != clear.shape:
+        raise InputDataError(f"tile {tile.tile}: gap {gap.shape} != mask {clear.shape}")
+    labels = _labels(tile, evaluation)
+    available = clear & ~gap
+    masked = clear & gap
+    cloud_fraction, gap_days = input_difficulty(available, tile.valid, masked, tile.days)
+    for method, fn in predict.items():
+        raw = _predict(tile, method, fn, available)
+        if raw.shape != truth.shape:
             raise InputDataError(
-                f"tile {tile.tile}: {truth.shape[1]} bands, expected {len(bands)} "
-                f"({', '.join(bands)})"
+                f"tile {tile.tile}, method {method!r}: prediction has shape {raw.shape}, "
+                f"expected {truth.shape}"
             )
-        clear = tile.clear
-        gap = np.asarray(tile.gap, dtype=bool)
-        if gap.shape != clear.shape:
-            raise InputDataError(f"tile {tile.tile}: gap {gap.shape} != mask {clear.shape}")
-        labels = _labels(tile, evaluation)
-        available = clear & ~gap
-        masked = clear & gap
-        cloud_fraction, gap_days = input_difficulty(available, tile.valid, masked, tile.days)
-        for method, fn in predict.items():
-            raw = _predict(tile, method, fn, available)
-            if raw.shape != truth.shape:
-                raise InputDataError(
-                    f"tile {tile.tile}, method {method!r}: prediction has shape {raw.shape}, "
-                    f"expected {truth.shape}"
-                )
-            product = np.where(available[:, None], truth, raw)
-            maps = ssim_maps(product, truth)
-            # A gap filler returns its input where it saw it: its raw output is the product.
-            raw_maps = (
-                maps if np.array_equal(raw, product, equal_nan=True) else ssim_maps(raw, truth)
-            )
-            delivered = {"masked": masked, "all": clear}
-            by_date = score_series(product, truth, delivered, maps)
-            seen = score_series(raw, truth, {"observed": available}, raw_maps)
-            for t, date in enumerate(tile.dates):
-                per_band = band_mae(product[t], truth[t], masked[t])
-                rows.append(
-                    {"evaluation": labels[t], "tile": tile.tile, "split": tile.split,
-                     "date": date, "method": method}
-                    | by_date[t] | seen[t]
-                    | {f"mae_masked_{b}": float(v) for b, v in zip(bands, per_band, strict=True)}
-                    | {"cloud_fraction": cloud_fraction[t], "gap_days": gap_days[t]}
-                )  # fmt: skip
-            for label in dict.fromkeys(labels):
-                keep = labels == label
-                arrays = (product, raw, truth, maps, raw_maps, masked, available, clear)
-                pooled.append(_pooled_row(tile, method, str(label), keep, arrays, bands))
-    return Scores(
-        pd.DataFrame(rows, columns=list(metric_columns(bands))),
-        pd.DataFrame(pooled, columns=list(pooled_columns(bands))),
-    )
+        product = np.where(available[:, None], truth, raw)
+        maps = ssim_maps(product, truth)
+        # A gap filler returns its input where it saw it: its raw output is the product.
+        raw_maps = maps if np.array_equal(raw, product, equal_nan=True) else ssim_maps(raw, truth)
+        delivered = {"masked": masked, "all": clear}
+        by_date = score_series(product, truth, delivered, maps)
+        seen = score_series(raw, truth, {"observed": available}, raw_maps)
+        for t, date in enumerate(tile.dates):
+            per_band = band_mae(product[t], truth[t], masked[t])
+            rows.add_row(
+                {"evaluation": labels[t], "tile": tile.tile, "split": tile.split,
+                 "date": date, "method": method}
+                | by_date[t] | seen[t]
+                | {f"mae_masked_{b}": float(v) for b, v in zip(bands, per_band, strict=True)}
+                | {"cloud_fraction": cloud_fraction[t], "gap_days": gap_days[t]}
+            )  # fmt: skip
+        for label in dict.fromkeys(labels):
+            keep = labels == label
+            arrays = (product, raw, truth, maps, raw_maps, masked, available, clear)
+            pooled.add_row(_pooled_row(tile, method, str(label), keep, arrays, bands))
 
 
 def _labels(tile: TileSeries, evaluation: str | Labeller) -> np.ndarray:

@@ -1,5 +1,7 @@
 """Tests of cloudfree.clouds.region: the statistics tables of a region from its masks."""
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -104,3 +106,18 @@ def test_probability_maps_enter_the_statistics(tmp_path):
     manifest["probability"] = probs
     stats = region_statistics(manifest, SELECTION)
     assert stats.coverage["prob_fraction"].tolist() == pytest.approx([0.25, 0.25])
+
+
+def test_region_statistics_logs_progress_over_the_tiles(tmp_path, caplog):
+    dates = [f"2021-01-{d:02d}" for d in (1, 6, 11, 16, 21, 26, 31)] + ["2021-02-05"]
+    manifest = pd.concat(
+        [_write_hand_tile(tmp_path, HAND_SERIES, dates, tile=t) for t in ("a", "b", "c")]
+    )
+    with caplog.at_level(logging.INFO, logger="cloudfree.clouds.region"):
+        stats = region_statistics(manifest, SELECTION, every=0)
+    assert len(stats.tiles) == 3
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(" (")[0] for line in lines] == [
+        f"cloud statistics of hand: tiles: {i} of 3" for i in (1, 2, 3)
+    ]
+    assert all("elapsed, ETA" in line for line in lines[:2]) and "ETA" not in lines[2]

@@ -4,6 +4,7 @@ region, source and experiment, the dates labelled with their evaluation set."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import h5py
@@ -225,3 +226,13 @@ def test_evaluation_labels() -> None:
     assert evaluation_labels("sen12mscrts", spring)(tile).tolist() == ["inductive"] * 4
     labels = evaluation_labels("stac", {"start": "2022-01-01", "end": "2022-12-31"})(tile)
     assert labels.tolist() == ["transductive"] * 4 and labels.dtype == object
+
+
+def test_scoring_a_region_logs_its_progress_over_the_test_tiles(region, caplog) -> None:
+    packed, ev = region
+    with caplog.at_level(logging.INFO, logger="cloudfree.metrics.region"):
+        region_metrics(packed, ev, baselines=["linear"], experiment="e", holdout=None)
+    lines = [r.getMessage() for r in caplog.records if r.name == "cloudfree.metrics.region"]
+    # the model, then the baselines: each its first and its last test tile at least
+    assert lines[0].startswith(f"scoring model on {packed}: test tiles: 1 of 1 (100 %)")
+    assert lines[-1].startswith(f"scoring linear on {packed}: test tiles: 1 of 1 (100 %)")

@@ -3,6 +3,7 @@ difficulty, the pooled table and its evaluation sets, and errors."""
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -22,6 +23,7 @@ from cloudfree.metrics.table import (
     score_tiles,
 )
 from cloudfree.packed import TileSeries
+from cloudfree.progress import Progress
 
 from .tiles import OFFSETS, hand_tile, noisy_tile, offset_method
 
@@ -275,3 +277,24 @@ def test_pooled_table_of_no_tile() -> None:
     scores = score_tiles([noisy_tile("b", gap=False)], {"l": as_method("linear")}, ("B02", "B03"))
     assert scores.dates.empty and scores.pooled.empty
     assert tuple(scores.pooled.columns) == pooled_columns(("B02", "B03"))
+
+
+def test_scoring_logs_progress_per_tile_scored_or_not(caplog) -> None:
+    now = [0.0]
+    log = logging.getLogger("cloudfree.test")
+    progress = Progress(log, "scoring", 3, every=0, clock=lambda: now[0])
+
+    def tiles():  # a tile every 10 s
+        for name, gap in (("a", True), ("b", False), ("c", True)):
+            now[0] += 10.0
+            yield noisy_tile(name, gap=gap)
+
+    with caplog.at_level(logging.INFO, logger="cloudfree.test"):
+        scores = score_tiles(tiles(), {"m": offset_method}, ("B02", "B03"), progress=progress)
+    assert sorted(set(scores.dates["tile"])) == ["a", "c"]
+    # i of N, elapsed and the ETA of the tiles left, after every tile (every=0)
+    assert [r.getMessage() for r in caplog.records] == [
+        "scoring: 1 of 3 (33 %), 10 s elapsed, ETA 20 s",
+        "scoring: 2 of 3 (67 %), 20 s elapsed, ETA 10 s",
+        "scoring: 3 of 3 (100 %), 30 s elapsed",
+    ]
