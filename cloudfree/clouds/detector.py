@@ -22,8 +22,7 @@ call on the job's threads; the probabilities are brought back to the tile grid (
 before s2cloudless's averaging, threshold and dilation, which run on the tile grid.
 
 Reads a manifest's L1C images; writes ``masks/<tile>/<date>_mask.tif`` and
-``_probability.tif`` in the tile folder.  Settings are the resolved ``clouds.detector``
-config section.
+``_probability.tif`` in the tile folder.  Settings: the resolved ``clouds.detector`` section.
 """
 
 from __future__ import annotations
@@ -53,6 +52,7 @@ from cloudfree.bands import (
 from cloudfree.clouds.working_grid import coarse_shape, downsample, tile_factor, upsample
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.io import atomic_path, geotiff_profile, read_raster, write_raster
+from cloudfree.progress import tracked
 
 log = logging.getLogger(__name__)
 
@@ -412,8 +412,8 @@ def detect_tile(
     written = {}
     tags = {"detector": "s2cloudless", **{k: settings[k] for k in TAGGED_SETTINGS}}
     for (shape, factor), dates in batches.items():
-        log.info("tile %s: %d dates, working grid %s (factor %d)", rows["tile"].iloc[0],
-                 len(dates), "x".join(map(str, coarse_shape(shape, factor))), factor)  # fmt: skip
+        log.debug("tile %s: %d dates, working grid %s (factor %d)", rows["tile"].iloc[0],
+                  len(dates), "x".join(map(str, coarse_shape(shape, factor))), factor)  # fmt: skip
         probs = probabilities(det, [features for *_, features, _ in dates])
         for (idx, paths, profile, valid, _, share), p in zip(dates, probs, strict=True):
             prob, cloud = tile_mask(det, p, share, shape, factor)
@@ -442,8 +442,8 @@ def masks_for_manifest(
     todo = manifest[[_missing(v) for v in manifest["mask"]]]
     if todo.empty:
         return manifest
-    det = make_detector(settings, threads)
-    for _, rows in todo.groupby(todo["tile"].astype(str), sort=False):
+    det, tiles = make_detector(settings, threads), todo.groupby(todo["tile"].astype(str))
+    for _, rows in tracked(tiles, log, f"cloud detection in {dest}: tiles", tiles.ngroups):
         for idx, (mask_path, prob_path) in detect_tile(rows, dest, det, settings).items():
             manifest.at[idx, "mask"] = str(mask_path)
             manifest.at[idx, "probability"] = str(prob_path)

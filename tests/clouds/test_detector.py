@@ -279,3 +279,13 @@ def test_a_file_without_crs_names_the_file_and_the_key(tmp_path, crop):
     path = write_raster(tmp_path / "nocrs.tif", crop, prof)
     with pytest.raises(InputDataError, match=r"nocrs\.tif.*clouds\.detector\.resolution: null"):
         masks_for_manifest(pd.DataFrame([_row(path)]), tmp_path, CLOUDS)
+
+
+def test_detection_logs_progress_over_the_tiles(tmp_path, crop, caplog):
+    image = _utm_tile(tmp_path / "a.tif", crop)
+    rows = [_row(image, tile=f"t{i}", date="2021-01-01") for i in range(3)]
+    with caplog.at_level("INFO", logger="cloudfree.clouds.detector"):
+        masks_for_manifest(pd.DataFrame(rows), tmp_path, CLOUDS)
+    lines = [r.getMessage() for r in caplog.records if "cloud detection in" in r.getMessage()]
+    assert lines[0].startswith(f"cloud detection in {tmp_path}: tiles: 1 of 3 (33 %)")
+    assert "ETA" in lines[0] and lines[-1].split(": tiles: ")[1].startswith("3 of 3 (100 %)")
