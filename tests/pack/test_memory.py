@@ -14,6 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
+
+from cloudfree.config import section
+from cloudfree.pack import writer
+
 REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
@@ -73,3 +78,19 @@ def test_peak_memory_of_a_pack_does_not_grow_with_the_tile_count(tmp_path):
     # 300 tiles hold 9.4 MB of masks and 4.7 MB of gaps: kept per tile, the peak would
     # grow by that much; streamed, it stays that of one tile (about 1 MB of pixels)
     assert large <= 1.3 * small + 0.5, (small, large)
+
+
+def test_the_metadata_cache_of_a_pack_is_bounded(tmp_path, monkeypatch):
+    """HDF5's metadata cache grows with the objects a pack touches (every tile's datasets
+    when the gaps read the masks back) unless capped: the writer caps it on its file."""
+    seen = []
+    bound = writer.bound_metadata_cache
+
+    def recording(h5: h5py.File) -> None:
+        bound(h5)
+        seen.append(h5.id.get_mdc_config().max_size)
+
+    monkeypatch.setattr(writer, "bound_metadata_cache", recording)
+    writer.write_packed(tmp_path / "r.h5", iter([]), region="r", source="s", bands=["B02"],
+                        pack=section("pack"))  # fmt: skip
+    assert seen == [writer.METADATA_CACHE_BYTES]
