@@ -63,6 +63,7 @@ from rasterio.crs import CRS
 
 from cloudfree.bands import MASK_NODATA, NODATA, REFLECTANCE_SCALE, clear_pixels
 from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.h5cache import bound_metadata_cache
 from cloudfree.names import check_date, check_name
 
 Paths = Sequence[str | os.PathLike[str]]
@@ -148,6 +149,7 @@ def open_packed(path: str | os.PathLike[str]) -> h5py.File:
         raise InputDataError(f"packed file {path} does not exist")
     try:
         h5 = h5py.File(path, "r")
+        bound_metadata_cache(h5)
     except OSError as exc:
         raise InputDataError(
             f"cannot open packed file {path} (truncated, or not HDF5): {exc}; pack it again"

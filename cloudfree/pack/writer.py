@@ -31,6 +31,7 @@ import pandas as pd
 from cloudfree.bands import MASK_CLASSES, MASK_NODATA, NODATA, REFLECTANCE_SCALE
 from cloudfree.config import schema
 from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.h5cache import bound_metadata_cache
 from cloudfree.io import atomic_path
 from cloudfree.pack.dates import (
     class_lookup,
@@ -97,22 +98,6 @@ class StoredMasks(Mapping[str, h5py.Dataset]):
 GapMaker = Callable[
     [Mapping[str, h5py.Dataset], Mapping[str, np.ndarray]], Iterable[tuple[str, np.ndarray]]
 ]
-
-
-METADATA_CACHE_BYTES = 4 * 2**20
-
-
-def bound_metadata_cache(h5: h5py.File, max_bytes: int = METADATA_CACHE_BYTES) -> None:
-    """Cap HDF5's metadata cache of ``h5`` at ``max_bytes``: by default it grows with the
-    objects touched (every tile's group and datasets when the evaluation gaps read the masks
-    back), up to 32 MB and beyond while entries are dirty; capped, packing 4,000 tiles peaks at
-    1.13x the resident memory of 1,000 (1.49x uncapped), in the same time."""
-    config = h5.id.get_mdc_config()
-    config.max_size = max_bytes
-    config.min_size = min(config.min_size, max_bytes)
-    config.initial_size = min(config.initial_size, max_bytes)
-    config.set_initial_size = True
-    h5.id.set_mdc_config(config)
 
 
 def write_pixels(

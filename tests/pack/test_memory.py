@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 
 from cloudfree.config import section
+from cloudfree.h5cache import METADATA_CACHE_BYTES
 from cloudfree.pack import writer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,6 +28,7 @@ import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 from cloudfree.config import section
+from cloudfree.h5cache import METADATA_CACHE_BYTES
 from cloudfree.pack.gaps import TrainOverlap, iter_evaluation_gaps
 from cloudfree.pack.writer import write_packed
 from cloudfree.packed import TileSeries
@@ -93,4 +95,4 @@ def test_the_metadata_cache_of_a_pack_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(writer, "bound_metadata_cache", recording)
     writer.write_packed(tmp_path / "r.h5", iter([]), region="r", source="s", bands=["B02"],
                         pack=section("pack"))  # fmt: skip
-    assert seen == [writer.METADATA_CACHE_BYTES]
+    assert seen == [METADATA_CACHE_BYTES]
