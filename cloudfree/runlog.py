@@ -30,7 +30,7 @@ def setup_script_logging(smk: Any) -> logging.Logger:
     )
     logger = logging.getLogger(f"cloudfree.{smk.rule}")
     logger.info("rule %s, wildcards %s", smk.rule, dict(smk.wildcards))
-    _summary_at_exit(smk, sys.stdout)
+    _summary_at_exit(smk, sys.__stdout__ or sys.stdout)
     return logger
 
 
@@ -58,8 +58,11 @@ def _summary_at_exit(smk: Any, console: TextIO) -> None:
         previous(kind, error, tb)
 
     def report() -> None:
-        console.write(job_summary(smk, time.monotonic() - start, bool(failed)) + "\n")
-        console.flush()
+        try:
+            console.write(job_summary(smk, time.monotonic() - start, bool(failed)) + "\n")
+            console.flush()
+        except (OSError, ValueError):  # no console left (closed by whoever ran the script)
+            pass
 
     sys.excepthook = hook
     atexit.register(report)

@@ -133,7 +133,7 @@ def _fake_training(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return SUMMARY
 
     monkeypatch.setattr(launch_module, "launch", launch)
-    monkeypatch.setattr(launch_module, "training_curve", lambda history, out: None)
+    monkeypatch.setattr(launch_module, "training_curve", lambda history, out, run="": None)
     monkeypatch.setattr(launch_module, "release", lambda model: released.append(str(model)))
     return released
 
