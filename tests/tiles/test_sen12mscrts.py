@@ -11,7 +11,7 @@ import pytest
 import rasterio
 from affine import Affine
 
-from cloudfree.cli import main
+from cloudfree.cli.pack import main
 from cloudfree.config import section, source_settings
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.tiles.region import download_tiles, staging_dir
@@ -194,7 +194,7 @@ def test_command_line_packs_a_split(tmp_path, tree, monkeypatch, capsys):
         Path(dest).write_text("packed")
         return Path(dest)
 
-    monkeypatch.setattr("cloudfree.cli.pack_region", fake_pack)
+    monkeypatch.setattr("cloudfree.cli.pack.pack_region", fake_pack)
     assert main(["sen12mscrts", str(tree), "test", "africa", str(tmp_path / "a.h5")]) == 0
     assert set(seen["manifest"].split) == {"test"} and seen["manifest"].tile.nunique() == 2
     pack = seen["kwargs"]["pack"]

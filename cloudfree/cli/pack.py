@@ -1,8 +1,10 @@
-"""``cloudfree-pack``: pack a SEN12MS-CR-TS region/split, or any tile manifest, into HDF5.
+"""``cloudfree pack``: pack a SEN12MS-CR-TS region/split, or any tile manifest, into HDF5.
 
-cloudfree-pack sen12mscrts <root> <split> <region> <dest.h5>   (the dataset converter's
+cloudfree pack sen12mscrts <root> <split> <region> <dest.h5>   (the dataset converter's
                                                                  arguments)
-cloudfree-pack manifest <manifest.csv> <dest.h5>
+cloudfree pack manifest <manifest.csv> <dest.h5>
+
+``cloudfree-pack`` is the same command under its former name.
 
 Reads the dataset folder or a manifest; writes the packed file (and, for SEN12MS-CR-TS, the
 detected cloud masks in a temporary folder).  Settings the command line does not give come
@@ -28,12 +30,12 @@ from cloudfree.tiles.region import download_tiles
 log = logging.getLogger("cloudfree.cli")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     keys = schema()["properties"]["pack"]["properties"]
     dataset = schema()["$defs"]["sen12mscrts"]["properties"]
     splits = dataset["splits"]["items"]["enum"]
     regions = [r for r in dataset["region"]["enum"] if r is not None]
-    p = argparse.ArgumentParser(prog="cloudfree-pack", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     p.add_argument(
         "--compression",
         default=keys["compression"]["default"],
@@ -87,8 +89,8 @@ def pack_sen12mscrts(
         return pack_region(manifest, dest, pack=pack, evaluation=section("evaluation"))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "cloudfree-pack") -> int:
+    args = _parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         # validated against the schema (the level's range) like the workflow's config
@@ -107,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 evaluation=section("evaluation"),
             )  # fmt: skip
     except CloudfreeError as exc:
-        print(f"cloudfree-pack: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     log.info("wrote %s", out)
     return 0
