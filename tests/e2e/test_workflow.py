@@ -35,15 +35,6 @@ REGION_TABLES = {"report_cloud_tables", "report_metrics_tables", "report_metrics
 CATEGORIES = ["Cloud statistics", "Metrics", "Mosaics", "Settings", "Training"]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("run")
-    write_config(workdir, tiny_config())
-    proc = snakemake(workdir, "-c", "2")
-    (workdir / "console.txt").write_text(proc.stdout + proc.stderr)
-    return workdir
-
-
 def dry_run(workdir: Path, config: dict, *targets: str) -> list[tuple[str, dict[str, str]]]:
     path = write_config(workdir / "variant", config) if config else None
     return planned_jobs(snakemake(workdir, "-n", *targets, config=path))
