@@ -56,14 +56,23 @@ def iter_evaluation_gaps(
         for t, cover in enumerate(covers[name])
         if 0.05 <= cover <= 0.9
     ]
+    # donors are in name order: a target's own dates are one block [lo, hi), skipped by
+    # shifting the drawn index (the draws of a filtered copy, without a copy per target)
+    block: dict[str, tuple[int, int]] = {}
+    for i, (name, _) in enumerate(donors):
+        block[name] = (block.get(name, (i, i))[0], i + 1)
     for target in sorted(targets):
         shape = tuple(masks[target].shape)
         gap = np.zeros(shape, dtype=bool)
-        candidates = [d for d in donors if d[0] != target] or donors
+        lo, hi = block.get(target, (0, 0))
+        if hi - lo == len(donors):  # no other tile's dates: the target's own
+            lo = hi = 0
+        n = len(donors) - (hi - lo)
         for t in range(shape[0]):
-            if not candidates or rng.random() >= date_fraction:
+            if not n or rng.random() >= date_fraction:
                 continue
-            name, dt = candidates[rng.integers(len(candidates))]
+            i = int(rng.integers(n))
+            name, dt = donors[i if i < lo else i + hi - lo]
             donor = cloudy(np.asarray(masks[name][dt]))
             if donor.shape != shape[1:]:
                 donor = _fit(donor, shape[1:])

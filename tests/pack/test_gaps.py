@@ -3,7 +3,13 @@
 import numpy as np
 import pandas as pd
 
-from cloudfree.pack.gaps import evaluation_gaps, train_overlap
+from cloudfree.bands import cloudy
+from cloudfree.pack.gaps import (
+    cloud_covers,
+    evaluation_gaps,
+    iter_evaluation_gaps,
+    train_overlap,
+)
 
 from ..series import write_series
 from .sample import DATES
@@ -27,6 +33,35 @@ def test_evaluation_gaps_are_deterministic_and_follow_the_date_fraction():
     assert not evaluation_gaps(masks, ["b"], seed=5, date_fraction=0.0)["b"].any()
     dates_with_gap = one["b"].any(axis=(1, 2)).sum()
     assert 0 < dates_with_gap < 20
+
+
+def _gaps_with_filtered_candidates(masks, covers, targets, seed, date_fraction):
+    """The gaps drawn from a copy of the donor list without the target's own dates."""
+    rng = np.random.default_rng(seed)
+    donors = [(n, t) for n in sorted(covers) for t, c in enumerate(covers[n]) if 0.05 <= c <= 0.9]
+    for target in sorted(targets):
+        gap = np.zeros(masks[target].shape, dtype=bool)
+        candidates = [d for d in donors if d[0] != target] or donors
+        for t in range(gap.shape[0]):
+            if not candidates or rng.random() >= date_fraction:
+                continue
+            name, dt = candidates[rng.integers(len(candidates))]
+            gap[t] = cloudy(masks[name][dt])
+        yield target, gap
+
+
+def test_donors_drawn_without_the_target_as_from_a_filtered_list():
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        names = [f"t{i}" for i in range(int(rng.integers(1, 6)))]
+        masks = {n: (rng.random((5, 4, 4)) < rng.random()).astype(np.uint8) for n in names}
+        covers = {n: cloud_covers(m) for n, m in masks.items()}
+        targets = list(rng.choice(names, size=int(rng.integers(1, len(names) + 1)), replace=False))
+        got = dict(iter_evaluation_gaps(masks, covers, targets, seed=trial, date_fraction=0.7))
+        want = dict(_gaps_with_filtered_candidates(masks, covers, targets, trial, 0.7))
+        assert got.keys() == want.keys()
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"{trial} {name}")
 
 
 def test_donor_masks_of_another_size_are_tiled_to_fit():
