@@ -5,7 +5,9 @@ of each evaluation set (U-TILISE's convention, the headline numbers).
 
 Every method is scored as its product is delivered: observed pixels pasted back (the
 gap fillers return them unchanged anyway), so masked and all pixels compare what a user gets;
-the observed set scores the raw output there (how far a method moves what it saw).
+the observed set scores the raw output there (how far a method moves what it saw).  One
+date's numbers come from :func:`cloudfree.metrics.single.date_scores`, which ``cloudfree
+score`` uses as well, for any reconstruction.
 
 Tiles are scored one at a time: what is kept of a tile once it is scored is its rows, joined
 into one frame every ``CHUNK_ROWS`` rows (:class:`~cloudfree.frames.FrameChunks`: a few
@@ -28,14 +30,14 @@ import pandas as pd
 from cloudfree.bands import S2_L1C_BANDS
 from cloudfree.errors import InputDataError
 from cloudfree.frames import FrameChunks
-from cloudfree.metrics.kernels import (
-    METRICS,
-    band_mae,
-    input_difficulty,
-    pooled_difficulty,
-    score_pooled,
-    score_series,
-    ssim_maps,
+from cloudfree.metrics.kernels import METRICS, input_difficulty, pooled_difficulty, score_pooled
+from cloudfree.metrics.single import (
+    SETS,
+    date_scores,
+    delivered,
+    pixel_sets,
+    score_columns,
+    ssim_pair,
 )
 from cloudfree.models.baselines import get_baseline
 from cloudfree.packed import TileSeries
@@ -49,7 +51,6 @@ MODEL = "model"
 # Evaluation sets: held-out tiles of the training scene and its dates, and scenes or dates
 # the model never saw.
 EVALUATIONS: tuple[str, ...] = ("transductive", "inductive")
-SETS: tuple[str, ...] = ("masked", "observed", "all")
 KEY_COLUMNS: tuple[str, ...] = ("evaluation", "tile", "split", "date", "method")
 POOLED_KEY_COLUMNS: tuple[str, ...] = ("evaluation", "tile", "split", "method", "dates")
 DIFFICULTY_COLUMNS: tuple[str, ...] = ("cloud_fraction", "gap_days")
@@ -76,11 +77,7 @@ def pooled_columns(bands: Iterable[str]) -> tuple[str, ...]:
 
 
 def _score_columns(bands: Iterable[str]) -> tuple[str, ...]:
-    return (
-        tuple(col for s in SETS for col in (f"n_{s}", *(f"{m}_{s}" for m in METRICS)))
-        + tuple(f"mae_masked_{b}" for b in bands)
-        + DIFFICULTY_COLUMNS
-    )
+    return score_columns(bands) + DIFFICULTY_COLUMNS
 
 
 # The table's columns for the 13 Sentinel-2 L1C bands (stable: only appended to).
@@ -175,8 +172,7 @@ def _score_tile(
     if gap.shape != clear.shape:
         raise InputDataError(f"tile {tile.tile}: gap {gap.shape} != mask {clear.shape}")
     labels = _labels(tile, evaluation)
-    available = clear & ~gap
-    masked = clear & gap
+    masked, available = pixel_sets(clear, gap)
     cloud_fraction, gap_days = input_difficulty(available, tile.valid, masked, tile.days)
     for method, fn in predict.items():
         raw = _predict(tile, method, fn, available)
@@ -185,21 +181,17 @@ def _score_tile(
                 f"tile {tile.tile}, method {method!r}: prediction has shape {raw.shape}, "
                 f"expected {truth.shape}"
             )
-        product = np.where(available[:, None], truth, raw)
-        maps = ssim_maps(product, truth)
-        # A gap filler returns its input where it saw it: its raw output is the product.
-        raw_maps = maps if np.array_equal(raw, product, equal_nan=True) else ssim_maps(raw, truth)
-        delivered = {"masked": masked, "all": clear}
-        by_date = score_series(product, truth, delivered, maps)
-        seen = score_series(raw, truth, {"observed": available}, raw_maps)
+        product = delivered(raw, truth, available)
+        maps, raw_maps = ssim_pair(product, raw, truth)
         for t, date in enumerate(tile.dates):
-            per_band = band_mae(product[t], truth[t], masked[t])
+            scores = date_scores(
+                (product[t], raw[t], truth[t]), (masked[t], available[t], clear[t]),
+                (maps[t], raw_maps[t]), bands,
+            )  # fmt: skip
             rows.add_row(
                 {"evaluation": labels[t], "tile": tile.tile, "split": tile.split,
                  "date": date, "method": method}
-                | by_date[t] | seen[t]
-                | {f"mae_masked_{b}": float(v) for b, v in zip(bands, per_band, strict=True)}
-                | {"cloud_fraction": cloud_fraction[t], "gap_days": gap_days[t]}
+                | scores | {"cloud_fraction": cloud_fraction[t], "gap_days": gap_days[t]}
             )  # fmt: skip
         for label in dict.fromkeys(labels):
             keep = labels == label
