@@ -16,7 +16,15 @@ Optional columns (written when a source fills them, empty otherwise):
 - ``s1``: Sentinel-1 GeoTIFF of the same tile for that date (2 float32 bands VV, VH in dB;
   SEN12MS-CR-TS, or synthetic with ``s1``: the S1 acquisition nearest to the date,
   :mod:`cloudfree.tiles.s1align`).  It may be empty on some dates of a tile (no acquisition
-  near enough): those dates have no S1.
+  near enough): those dates have no S1;
+- ``acquisitions``: what a date of the tile was made of (``folder``: the source image files,
+  ``stac``: the item ids), ``;``-joined in merge order when a day had several acquisitions
+  over the tile (:mod:`cloudfree.tiles.same_date`);
+- ``merge``: how they were merged, one of :data:`MERGE_RULES` (``least_cloudy``: per pixel
+  the first clear acquisition, least cloudy on the tile first; ``first``: in file or time
+  order), empty where the date is one acquisition.
+
+A manifest written before these columns existed reads with them empty.
 
 A source may leave ``mask`` empty (no cloud masks shipped); the tile stage fills it with the
 cloud detector before the manifest is written, so a written manifest always has masks.
@@ -41,9 +49,10 @@ COLUMNS: tuple[str, ...] = (
     "region", "source", "tile", "date", "split", "image", "mask",
     "crs", "left", "bottom", "right", "top", "width", "height",
 )  # fmt: skip
-OPTIONAL_COLUMNS: tuple[str, ...] = ("probability", "s1")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("probability", "s1", "acquisitions", "merge")
 PATH_COLUMNS: tuple[str, ...] = ("image", "mask", "probability", "s1")
 SPLITS = ("train", "val", "test")
+MERGE_RULES = ("least_cloudy", "first")  # the values of the merge column (or empty)
 TILE_ID = NAME  # the pattern of every name that becomes a path (use it with fullmatch)
 
 
@@ -65,7 +74,11 @@ def manifest_row(
     region: str, source: str, tile: str, iso: str, split: str, where: Footprint, **paths: str
 ) -> dict[str, Any]:
     """One manifest row for a tile and date lying at ``where``; ``paths`` fills the path
-    columns (``image``, ``mask``, ``probability``, ``s1``), the others stay empty."""
+    columns (``image``, ``mask``, ``probability``, ``s1``) and ``acquisitions`` and
+    ``merge``, the others stay empty."""
+    unknown = sorted(set(paths) - {"image", "mask", *OPTIONAL_COLUMNS})
+    if unknown:
+        raise ValueError(f"manifest_row: unknown columns {unknown}")
     left, bottom, right, top = where.bounds
     return {
         "region": region,
@@ -75,8 +88,7 @@ def manifest_row(
         "split": split,
         "image": paths.get("image", ""),
         "mask": paths.get("mask", ""),
-        "probability": paths.get("probability", ""),
-        "s1": paths.get("s1", ""),
+        **{col: paths.get(col, "") for col in OPTIONAL_COLUMNS},
         "crs": where.crs.to_string(),
         "left": left,
         "bottom": bottom,
@@ -127,6 +139,11 @@ def validate_manifest(
         except InputDataError as exc:
             tile = df.loc[df["date"] == date, "tile"].iloc[0]
             raise InputDataError(f"{exc} (tile {tile})") from None
+    bad_merge = sorted(set(df["merge"]) - {"", *MERGE_RULES})
+    if bad_merge:
+        raise InputDataError(
+            f"{where}: unknown merge values {bad_merge}; expected {MERGE_RULES} or empty"
+        )
     bad_split = sorted(set(df["split"]) - set(SPLITS))
     if bad_split:
         raise InputDataError(f"{where}: unknown split values {bad_split}; expected {SPLITS}")
@@ -158,7 +175,7 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     try:
         df = pd.read_csv(
             path,
-            dtype={"tile": str, "date": str, "probability": str, "s1": str},
+            dtype={"tile": str, "date": str, **dict.fromkeys(OPTIONAL_COLUMNS, str)},
             keep_default_na=False,
             na_values={"left": [""], "bottom": [""], "right": [""], "top": [""]},
         )

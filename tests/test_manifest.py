@@ -78,9 +78,34 @@ def test_a_row_fills_every_column_from_the_tile_footprint():
     assert set(row) == {*COLUMNS, *OPTIONAL_COLUMNS}
     assert row == {
         "region": "r", "source": "folder", "tile": "r1c2", "date": "2021-03-02", "split": "val",
-        "image": "a.tif", "mask": "", "probability": "", "s1": "s.tif", "crs": "EPSG:32737",
-        "left": 500480.0, "bottom": 8299200.0, "right": 501120.0, "top": 8299520.0,
-        "width": 64, "height": 32,
+        "image": "a.tif", "mask": "", "probability": "", "s1": "s.tif", "acquisitions": "",
+        "merge": "", "crs": "EPSG:32737", "left": 500480.0, "bottom": 8299200.0,
+        "right": 501120.0, "top": 8299520.0, "width": 64, "height": 32,
     }  # fmt: skip
     out = normalize_manifest(pd.DataFrame([{**row, "mask": "m.tif"}]))
     assert list(out.columns) == [*COLUMNS, *OPTIONAL_COLUMNS] and out.at[0, "s1"] == "s.tif"
+
+
+def test_the_merge_of_a_date_is_written_and_read(tmp_path, manifest):
+    merged = manifest.assign(acquisitions="", merge="")
+    merged.loc[0, ["acquisitions", "merge"]] = ["in/T32TQM_x.tif;in/T32TQL_x.tif", "least_cloudy"]
+    merged.loc[1, "acquisitions"] = "in/T32TQM_y.tif"
+    back = read_manifest(write_manifest(merged, tmp_path / "m.csv"))
+    assert list(back.columns) == [*COLUMNS, *OPTIONAL_COLUMNS]
+    row = back.set_index(["tile", "date"]).loc[("a", "2021-01-05")]
+    assert row["acquisitions"].split(";") == ["in/T32TQM_x.tif", "in/T32TQL_x.tif"]
+    assert row["merge"] == "least_cloudy"
+    assert list(back["acquisitions"])[1:] == ["in/T32TQM_y.tif", "", ""]
+    assert list(back["merge"])[1:] == ["", "", ""]
+    bad = merged.assign(merge="average")
+    with pytest.raises(InputDataError, match=r"unknown merge values \['average'\]"):
+        validate_manifest(bad)
+
+
+def test_a_manifest_written_before_the_merge_columns_reads(tmp_path, manifest):
+    old = tmp_path / "old.csv"
+    manifest.assign(probability="", s1="")[[*COLUMNS, "probability", "s1"]].to_csv(old, index=False)
+    assert "acquisitions" not in old.read_text()
+    back = read_manifest(old)
+    assert list(back.columns) == [*COLUMNS, *OPTIONAL_COLUMNS]
+    assert (back["acquisitions"] == "").all() and (back["merge"] == "").all()

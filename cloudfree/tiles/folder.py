@@ -1,6 +1,9 @@
 """The ``folder`` source: any folder of per-date GeoTIFFs with cloud masks or probabilities.
 
-Dates come from the file names (a regex), the images of one series may differ in CRS,
+Dates come from the file names (a regex); a date may have several files (two granules of
+one overpass, overlapping orbits, two processing baselines), merged into one date on the
+tile grid by ``same_date`` (:mod:`cloudfree.tiles.same_date`, recorded in the manifest's
+``acquisitions`` and ``merge`` columns).  The images of one series may differ in CRS,
 resolution and extent: every file is warped onto one region grid (``resampling`` for the
 bands, bilinear for probabilities, nearest for masks) one row of tiles at a time, cut into
 tiles with overlap, tiles with too little valid data are dropped, and the split is decided
@@ -40,7 +43,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import CRSError
 from rasterio.warp import transform_bounds
 
-from cloudfree.bands import MASK_NODATA
+from cloudfree.bands import MASK_NODATA, NODATA
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.manifest import manifest_row
 from cloudfree.progress import Progress
@@ -49,11 +52,11 @@ from cloudfree.tiles.folder_checks import (
     ValueStats,
     check_aligned,
     check_dtypes,
-    check_image,
     check_strip_memory,
     drop_outliers,
 )
 from cloudfree.tiles.folder_s1 import S1_UNITS, S1Match, check_s1_file, match_s1, s1_on_grid
+from cloudfree.tiles.folder_same_date import Key, by_date, check_images, pair_by_date
 from cloudfree.tiles.grid import (
     Grid,
     Tiling,
@@ -64,11 +67,20 @@ from cloudfree.tiles.grid import (
     tile_strips,
     write_tile,
 )
+from cloudfree.tiles.same_date import (
+    SEPARATOR,
+    Layers,
+    check_same_date,
+    log_merge,
+    merge,
+    merge_record,
+)
 from cloudfree.tiles.settings import check_keys
 
 SOURCE = "folder"
 DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%Y_%m_%d")
 OUTLIER_RULES = ("error", "drop")
+NO_MASK = (MASK_NODATA, "uint8")  # how a date without a mask file would read one
 log = logging.getLogger(__name__)
 
 
@@ -89,6 +101,7 @@ class FolderSpec(Tiling):
     crs: str | None
     resolution: float | None
     resampling: str  # a name of rasterio's Resampling (the schema lists the allowed ones)
+    same_date: str  # how the acquisitions of one date are merged (cloudfree.tiles.same_date)
     outliers: str = "error"  # a date far off the others' footprint: "error" or "drop"
     max_memory_gb: float = 16.0
     s1: str | None = None  # glob of Sentinel-1 VV/VH files (cloudfree.tiles.folder_s1)
@@ -128,6 +141,7 @@ class FolderSpec(Tiling):
             raise ConfigError(
                 f"{where}.outliers: {spec.outliers!r} is not one of {list(OUTLIER_RULES)}"
             )
+        check_same_date(spec.same_date, where)
         if spec.s1_units not in S1_UNITS:
             raise ConfigError(f"{where}.s1_units: {spec.s1_units!r} is not one of {S1_UNITS}")
         if spec.s1_date_regex is not None:
@@ -154,18 +168,36 @@ def parse_date(path: str, regex: str) -> str:
     raise InputDataError(f"{path}: {text!r} from the file name is not a date (YYYYMMDD or ISO)")
 
 
-def files_by_date(pattern: str, regex: str, what: str, where: str = "folder") -> dict[str, str]:
-    """Date -> file for a glob; an empty glob or two files of one date are errors."""
+def acquisitions_by_date(
+    pattern: str, regex: str, what: str, where: str = "folder"
+) -> dict[str, list[str]]:
+    """Date -> its files (its acquisitions, in file-name order) for a glob; an empty glob is
+    an error, and so is a file matched twice (one path, or one file through a link)."""
     files = sorted(glob.glob(pattern, recursive=True))
     if not files:
         raise InputDataError(f"{where}.{what}: no files match {pattern!r}")
-    out: dict[str, str] = {}
+    out: dict[str, list[str]] = {}
+    seen: dict[str, str] = {}
     for path in files:
-        iso = parse_date(path, regex)
-        if iso in out:
-            raise InputDataError(f"{path}: date {iso} is also in {out[iso]} ({where}.{what})")
-        out[iso] = path
-    return out
+        real = os.path.realpath(path)
+        if real in seen:
+            raise InputDataError(
+                f"{path}: the same file as {seen[real]}; {where}.{what} {pattern!r} matches "
+                "it twice, and one acquisition would be merged with itself"
+            )
+        seen[real] = path
+        out.setdefault(parse_date(path, regex), []).append(path)
+    return {iso: sorted(paths, key=lambda p: (Path(p).name, p)) for iso, paths in out.items()}
+
+
+def files_by_date(pattern: str, regex: str, what: str, where: str = "folder") -> dict[str, str]:
+    """Date -> file for a glob of one file a date; an empty glob or two files of one date
+    are errors."""
+    out = acquisitions_by_date(pattern, regex, what, where)
+    for iso, paths in out.items():
+        if len(paths) > 1:
+            raise InputDataError(f"{paths[1]}: date {iso} is also in {paths[0]} ({where}.{what})")
+    return {iso: paths[0] for iso, paths in out.items()}
 
 
 def _date_on_grid(
@@ -177,8 +209,8 @@ def _date_on_grid(
     spec: FolderSpec,
     resampling: Resampling,
     stats: ValueStats,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
-    """One date on the region grid: DN, mask, probability (or None) and valid pixels."""
+) -> Layers:
+    """One acquisition on the region grid: DN, mask, probability (or None) and valid pixels."""
     data = read_on_grid(
         image.path, grid, resampling=resampling, indexes=image.indexes,
         src_nodata=spec.nodata, dst_nodata=np.nan,
@@ -205,12 +237,12 @@ def _date_on_grid(
         prob = read_on_grid(prob_path, grid, resampling=Resampling.bilinear, dst_nodata=np.nan)[0]
         ok = valid & ~np.isnan(prob)
         mask = mask_from_probability(np.nan_to_num(prob), ok, spec.threshold)
-    return dn, mask, prob, valid
+    return Layers(dn, mask, prob, valid)
 
 
 def _region_grid(
-    images: dict[str, Image], spec: FolderSpec, where: str
-) -> tuple[Grid, dict[str, tuple[float, ...]]]:
+    images: dict[Key, Image], spec: FolderSpec, where: str
+) -> tuple[Grid, dict[Key, tuple[float, ...]]]:
     """The grid covering the images (CRS and resolution of the configured ones, else of the
     first date's image) and each image's footprint in its CRS."""
     first = images[min(images)]
@@ -219,7 +251,7 @@ def _region_grid(
     except CRSError as exc:
         raise ConfigError(f"{where}.crs: {exc}") from exc
     res = float(spec.resolution or first.res)
-    boxes = {iso: tuple(transform_bounds(m.crs, crs, *m.bounds)) for iso, m in images.items()}
+    boxes = {key: tuple(transform_bounds(m.crs, crs, *m.bounds)) for key, m in images.items()}
     union = (
         min(b[0] for b in boxes.values()),
         min(b[1] for b in boxes.values()),
@@ -249,22 +281,24 @@ def _s1_tags(match: S1Match | None) -> dict[str, str] | None:
 
 
 def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
-    """Warp, crop and write a folder's images and masks as tiles; return manifest rows."""
+    """Warp, crop and write a folder's images and masks as tiles (the acquisitions of one
+    date merged, :mod:`cloudfree.tiles.same_date`); return manifest rows."""
     where = f"regions.{region}.folder"
     spec = FolderSpec.from_dict(cfg, where)
-    paths = files_by_date(spec.images, spec.date_regex, "images", where)
-    masks = files_by_date(spec.masks, spec.date_regex, "masks", where) if spec.masks else {}
-    probs = (
-        files_by_date(spec.probabilities, spec.date_regex, "probabilities", where)
-        if spec.probabilities
-        else {}
-    )
-    images = {iso: check_image(path, iso, spec, where) for iso, path in paths.items()}
+    paths = acquisitions_by_date(spec.images, spec.date_regex, "images", where)
+    masks = probs = {}
+    if spec.masks:
+        found = acquisitions_by_date(spec.masks, spec.date_regex, "masks", where)
+        masks = pair_by_date(paths, found, f"{where}.masks")
+    elif spec.probabilities:
+        found = acquisitions_by_date(spec.probabilities, spec.date_regex, "probabilities", where)
+        probs = pair_by_date(paths, found, f"{where}.probabilities")
+    images = check_images(paths, spec, where)
     check_dtypes(images, where)
     grid, boxes = _region_grid(images, spec, where)
     dropped = drop_outliers(images, boxes, spec, where)
     if dropped:
-        images = {iso: m for iso, m in images.items() if iso not in dropped}
+        images = {key: m for key, m in images.items() if key not in dropped}
         grid, boxes = _region_grid(images, spec, where)
     try:
         windows = spec.windows(grid.width, grid.height, where)
@@ -275,62 +309,67 @@ def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFram
             f"the largest is {big.at}, {big.width} x {big.height} px at {big.res:g}"
         ) from None
     strips = tile_strips(windows)
-    check_strip_memory(strips, spec, region, where)
+    dates = by_date(list(images))
+    check_strip_memory(strips, spec, region, where, max(map(len, dates.values())))
     other = masks or probs
-    mask_read: dict[str, tuple[float, str]] = {}
-    for iso, image in images.items():
+    mask_read: dict[Key, tuple[float, str]] = {}
+    for key, image in images.items():
         if other:
-            if iso not in other:
-                raise InputDataError(
-                    f"{image.path}: no cloud mask or probability file for date {iso}"
-                )
-            check_aligned(other[iso], image.path, image.crs, image.bounds)
+            check_aligned(other[key], image.path, image.crs, image.bounds)
         if masks:
-            mask_read[iso] = check_mask_file(masks[iso], f"date {iso}")
-    s1 = _s1_matches(spec, sorted(images), where)
+            mask_read[key] = check_mask_file(masks[key], f"date {key[0]}")
+    s1 = _s1_matches(spec, list(dates), where)
     valid_sum = dict.fromkeys(windows, 0.0)
     written: dict[str, dict[str, dict[str, str]]] = {t: {} for t in windows}
+    merged: dict[str, dict[str, dict[str, str]]] = {t: {} for t in windows}
     resampling = Resampling[spec.resampling]
     # Each date is warped one row of tiles (a strip) at a time, so memory follows the
     # region's width, not its area.  GDAL compresses with the GIL released: threads write
     # one strip's tiles while the next strip is warped (one strip in flight).
     pending: dict[tuple[str, str], Future[dict[str, str]]] = {}
-    progress = Progress(log, f"{where}: dates", len(images))
+    progress = Progress(log, f"{where}: dates", len(dates))
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        for iso in sorted(images):
-            image = images[iso]
-            stats = ValueStats.for_scale(spec.scale, spec.offset)
-            read = mask_read.get(iso, (MASK_NODATA, "uint8"))
+        for iso, keys in dates.items():
+            stats = {key: ValueStats.for_scale(spec.scale, spec.offset) for key in keys}
             for strip, tiles in strips:
-                dn, mask, prob, valid = _date_on_grid(
-                    image, masks.get(iso), read, probs.get(iso), grid.window(strip), spec,
-                    resampling, stats,
-                )  # fmt: skip
+                layers = []
+                for key in keys:
+                    layers.append(_date_on_grid(
+                        images[key], masks.get(key), mask_read.get(key, NO_MASK),
+                        probs.get(key), grid.window(strip), spec, resampling, stats[key],
+                    ))  # fmt: skip
                 radar = None
                 if iso in s1:
                     radar = s1_on_grid(s1[iso], grid.window(strip), spec.s1_units, where)
-                for key, job in pending.items():
-                    written[key[0]][key[1]] = job.result()  # re-raises write errors
+                for job_key, job in pending.items():
+                    written[job_key[0]][job_key[1]] = job.result()  # re-raises write errors
                 pending = {}
                 for tile in tiles:
                     win = windows[tile]
                     r0, c0 = win.row_off - strip.row_off, win.col_off - strip.col_off
-                    sl = (slice(r0, r0 + win.height), slice(c0, c0 + win.width))
-                    valid_sum[tile] += float(valid[sl].mean())
+                    rows, cols = slice(r0, r0 + win.height), slice(c0, c0 + win.width)
+                    date, taken = merge(
+                        [layer.cut(rows, cols) for layer in layers], spec.same_date, NODATA
+                    )
+                    files = [keys[i][1] for i in taken]
+                    log_merge(where, tile, iso, files, spec.same_date)
+                    merged[tile][iso] = merge_record(files, spec.same_date)
+                    valid_sum[tile] += float(date.valid.mean())
+                    tags = {"SOURCE": SOURCE, "SOURCE_FILE": SEPARATOR.join(files)}
+                    if len(files) > 1:
+                        tags["SAME_DATE"] = spec.same_date
                     pending[tile, iso] = pool.submit(
-                        write_tile, dest, tile, iso, grid.window(win),
-                        image=dn[(slice(None), *sl)], band_names=spec.bands,
-                        mask=None if mask is None else mask[sl],
-                        probability=None if prob is None else prob[sl],
-                        s1=None if radar is None else radar[(slice(None), *sl)],
-                        tags={"SOURCE": SOURCE, "SOURCE_FILE": image.path},
+                        write_tile, dest, tile, iso, grid.window(win), image=date.image,
+                        band_names=spec.bands, mask=date.mask, probability=date.probability,
+                        s1=None if radar is None else radar[:, rows, cols], tags=tags,
                         s1_tags=_s1_tags(s1.get(iso)),
                     )  # fmt: skip
-            stats.check(image, spec, where)
+            for key in keys:
+                stats[key].check(images[key], spec, where)
             progress.step()
-        for key, job in pending.items():
-            written[key[0]][key[1]] = job.result()
-    n_dates = len(images)
+        for job_key, job in pending.items():
+            written[job_key[0]][job_key[1]] = job.result()
+    n_dates = len(dates)
     keep = {t: w for t, w in windows.items() if valid_sum[t] / n_dates >= spec.min_valid}
     for tile in set(windows) - set(keep):
         shutil.rmtree(dest / tile, ignore_errors=True)
@@ -342,9 +381,10 @@ def folder_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFram
     splits = spec.splits(keep)
     rows = [
         manifest_row(
-            region, SOURCE, tile, iso, splits[tile], grid.window(win), **written[tile][iso]
+            region, SOURCE, tile, iso, splits[tile], grid.window(win), **written[tile][iso],
+            **merged[tile][iso],
         )
         for tile, win in keep.items()
-        for iso in sorted(images)
-    ]
+        for iso in dates
+    ]  # fmt: skip
     return pd.DataFrame(rows)

@@ -5,8 +5,10 @@ or float pixels, the bands of ``folder.bands``); all dates integers (DN) or all 
 (reflectance) (:func:`check_dtypes`); a date whose footprint lies off the others' refused or
 left out (:func:`far_off`, :func:`drop_outliers`); a cloud mask georeferenced and covering
 its image (:func:`check_aligned`); the valid values of a date, scaled, plausible
-reflectance, non-finite ones counted (:class:`ValueStats`); one row of tiles fitting in
-``max_memory_gb`` (:func:`check_strip_memory`).
+reflectance, non-finite ones counted (:class:`ValueStats`); one row of tiles (of each
+acquisition of a date) fitting in ``max_memory_gb`` (:func:`check_strip_memory`).  The
+checks of the files of one date against each other are in
+:mod:`cloudfree.tiles.folder_same_date`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ DARKEST_MAX = 0.005
 # (valid flags, mask, probability).
 STRIP_BYTES_PER_BAND_PX = 20
 STRIP_BYTES_PER_PX = 12
+# Bytes each further acquisition of one date keeps until the date's tiles are merged (its
+# uint16 DN per band; mask, probability and valid flags per pixel).
+ACQUISITION_BYTES_PER_BAND_PX = 2
+ACQUISITION_BYTES_PER_PX = 6
 log = logging.getLogger(__name__)
 
 
@@ -254,15 +260,23 @@ class ValueStats:
 
 
 def check_strip_memory(
-    strips: Sequence[tuple[Any, list[str]]], spec: FolderSettings, region: str, where: str
+    strips: Sequence[tuple[Any, list[str]]],
+    spec: FolderSettings,
+    region: str,
+    where: str,
+    acquisitions: int,
 ) -> None:
-    """One row of tiles of every band is in memory at a time: refuse one that would not fit
-    before reading a pixel."""
+    """One row of tiles of every band is in memory at a time, of each of the most
+    ``acquisitions`` of one date: refuse one that would not fit before reading a pixel."""
     widest = max(strips, key=lambda s: int(s[0].width) * int(s[0].height))[0]
     px = int(widest.width) * int(widest.height)
-    need = px * (len(spec.bands) * STRIP_BYTES_PER_BAND_PX + STRIP_BYTES_PER_PX)
+    bands = len(spec.bands)
+    need = px * (bands * STRIP_BYTES_PER_BAND_PX + STRIP_BYTES_PER_PX)
+    need += (acquisitions - 1) * px * (bands * ACQUISITION_BYTES_PER_BAND_PX
+                                       + ACQUISITION_BYTES_PER_PX)  # fmt: skip
+    of = f", {acquisitions} acquisitions of one date" if acquisitions > 1 else ""
     check_memory(
         need, spec.max_memory_gb, f"{where}.max_memory_gb",
         f"a row of tiles of the region grid ({widest.width} x {widest.height} px, "
-        f"{len(spec.bands)} bands)", f"regions.{region}",
+        f"{bands} bands{of})", f"regions.{region}",
     )  # fmt: skip

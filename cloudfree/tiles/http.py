@@ -10,10 +10,11 @@ API's own origin (scheme, host and port of ``stac.url``) and the hosts of
 per-request :class:`ScopedBearer`, on a COG read by :func:`gdal_auth`, a GDAL option set for
 that one read.  :class:`CatalogueIO` keeps pystac-client on the API: no request to another
 host, no local file, answers that are not JSON named by their URL, paging bounded by
-``stac.max_pages`` and stopped where it loops.  COG URLs are signed with a SAS token of the
-collection where the catalogue needs it (:class:`SasSigner`); while :func:`redacted` runs,
-every token is replaced in the log records, and :meth:`SasSigner.clean` cuts them out of
-error messages.  :func:`gdal_env` holds GDAL's network settings.
+``stac.max_pages`` and stopped where it loops (it needs pystac-client, the ``stac``
+extra).  COG URLs are signed with a SAS token of the collection where the catalogue needs
+it (:class:`SasSigner`); while :func:`redacted` runs, every token is replaced in the log
+records, and :meth:`SasSigner.clean` cuts them out of error messages.  :func:`gdal_env`
+holds GDAL's network settings.
 """
 
 from __future__ import annotations
@@ -30,14 +31,25 @@ from typing import Any, Protocol, TypeVar
 import rasterio
 import requests
 from pystac import Link
-from pystac_client.stac_api_io import StacApiIO
 from rasterio.errors import RasterioError
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3.util.retry import Retry
 
 from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.extras import MissingExtraError, missing_extra
 from cloudfree.tiles.hosts import HostPolicy, HostSettings, host_port
+
+# pystac-client is the optional ``stac`` extra: without it this module imports and
+# CatalogueIO refuses to be made, with this error.
+try:
+    from pystac_client.stac_api_io import StacApiIO
+except ImportError as exc:
+    NO_STAC_CLIENT: MissingExtraError | None = missing_extra("pystac_client", "stac")
+    NO_STAC_CLIENT.__cause__ = exc
+    StacApiIO = object  # type: ignore[assignment,misc]
+else:
+    NO_STAC_CLIENT = None
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 log = logging.getLogger(__name__)
@@ -100,6 +112,8 @@ class CatalogueIO(StacApiIO):
     that leads back to a page already read."""
 
     def __init__(self, spec: HttpSettings, token: str | None, where: str = "stac") -> None:
+        if NO_STAC_CLIENT is not None:
+            raise NO_STAC_CLIENT
         retry = Retry(
             total=spec.retries, backoff_factor=spec.backoff, status_forcelist=RETRY_STATUS,
             allowed_methods=None, raise_on_status=False,

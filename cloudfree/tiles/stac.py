@@ -1,9 +1,12 @@
 """The ``stac`` source: Sentinel-2 L2A from a STAC API, read window by window over HTTP.
 
-Items are found with pystac-client (bbox, date range, maximum scene cloud cover).  For
-every tile of the region grid and every date, each band's COG is read through GDAL's
-``/vsicurl/`` with a warped window onto the tile, so only the blocks under the tile travel
-(no whole-scene download).  The SCL band gives the cloud mask.  HTTP errors and timeouts
+Items are found with pystac-client (the ``stac`` extra; bbox, date range, maximum scene
+cloud cover).  For every tile of the region grid and every date, each band's COG is read
+through GDAL's ``/vsicurl/`` with a warped window onto the tile, so only the blocks under
+the tile travel (no whole-scene download; :mod:`cloudfree.tiles.stac_fetch`).  The SCL band
+gives the cloud mask; several items of one day over a tile (granules, overlapping orbits)
+are merged into one date by ``stac.same_date`` (:mod:`cloudfree.tiles.same_date`; the items
+that gave pixels are in the manifest's ``acquisitions`` column).  HTTP errors and timeouts
 are retried (``stac.retries``, one retry layer per request); tiles already written (a
 previous, interrupted run) are kept, so a rerun fetches only what is missing.  Catalogues
 whose COG URLs need a short-lived signature (Planetary Computer) are signed with a SAS
@@ -38,38 +41,21 @@ import pandas as pd
 import rasterio
 import requests
 from pystac import Item, STACError, STACTypeError
-from pystac_client import Client
-from pystac_client.exceptions import APIError
-from pystac_client.warnings import DoesNotConformTo
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
-from rasterio.warp import transform_bounds
 
-from cloudfree.bands import MASK_NODATA, NODATA, S2_L1C_BANDS
-from cloudfree.clouds.detector import scl_to_mask
+from cloudfree.bands import MASK_NODATA, S2_L1C_BANDS
 from cloudfree.errors import InputDataError
+from cloudfree.extras import MissingExtraError, missing_extra
 from cloudfree.manifest import manifest_row
 from cloudfree.progress import Progress
 from cloudfree.tiles.grid import Grid, Tiling, write_s1, write_tile
 from cloudfree.tiles.hosts import HostPolicy
-from cloudfree.tiles.http import (
-    CatalogueIO,
-    SasSigner,
-    bearer_token,
-    gdal_auth,
-    gdal_env,
-    read_once,
-    redacted,
-)
+from cloudfree.tiles.http import CatalogueIO, SasSigner, bearer_token, gdal_env, redacted
+from cloudfree.tiles.same_date import SEPARATOR, check_same_date, log_merge, merge_record
 from cloudfree.tiles.settings import check_keys
-from cloudfree.tiles.stac_items import (
-    asset_href,
-    cloud_cover,
-    item_bbox,
-    items_by_date,
-    parse_item,
-)
+from cloudfree.tiles.stac_fetch import Access, fetch_tile, items_over, read_asset
+from cloudfree.tiles.stac_items import asset_href, cloud_cover, items_by_date, parse_item
 from cloudfree.tiles.stac_s1 import (
     S1Day,
     StacS1Spec,
@@ -80,8 +66,19 @@ from cloudfree.tiles.stac_s1 import (
 )
 from cloudfree.tiles.stac_settings import check_stac, plan_grid
 
+# pystac-client is the optional ``stac`` extra: without it this module imports (the config
+# checks use StacSpec) and the stac source fails when it runs, with this error.
+try:
+    from pystac_client import Client
+    from pystac_client.exceptions import APIError
+    from pystac_client.warnings import DoesNotConformTo
+except ImportError as exc:
+    NO_STAC_CLIENT: MissingExtraError | None = missing_extra("pystac_client", "stac")
+    NO_STAC_CLIENT.__cause__ = exc
+else:
+    NO_STAC_CLIENT = None
+
 SOURCE = "stac"
-BOA_OFFSET = -1000.0  # L2A processing baseline 04.00 on (January 2022): DN = reflectance + 1000
 PAGE_SIZE = 100  # items asked for per page of a search (the server may send fewer)
 log = logging.getLogger(__name__)
 
@@ -110,6 +107,7 @@ class StacSpec(Tiling):
     sign: str | None  # the URL signer (the only one the schema allows), or None
     sign_url: str
     resampling: str  # a name of rasterio's Resampling (the schema lists the allowed ones)
+    same_date: str  # how the items of one day are merged (cloudfree.tiles.same_date)
     token_env: str | None = None  # optional in the schema, without a default
     sign_key_env: str | None = None  # optional in the schema, without a default
     s1: StacS1Spec | None = None  # optional in the schema: no Sentinel-1
@@ -123,6 +121,7 @@ class StacSpec(Tiling):
         (:func:`~cloudfree.tiles.stac_settings.check_stac`, errors naming ``<where>.<key>``)."""
         check_keys(where, cfg, cls)
         check_stac(cfg, where)
+        check_same_date(cfg["same_date"], where)
         args = dict(cfg)
         args["bbox"] = tuple(float(v) for v in cfg["bbox"])
         args["start"], args["end"] = str(cfg["start"])[:10], str(cfg["end"])[:10]
@@ -131,36 +130,6 @@ class StacSpec(Tiling):
         if cfg.get("s1") is not None:
             args["s1"] = StacS1Spec.from_dict(cfg["s1"], f"{where}.s1")
         return cls(**args)
-
-
-@dataclass(frozen=True)
-class Access:
-    """How the COGs are reached: which hosts get the token, the token, the URL signers (of
-    the optical collection and of the Sentinel-1 one)."""
-
-    policy: HostPolicy
-    token: str | None = None
-    signer: SasSigner | None = None
-    s1_signer: SasSigner | None = None
-
-
-def item_offset(item: Any, spec: StacSpec) -> float:
-    """The offset added to one item's values: ``stac.offset``, or with ``auto`` the BOA
-    offset removed from items of processing baseline 04.00 on, unless the catalogue says it
-    already did (Earth Search's ``earthsearch:boa_offset_applied``)."""
-    if not isinstance(spec.offset, str):
-        return float(spec.offset)
-    props = item.properties
-    if props.get("earthsearch:boa_offset_applied") is True:
-        return 0.0
-    baseline = props.get("s2:processing_baseline")
-    try:
-        return BOA_OFFSET if baseline is not None and float(baseline) >= 4.0 else 0.0
-    except (TypeError, ValueError):
-        raise InputDataError(
-            f"STAC item {item.id}: s2:processing_baseline {baseline!r} is not a number; "
-            "set stac.offset to a number"
-        ) from None
 
 
 def search_items(spec: StacSpec, token: str | None = None, where: str = "stac") -> list[Item]:
@@ -197,6 +166,8 @@ def _search(
 ) -> list[Item]:
     """The items of every page of one item search over the bbox, each checked
     (:func:`~cloudfree.tiles.stac_items.parse_item`); an item on two pages comes once."""
+    if NO_STAC_CLIENT is not None:
+        raise NO_STAC_CLIENT
     io = CatalogueIO(spec, token, where)
     try:
         client = Client.open(spec.url, stac_io=io, timeout=spec.timeout)
@@ -234,89 +205,6 @@ def check_assets(items: list[Item], keys: tuple[str, ...], policy: HostPolicy) -
                 asset_href(item, key, policy)
 
 
-def _read_asset(
-    item: Item,
-    key: str,
-    grid: Grid,
-    spec: StacSpec,
-    access: Access,
-    *,
-    resampling: Resampling,
-    dtype: str,
-    nodata: float,
-    zero_is_nodata: bool = True,
-) -> np.ndarray:
-    """One asset warped onto ``grid``; where the file declares no nodata, 0 is taken as
-    nodata (DN, linear backscatter) unless ``zero_is_nodata`` is False (dB)."""
-    href = asset_href(item, key, access.policy)
-    signer = access.signer
-    fallback = 0 if zero_is_nodata else None
-
-    def read() -> np.ndarray:
-        url = signer.sign(href) if signer else href  # signed at each try: tokens expire
-        with gdal_auth(href, access.token, access.policy), rasterio.open(url) as src:
-            if src.crs is None:  # GCPs only (radar geometry), or no georeferencing at all
-                raise InputDataError(
-                    f"STAC item {item.id}: asset {key!r} has no CRS (radar geometry with "
-                    "ground control points only?); use a geocoded product"
-                )
-            with WarpedVRT(
-                src, crs=grid.crs, transform=grid.transform, width=grid.width,
-                height=grid.height, resampling=resampling, nodata=nodata, dtype=dtype,
-                src_nodata=src.nodata if src.nodata is not None else fallback,
-            ) as vrt:  # fmt: skip
-                return vrt.read(1)
-
-    clean = signer.clean if signer else str
-    return read_once(read, href, spec.retries, clean)
-
-
-def _fetch_tile(
-    items: list[Item], grid: Grid, spec: StacSpec, access: Access
-) -> tuple[np.ndarray, np.ndarray]:
-    """(13, H, W) uint16 DN and (H, W) mask of one tile and date, first granule first."""
-    h, w = grid.height, grid.width
-    scl = np.zeros((h, w), np.uint8)
-    bands = np.full((len(S2_L1C_BANDS), h, w), np.nan, np.float32)
-    resampling = Resampling[spec.resampling]
-    tile_ll = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds)
-    for item in items:
-        box = item_bbox(item)
-        if box and not _intersects(box, tile_ll):
-            continue
-        if spec.scl_asset not in item.assets:
-            raise InputDataError(
-                f"STAC item {item.id}: no {spec.scl_asset!r} asset (stac.scl_asset)"
-            )
-        todo = scl == 0
-        if not todo.any():
-            break
-        s = _read_asset(item, spec.scl_asset, grid, spec, access,
-                        resampling=Resampling.nearest, dtype="uint8", nodata=0)  # fmt: skip
-        take = todo & (s != 0)
-        if not take.any():
-            continue
-        scl[take] = s[take]
-        offset = item_offset(item, spec)
-        for i, band in enumerate(S2_L1C_BANDS):
-            key = spec.assets.get(band)
-            if key is None:
-                continue
-            if key not in item.assets:
-                raise InputDataError(f"STAC item {item.id}: no asset {key!r} for band {band}")
-            data = _read_asset(item, key, grid, spec, access, resampling=resampling,
-                               dtype="float32", nodata=np.nan)  # fmt: skip
-            bands[i][take] = data[take] * np.float32(spec.scale) + np.float32(offset)
-    filled = [i for i, b in enumerate(S2_L1C_BANDS) if b not in spec.assets]
-    bands[filled] = spec.fill_value
-    valid = (scl != 0) & ~np.isnan(bands).any(axis=0)
-    dn = np.clip(np.rint(np.nan_to_num(bands)), NODATA + 1, 65535).astype(np.uint16)
-    dn[:, ~valid] = NODATA
-    mask = scl_to_mask(scl)
-    mask[~valid] = MASK_NODATA
-    return dn, mask
-
-
 def _s1_days(spec: StacSpec, dates: list[str], access: Access, where: str) -> dict[str, S1Day]:
     """The S1 day of each optical date (none without ``stac.s1``)."""
     if spec.s1 is None:
@@ -344,12 +232,10 @@ def _s1_tile(
     if path.exists():
         return str(path)
     access = replace(access, signer=access.s1_signer)
-    tile_ll = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds)
-    over = [it for it in day.items if not (box := item_bbox(it)) or _intersects(box, tile_ll)]
-    day = replace(day, items=tuple(over))  # the items over the tile: read and tagged
+    day = replace(day, items=tuple(items_over(day.items, grid)))  # over the tile: read, tagged
 
     def read(item: Item, key: str) -> np.ndarray:
-        return _read_asset(
+        return read_asset(
             item, key, grid, spec, access, resampling=Resampling.bilinear, dtype="float32",
             nodata=np.nan, zero_is_nodata=s1.units != "db",
         )  # fmt: skip
@@ -359,15 +245,14 @@ def _s1_tile(
     return write_s1(dest, tile, iso, grid, data, tags)
 
 
-def _intersects(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    return not (a[2] < b[0] or a[0] > b[2] or a[3] < b[1] or a[1] > b[3])
-
-
 def stac_tiles(region: str, cfg: Mapping[str, Any], dest: Path) -> pd.DataFrame:
     """Fetch the region's tiles of every matching date into ``dest``; return manifest rows.
 
     Tiles already in ``dest`` (an earlier run stopped half-way) are not fetched again.
+    Without pystac-client (the ``stac`` extra) a MissingExtraError says how to install it.
     """
+    if NO_STAC_CLIENT is not None:
+        raise NO_STAC_CLIENT
     where = f"regions.{region}.stac"
     spec = StacSpec.from_dict(cfg, where)
     token = bearer_token(spec)
@@ -408,17 +293,22 @@ def _stac_tiles(
                 tgrid = grid.window(win)
                 image, mask = dest / tile / f"{iso}_S2.tif", dest / tile / f"{iso}_CLD.tif"
                 if image.exists() and mask.exists():
-                    with rasterio.open(mask) as src:  # written atomically by an earlier run
-                        m = src.read(1)
+                    # written atomically by an earlier run with the same settings
+                    with rasterio.open(mask) as src, rasterio.open(image) as img:
+                        m, ids = src.read(1), img.tags().get("STAC_ITEMS", "")
+                    taken = [i for i in ids.split(SEPARATOR) if i]
                     paths = {"image": str(image), "mask": str(mask)}
                 else:
-                    dn, m = _fetch_tile(items, tgrid, spec, access)
-                    ids = ",".join(i.id for i in items)
-                    tags = {"SOURCE": SOURCE, "STAC_ITEMS": ids}
+                    dn, m, taken = fetch_tile(items, tgrid, spec, access)
+                    tags = {"SOURCE": SOURCE, "STAC_ITEMS": SEPARATOR.join(taken)}
+                    if len(taken) > 1:
+                        tags["SAME_DATE"] = spec.same_date
                     paths = write_tile(
                         dest, tile, iso, tgrid, image=dn, band_names=S2_L1C_BANDS, mask=m, tags=tags
                     )
                     fetched += 1
+                log_merge(where, tile, iso, taken, spec.same_date)
+                paths.update(merge_record(taken, spec.same_date))
                 if spec.s1 is not None and iso in radar:
                     paths["s1"] = _s1_tile(dest, tile, iso, tgrid, spec, spec.s1, radar[iso],
                                            access)  # fmt: skip

@@ -4,12 +4,13 @@
 naming the item when it has no date, a cloud cover that is not a percentage or a malformed
 bbox (:func:`item_day`, :func:`cloud_cover`, :func:`item_bbox`); :func:`asset_href` is an
 asset's href only if the host policy lets it be read; :func:`items_by_date` groups the items
-(granules) by day, least cloudy first.
+(granules) by day, in time order (:func:`item_time`).
 """
 
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 from pystac import Item, STACError, STACTypeError
@@ -45,8 +46,8 @@ def parse_item(feature: Any, url: str) -> Item:
     return item
 
 
-def item_day(item: Item) -> str:
-    """The item's ISO date (of ``datetime``, or of ``start_datetime`` where it is null)."""
+def item_time(item: Item) -> datetime:
+    """The item's acquisition time (``datetime``, or ``start_datetime`` where it is null)."""
     try:
         when = item.datetime or item.common_metadata.start_datetime
     except (ValueError, TypeError, OverflowError) as exc:
@@ -56,7 +57,12 @@ def item_day(item: Item) -> str:
             f"STAC item {item.id}: datetime is null and there is no start_datetime; the "
             "item's date is unknown"
         )
-    return when.date().isoformat()
+    return when
+
+
+def item_day(item: Item) -> str:
+    """The item's ISO date (of ``datetime``, or of ``start_datetime`` where it is null)."""
+    return item_time(item).date().isoformat()
 
 
 def cloud_cover(item: Item) -> float:
@@ -102,10 +108,11 @@ def asset_href(item: Item, key: str, policy: HostPolicy) -> str:
 
 
 def items_by_date(items: list[Item], max_items: int | None) -> dict[str, list[Item]]:
-    """ISO date -> that day's items (granules), least cloudy first; ``max_items`` least
-    cloudy dates kept."""
+    """ISO date -> that day's items (granules, overlapping orbits), in time order (then id:
+    the order ``same_date: first`` merges them in); ``max_items`` least cloudy dates kept
+    (by their least cloudy item's scene cloud cover)."""
     days: dict[str, list[Item]] = {}
-    for it in sorted(items, key=cloud_cover):
+    for it in sorted(items, key=lambda i: (item_time(i).timestamp(), i.id)):
         days.setdefault(item_day(it), []).append(it)
     if max_items is not None:
         cover = {d: min(cloud_cover(i) for i in v) for d, v in days.items()}

@@ -16,11 +16,12 @@ from cloudfree.config import source_settings
 from cloudfree.errors import ConfigError, InputDataError
 from cloudfree.manifest import read_manifest
 from cloudfree.tiles.region import download_tiles, staging_dir
-from cloudfree.tiles.stac import StacSpec, item_offset
+from cloudfree.tiles.stac import StacSpec
+from cloudfree.tiles.stac_fetch import item_offset
 from cloudfree.tiles.stac_items import cloud_cover, item_bbox, parse_item
 from cloudfree.tiles.stac_settings import check_stac
 
-from ..stac_server import CRS, ORIGIN, StacServer, make_scenes
+from ..stac_server import CRS, ORIGIN, StacServer, make_scenes, write_cog
 
 DATES = ["2021-03-02", "2021-03-12", "2021-03-22"]
 COVERS = [10.0, 80.0, 20.0]  # the second date is above max_cloud_cover
@@ -306,3 +307,54 @@ def test_an_asset_is_tried_retries_plus_one_times_in_all(tmp_path, scenes):
             run(tmp_path, stac_cfg(server.url, retries=2))
     tries = Counter(r[1].split("?")[0] for r in server.cog_requests() if "_green.tif" in r[1])
     assert tries and max(tries.values()) == 3
+
+
+DAY = "2021-03-02"
+
+
+@pytest.fixture(scope="module")
+def same_day(tmp_path_factory):
+    """Two items of one day: ``S2A`` (make_scenes: cloud on the 16 x 16 px corner, at
+    08:00:10) and ``S2B`` (every band DN 7000, at 08:00:00) with cloud on rows 16-28 and the
+    4 x 4 px corner, both with nodata along the right."""
+    root = tmp_path_factory.mktemp("same_day")
+    (a,) = make_scenes(root, [DAY], [10.0])
+    b_assets = {}
+    for key, name in a["assets"].items():
+        with rasterio.open(root / name) as src:
+            res, shape = src.res[0], src.shape
+        data = np.full(shape, 7000, np.uint16)
+        if key == "scl":
+            data = np.full(shape, 4, np.uint8)
+            data[:, -4:] = 0
+            data[8:14, :16] = 9
+            data[:2, :2] = 9
+        write_cog(root / f"B_{name}", data, res, 0)
+        b_assets[key] = f"B_{name}"
+    items = [
+        {**a, "id": "S2A_T1", "properties": {"datetime": f"{DAY}T08:00:10Z"}},
+        {"date": DAY, "cover": 30.0, "id": "S2B_T2", "assets": b_assets,
+         "properties": {"datetime": f"{DAY}T08:00:00Z"}},
+    ]  # fmt: skip
+    return root, items
+
+
+@pytest.mark.parametrize("rule", ["least_cloudy", "first"])
+def test_items_of_one_day_are_merged_like_folder_files(tmp_path, same_day, rule):
+    root, items = same_day
+    with StacServer(root, items) as server:
+        manifest, _, csv = run(tmp_path, stac_cfg(server.url, same_date=rule))
+    assert read_manifest(csv).equals(manifest) and set(manifest["date"]) == {DAY}
+    row = manifest.set_index("tile").loc["r0c0"]
+    # on r0c0, S2A is a quarter cloudy, S2B more: least cloudy S2A first; first: by time
+    order = ["S2A_T1", "S2B_T2"] if rule == "least_cloudy" else ["S2B_T2", "S2A_T1"]
+    assert row["acquisitions"].split(";") == order and row["merge"] == rule
+    with rasterio.open(row["image"]) as img, rasterio.open(row["mask"]) as msk:
+        dn, mask, tags = img.read(), msk.read(1), img.tags()
+    assert tags["STAC_ITEMS"] == row["acquisitions"] and tags["SAME_DATE"] == rule
+    b = dn[[i for i in range(13) if i != 10]]  # B10 is the fill value in both
+    assert (b[:, 8, 8] == 7000).all() and mask[8, 8] == 0  # cloud in S2A, clear in S2B
+    assert (b[:, 22, 8] != 7000).all() and mask[22, 8] == 0  # cloud in S2B, clear in S2A
+    assert mask[1, 1] == 1  # cloudy in both
+    assert ((b[:, 8, 24] == 7000).all()) == (rule == "first")  # clear in both
+    assert ((b[:, 1, 1] == 7000).all()) == (rule == "first")
