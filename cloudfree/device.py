@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 
-import torch
-
 from cloudfree.errors import ConfigError
+from cloudfree.extras import missing_extra
+
+try:
+    import torch
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 
 def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:

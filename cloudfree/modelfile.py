@@ -31,11 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from cloudfree.errors import CloudfreeError, ModelFileError
+from cloudfree.extras import missing_extra
 from cloudfree.io import atomic_path
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
+
 from cloudfree.models.registry import build_model
 
 MODEL_FORMAT_VERSION = 2  # 2: networks name their prior (models of 1 must be trained again)

@@ -51,6 +51,7 @@ from cloudfree.bands import (
 )
 from cloudfree.clouds.working_grid import coarse_shape, downsample, tile_factor, upsample
 from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.extras import import_optional
 from cloudfree.io import atomic_path, geotiff_profile, read_raster, write_raster
 from cloudfree.progress import tracked
 
@@ -97,7 +98,8 @@ def l2a_mask(scl: np.ndarray | None, *, source: str, tile: str, date: str = "") 
 
 def model_file() -> Path:
     """The LightGBM model file shipped inside the s2cloudless package."""
-    import s2cloudless.cloud_detector as cd  # heavy (LightGBM): only where masks are detected
+    # heavy (LightGBM, seconds to import): only where masks are detected
+    cd = import_optional("s2cloudless.cloud_detector", "detector")
 
     return Path(cd.__file__).parent / "models" / cd.MODEL_FILENAME
 
@@ -114,7 +116,7 @@ def cache_dir(settings: Mapping[str, Any]) -> Path:
 
 def _cache_name() -> str:
     """File name of the compiled model: model hash, tool versions, options and CPU."""
-    import llvmlite.binding as llvm  # optional: only the compiled backend needs it
+    llvm = import_optional("llvmlite.binding", "detector")  # the compiled backend only
 
     digest = hashlib.sha256(model_file().read_bytes()).hexdigest()[:16]
     tools = f"lleaves{version('lleaves')}-llvmlite{version('llvmlite')}"
@@ -156,8 +158,8 @@ def verified(path: Path) -> bool:
 def compile_object(model: Path) -> bytes:
     """Object code of the LightGBM model file ``model`` for this CPU, compiled by lleaves
     with :data:`COMPILE_OPTIONS`; what lleaves would write as its cache, taken in memory."""
-    import llvmlite.binding as llvm  # optional: only the compiled backend needs it
-    from lleaves.compiler import compile_to_module
+    llvm = import_optional("llvmlite.binding", "detector")  # the compiled backend only
+    compile_to_module = import_optional("lleaves.compiler", "detector").compile_to_module
 
     module = compile_to_module(str(model), **COMPILE_OPTIONS)
     llvm.initialize()
@@ -225,7 +227,7 @@ class CompiledForest:
     """The s2cloudless model compiled by lleaves, with the classifier API s2cloudless uses."""
 
     def __init__(self, directory: Path, n_jobs: int | None = None) -> None:
-        import lleaves  # optional: only the compiled backend needs it
+        lleaves = import_optional("lleaves", "detector")  # the compiled backend only
 
         self.path = compiled_model(directory)
         self.model = lleaves.Model(model_file=str(model_file()))
@@ -264,9 +266,8 @@ def compiled_forest(directory: str) -> CompiledForest:
 @cache
 def booster() -> Any:
     """s2cloudless's LightGBM model as published, loaded once per process."""
-    from lightgbm import Booster  # heavy: only the lightgbm backend needs it
-
-    return Booster(model_file=str(model_file()))
+    lightgbm = import_optional("lightgbm", "detector")  # heavy: the lightgbm backend only
+    return lightgbm.Booster(model_file=str(model_file()))
 
 
 def compiled_available() -> bool:
@@ -285,10 +286,9 @@ def make_detector(settings: Mapping[str, Any], threads: int | None = None) -> An
     :func:`working_features`) on the backend of the resolved ``clouds.detector`` settings,
     its model run on ``threads`` threads (default: :func:`default_threads`)."""
     # heavy (LightGBM, seconds to import): only sources without masks need it
-    from s2cloudless import S2PixelCloudDetector
-    from s2cloudless.pixel_classifier import PixelClassifier
-
-    det = S2PixelCloudDetector(
+    s2cloudless = import_optional("s2cloudless", "detector")
+    classifier = import_optional("s2cloudless.pixel_classifier", "detector")
+    det = s2cloudless.S2PixelCloudDetector(
         threshold=float(settings["threshold"]),
         average_over=int(settings["average_over"]),
         dilation_size=int(settings["dilation_size"]),
@@ -306,7 +306,7 @@ def make_detector(settings: Mapping[str, Any], threads: int | None = None) -> An
         model = compiled_forest(str(cache_dir(settings)))
     else:
         model = booster()
-    det._classifier = PixelClassifier(Threaded(model, threads or default_threads()))
+    det._classifier = classifier.PixelClassifier(Threaded(model, threads or default_threads()))
     return det
 
 
@@ -315,9 +315,8 @@ def working_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The model's 10 bands of a (13, H, W) L1C DN image as reflectance on the working grid
     (``(h, w, 10)`` float32), and each block's share of ``valid`` pixels."""
-    from s2cloudless.utils import MODEL_BAND_IDS  # heavy (LightGBM): only when detecting
-
-    data = np.moveaxis(image[MODEL_BAND_IDS], 0, -1).astype(np.float32)
+    utils = import_optional("s2cloudless.utils", "detector")  # heavy: only when detecting
+    data = np.moveaxis(image[utils.MODEL_BAND_IDS], 0, -1).astype(np.float32)
     return downsample(data / np.float32(REFLECTANCE_SCALE), valid, factor)
 
 

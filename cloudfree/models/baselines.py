@@ -46,12 +46,17 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from cloudfree.errors import ConfigError
+from cloudfree.extras import missing_extra
 from cloudfree.models.fits import harmonic, whittaker
 from cloudfree.models.interpolate import closest, last, least_cloudy, linear, linear_offset, mean
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 Baseline = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 

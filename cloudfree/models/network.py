@@ -24,12 +24,16 @@ import itertools
 import math
 from collections.abc import Sequence
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
+from cloudfree.extras import missing_extra
 from cloudfree.models.prior import temporal_prior
 from cloudfree.models.s1 import S1_CHANNELS
+
+try:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 # Elements of the upsampled attention tensor materialised at once when mixing skips.
 _MIX_BUDGET = 1 << 25

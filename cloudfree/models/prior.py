@@ -11,7 +11,12 @@ gaps.  Tensors in, tensors out (any device, no gradient needed); nothing is read
 
 from __future__ import annotations
 
-import torch
+from cloudfree.extras import missing_extra
+
+try:
+    import torch
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 # Fewest available pixels of a date from which its offset is measured (as linear_offset).
 OFFSET_MIN_PIXELS = 16

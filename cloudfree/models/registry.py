@@ -15,13 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from torch import nn
-
 from cloudfree.errors import ConfigError
+from cloudfree.extras import missing_extra
 from cloudfree.models.baselines import BASELINE_MODELS
 from cloudfree.models.network import UTILISE
 from cloudfree.models.presets import REFERENCE_HEADS, REFERENCE_WIDTHS
 from cloudfree.models.s1 import s1_channels
+
+try:
+    from torch import nn
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 
 class UTILISEReference(UTILISE):

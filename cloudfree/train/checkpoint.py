@@ -35,10 +35,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
+from cloudfree.extras import missing_extra
 from cloudfree.io import atomic_path
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 log = logging.getLogger("cloudfree.checkpoint")
 

@@ -19,12 +19,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from scipy.ndimage import binary_dilation
-from torch.utils.data import Dataset
 
 from cloudfree.bands import clear_pixels, cloudy
 from cloudfree.errors import ConfigError, InputDataError
+from cloudfree.extras import missing_extra
 from cloudfree.models.s1 import scale_s1
 from cloudfree.packed import (
     DATE_CLASSES,
@@ -46,6 +45,12 @@ from cloudfree.train.sequences import (
     read_dates,
     run_lengths,
 )
+
+try:
+    import torch
+    from torch.utils.data import Dataset
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 MASKINGS = ("donor", "utilise")
 UTILISE_MIN_COVER = 0.1  # U-TILISE's donor masks cover at least this share of the crop

@@ -13,8 +13,13 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import torch
-import torch.distributed as dist
+from cloudfree.extras import missing_extra
+
+try:
+    import torch
+    import torch.distributed as dist
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 
 @dataclass

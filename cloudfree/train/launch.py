@@ -30,15 +30,20 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from cloudfree.config import section
 from cloudfree.errors import CloudfreeError
+from cloudfree.extras import missing_extra
 from cloudfree.train.checkpoint import release
 from cloudfree.train.control import TrainingInterrupted
 from cloudfree.train.curve import training_curve
 from cloudfree.train.loop import train_model
 from cloudfree.train.tracking import log_training_run
+
+try:
+    import torch
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 log = logging.getLogger("cloudfree.train")
 

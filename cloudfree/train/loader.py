@@ -12,10 +12,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
-
+from cloudfree.extras import missing_extra
 from cloudfree.train.control import StopRequest
+
+try:
+    import torch
+    from torch.utils.data import DataLoader, Dataset, Sampler
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 
 def worker_init_fn(worker_id: int) -> None:

@@ -47,12 +47,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from cloudfree.device import autocast_dtype, select_device
+from cloudfree.extras import missing_extra
 from cloudfree.modelfile import save_model_file
 from cloudfree.models.registry import build_model, count_parameters, is_trainable, model_spec
 from cloudfree.packed import PackedMeta, read_meta
@@ -78,6 +76,13 @@ from cloudfree.train.params import check_params
 from cloudfree.train.step import backward_step, build_optimizer, forward_loss, lr_factor
 from cloudfree.train.untrained import write_untrained
 from cloudfree.train.validate import evaluate
+
+try:
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 log = logging.getLogger("cloudfree.train")
 

@@ -14,8 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
+
+from cloudfree.extras import missing_extra
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 from cloudfree.train.dataset import EvalTiles
 from cloudfree.train.validate import reconstruct
@@ -32,8 +38,8 @@ class TensorBoardLog:
             return
         try:
             from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:  # tensorboard is a dependency, but do not die for a log
-            log.warning("TensorBoard unavailable (%s): no event files", exc)
+        except ImportError:  # tensorboard comes with the train extra; do not die for a log
+            log.warning("%s: no event files", missing_extra("tensorboard", "train"))
             return
         if resume_step == 0 and folder.exists():
             shutil.rmtree(folder)  # a fresh run: old curves would only confuse

@@ -22,9 +22,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from cloudfree.errors import ConfigError
+from cloudfree.extras import missing_extra
+
+try:
+    import torch
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 
 def sample_dict(

@@ -6,10 +6,14 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-from torch import nn
-
 from cloudfree.device import autocast
+from cloudfree.extras import missing_extra
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 MIN_LR_RATIO = 0.05  # cosine decay ends at this fraction of the peak rate
 

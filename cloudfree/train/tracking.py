@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from cloudfree.errors import CloudfreeError, ConfigError
+from cloudfree.extras import missing_extra
 
 log = logging.getLogger("cloudfree.train")
 
@@ -141,7 +142,7 @@ def log_training_run(
         from mlflow.entities import Metric, Param
         from mlflow.exceptions import MlflowException
     except ImportError as exc:
-        raise CloudfreeError(MISSING) from exc
+        raise missing_extra("mlflow", "mlflow") from exc
     try:
         client = mlflow.MlflowClient(tracking_uri=uri)
         experiment_id = _experiment_id(client, experiment, MlflowException)

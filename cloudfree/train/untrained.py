@@ -13,15 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
+from cloudfree.extras import missing_extra
 from cloudfree.modelfile import save_model_file
 from cloudfree.packed import PackedMeta
 from cloudfree.train.checkpoint import cpu_state
 from cloudfree.train.dataset import EvalTiles
 from cloudfree.train.history import write_history
 from cloudfree.train.validate import evaluate
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 log = logging.getLogger("cloudfree.train")
 

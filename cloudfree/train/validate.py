@@ -12,11 +12,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
+from cloudfree.extras import missing_extra
 from cloudfree.infer.predictor import run_model
 from cloudfree.train.dataset import EvalTiles
+
+try:
+    import torch
+    from torch import nn
+except ImportError as exc:
+    raise missing_extra("torch", "train") from exc
 
 # Val tiles go through the network in windows of a fixed size, whatever infer.window says:
 # the scores, and the best weights they pick, must not depend on an inference setting.

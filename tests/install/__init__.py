@@ -1,0 +1,1 @@
+"""The install from scratch: a fresh virtual environment with the README's user install."""
