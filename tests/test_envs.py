@@ -1,9 +1,10 @@
-"""The conda environments of envs/ hold every package their rules' scripts import.
+"""The conda environments of workflow/envs/ hold every package their rules' scripts import.
 
 A rule with ``conda:`` runs its script in that environment (``--software-deployment-method
 conda``); a module it imports, directly or through the cloudfree modules it uses, that the
 environment lacks fails only on that route.  The imports are followed statically (every
-``import`` in a module, those inside functions included) from each rule's script.
+``import`` in a module, those inside functions included, and every module named to
+``cloudfree.extras.import_optional``) from each rule's script.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
+ENVS = REPO / "workflow" / "envs"
 # import name -> package name where they differ
 PACKAGE_OF = {
     "yaml": "pyyaml", "torch": "pytorch", "matplotlib": "matplotlib-base",
@@ -85,6 +87,13 @@ def third_party_imports(script: Path) -> set[str]:
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "import_optional"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                names = [node.args[0].value]
             else:
                 continue
             for name in names:
@@ -122,3 +131,16 @@ def test_the_environment_holds_what_the_script_imports(rule, script, env):
         name for name in needed if PACKAGE_OF.get(name, name).lower().replace("_", "-") not in have
     )
     assert not missing, f"rule {rule}: {env.name} lacks {missing} (imported by {script.name})"
+
+
+def test_the_environments_are_in_the_workflow_folder():
+    """Every rule's environment is a file of workflow/envs/ (the catalog's layout)."""
+    envs = {env for _, _, env in rule_envs()}
+    assert envs and all(env.is_file() and env.parent == ENVS for env in envs), sorted(envs)
+    assert not (REPO / "envs").exists()
+
+
+def test_the_detector_packages_are_found_through_import_optional():
+    """The tile stage reaches s2cloudless and lleaves only through import_optional."""
+    script = REPO / "workflow" / "scripts" / "download_tiles.py"
+    assert {"s2cloudless", "lleaves", "llvmlite", "lightgbm"} <= third_party_imports(script)

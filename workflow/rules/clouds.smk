@@ -31,7 +31,7 @@ rule cloud_stats:
     benchmark:
         "results/benchmarks/cloud_stats/{region}.tsv"
     conda:
-        "../../envs/geo.yaml"
+        "../envs/geo.yaml"
     threads: 2  # dask's threaded scheduler, one chunk per tile
     params:
         # the selection rules only: detector settings reach download_tiles, where they apply

@@ -3,8 +3,10 @@
 import sys
 from pathlib import Path
 
-# The library beside this workflow wins over any installed copy.
-sys.path.insert(0, workflow.basedir)
+# The checkout this file is in, also where the workflow is used as a module from elsewhere
+# (snakedeploy): its library wins over any installed copy; its config/ holds the default.
+CHECKOUT = Path(str(workflow.current_basedir)).parents[1]
+sys.path.insert(0, str(CHECKOUT))
 
 from cloudfree.packed import FORMAT_VERSION as PACK_FORMAT_VERSION
 from cloudfree.config import schema as config_schema
@@ -37,7 +39,7 @@ for configfile_path in workflow.configfiles:
     load_config_file(configfile_path)
 # A file with `base: default` goes over the embedded default; --config strings become the
 # numbers and booleans the schema asks for.
-apply_base(config, Path(workflow.basedir) / "config" / "config.yaml")
+apply_base(config, CHECKOUT / "config" / "config.yaml")
 coerce_overrides(config, workflow.config_settings.overwrite_config, config_schema())
 # Every section checked before the first job (schema, defaults, cross-key checks, then every
 # value a stage's own code reads: mosaic settings, embedding channels, training crop, sources).

@@ -10,7 +10,7 @@ rule infer:
     benchmark:
         "results/benchmarks/infer/{experiment}/{region}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        "../envs/torch.yaml"
     threads: 2
     params:
         infer=result_config("infer"),

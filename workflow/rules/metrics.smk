@@ -13,7 +13,7 @@ rule score_model:
     benchmark:
         "results/benchmarks/score_model/{experiment}/{region}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        "../envs/torch.yaml"
     params:
         holdout=config_provider("evaluation", "holdout_period"),
         experiment=get_run_experiment,
@@ -32,7 +32,7 @@ rule score_baselines:
     benchmark:
         "results/benchmarks/score_baselines/{region}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        "../envs/torch.yaml"
     params:
         baselines=config_provider("metrics", "baselines"),
         holdout=config_provider("evaluation", "holdout_period"),
@@ -79,7 +79,7 @@ rule metrics:
     benchmark:
         "results/benchmarks/metrics/{region}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        "../envs/torch.yaml"
     params:
         baselines=config_provider("metrics", "baselines"),
         runs=metrics_runs,
@@ -100,6 +100,6 @@ rule metrics_all:
     benchmark:
         "results/benchmarks/metrics_all.tsv"
     conda:
-        "../../envs/torch.yaml"
+        "../envs/torch.yaml"
     script:
         "../scripts/metrics_all.py"

@@ -17,7 +17,7 @@ rule mosaic:
     benchmark:
         "results/benchmarks/mosaic/{experiment}/{region}.tsv"
     conda:
-        "../../envs/geo.yaml"
+        "../envs/geo.yaml"
     threads: 2
     params:
         # which experiments get mosaics decides which jobs run, not what one writes

@@ -14,7 +14,7 @@ rule pack_hdf5:
     benchmark:
         "results/benchmarks/pack_hdf5/{region}.tsv"
     conda:
-        "../../envs/geo.yaml"
+        "../envs/geo.yaml"
     params:
         pack=config_provider("pack"),
         evaluation=packing_evaluation,

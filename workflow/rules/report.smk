@@ -38,7 +38,7 @@ rule report_cloud_tables:
     log:
         "results/logs/report_cloud_tables/{region}.log",
     conda:
-        "../../envs/geo.yaml"
+        "../envs/geo.yaml"
     params:
         titles=lambda wildcards: {
             "summary": f"Cloud statistics of region {wildcards.region}",
@@ -68,7 +68,7 @@ rule report_metrics_tables:
     log:
         "results/logs/report_metrics_tables/{region}.log",
     conda:
-        "../../envs/geo.yaml"
+        "../envs/geo.yaml"
     params:
         titles=lambda wildcards: {
             "summary": f"Metrics of region {wildcards.region}, per evaluation set and method",
@@ -98,7 +98,7 @@ rule report_metrics_all_tables:
     log:
         "results/logs/report_metrics_all_tables.log",
     conda:
-        "../../envs/geo.yaml"
+        "../envs/geo.yaml"
     params:
         titles={
             "table": "Metrics of every region",
@@ -121,7 +121,7 @@ rule settings_region:
     log:
         "results/logs/settings/region_{region}.log",
     conda:
-        "../../envs/geo.yaml"
+        "../envs/geo.yaml"
     params:
         title="Settings of region {region}",
         sections=lambda wildcards: canonical(
@@ -142,7 +142,7 @@ rule settings_experiment:
     log:
         "results/logs/settings/experiment_{experiment}.log",
     conda:
-        "../../envs/geo.yaml"
+        "../envs/geo.yaml"
     params:
         title="Settings of experiment {experiment}",
         sections=lambda wildcards: canonical(
@@ -163,7 +163,7 @@ rule settings_workflow:
     log:
         "results/logs/settings/workflow.log",
     conda:
-        "../../envs/geo.yaml"
+        "../envs/geo.yaml"
     params:
         title="Settings of the workflow",
         sections=lambda wildcards: canonical(workflow_settings(config)),

@@ -7,7 +7,7 @@ checkpoint download_tiles:
     benchmark:
         "results/benchmarks/download_tiles/{region}.tsv"
     conda:
-        "../../envs/geo.yaml"
+        "../envs/geo.yaml"
     threads: 2  # cloud detection and tile writing run threaded
     params:
         region=region_config,

@@ -18,7 +18,7 @@ rule train:
     benchmark:
         "results/benchmarks/train/{experiment}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        "../envs/torch.yaml"
     threads: 2
     params:
         train=run_train_config,
