@@ -10,6 +10,7 @@ and the scaling of its Sentinel-1 input for a model that takes one (``s1_channel
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -55,6 +56,14 @@ def capture_bottleneck(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
         yield store
     finally:
         handle.remove()
+
+
+def module_device(model: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer; the CPU for one without any (a
+    network run by another runtime, :mod:`cloudfree.infer.exported`)."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -112,7 +121,7 @@ def run_products(
     (a, b)) also ``change`` (P, H, W): the cosine similarity of the two dates' bottleneck
     features, upsampled likewise.
     """
-    device = next(model.parameters()).device
+    device = module_device(model)
     multiple = int(getattr(model, "multiple", 1))
     t, _, h, w = x.shape
     need_feat = bool(embed_channels) or bool(change_pairs)

@@ -159,7 +159,7 @@ def infer_region(
                 s1=tile.s1,
             )  # fmt: skip
             folder = Path(tmp_dir) / tile.tile
-            _write_tile(
+            write_reconstruction(
                 tile, fill_gaps(tile, out["pred"]), quality_layer(tile), folder, compress, tags,
                 band_names=predictor.bands,
             )  # fmt: skip
@@ -188,7 +188,7 @@ def _profile(tile: TileSeries, count: int, dtype: str, nodata: Any, compress: st
     )  # fmt: skip
 
 
-def _write_tile(
+def write_reconstruction(
     tile: TileSeries,
     dn: np.ndarray,
     quality: np.ndarray,
@@ -197,6 +197,8 @@ def _write_tile(
     tags: dict[str, str] | None,
     band_names: list[str] | None = None,
 ) -> None:
+    """``out_dir/<date>.tif`` (DN ``dn``, the band names, DATE and TILE tags) and
+    ``<date>_quality.tif`` of every date of a tile, each written atomically."""
     profile = _profile(tile, dn.shape[1], "uint16", NODATA, compress)
     qprofile = {**profile, "nodata": 0}  # class 0: no data (transparent in a GIS)
     for i, date in enumerate(tile.dates):
