@@ -4,7 +4,8 @@ A rule with ``conda:`` runs its script in that environment (``--software-deploym
 conda``); a module it imports, directly or through the cloudfree modules it uses, that the
 environment lacks fails only on that route.  The imports are followed statically (every
 ``import`` in a module, those inside functions included, and every module named to
-``cloudfree.extras.import_optional``) from each rule's script.
+``cloudfree.extras.import_optional``) from each rule's script.  Their versions start within
+the ranges pyproject.toml requires, and their pip lines are pyproject's own.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ from __future__ import annotations
 import ast
 import re
 import sys
+import tomllib
+from itertools import chain
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
@@ -144,3 +151,63 @@ def test_the_detector_packages_are_found_through_import_optional():
     """The tile stage reaches s2cloudless and lleaves only through import_optional."""
     script = REPO / "workflow" / "scripts" / "download_tiles.py"
     assert {"s2cloudless", "lleaves", "llvmlite", "lightgbm"} <= third_party_imports(script)
+
+
+# conda-forge name -> the distribution pyproject.toml names
+DISTRIBUTION_OF = {"pytorch": "torch", "matplotlib-base": "matplotlib"}
+
+
+def _pyproject_specifiers() -> dict[str, SpecifierSet]:
+    """Every distribution pyproject.toml requires (core and extras) -> its version specifier;
+    ``python`` -> requires-python."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    reqs = [*project["dependencies"], *chain(*project["optional-dependencies"].values())]
+    out = {"python": SpecifierSet(project["requires-python"])}
+    for text in reqs:
+        req = Requirement(text)
+        if req.name != "cloudfree":
+            out[canonicalize_name(req.name)] = req.specifier
+    return out
+
+
+def _conda_bounds(spec: str) -> tuple[str, list[Version]]:
+    """(name, the lowest versions a conda match spec admits) of ``name =1.4`` / ``name >=2.5,<3``
+    / ``name``: ``=V`` admits V.*, so V; ``>=V`` V; no version: none."""
+    name, _, version = spec.partition(" ")
+    lows = []
+    for part in filter(None, version.replace(" ", "").split(",")):
+        match = re.fullmatch(r"(=|==|>=)?([0-9][0-9.]*)", part) or re.fullmatch(
+            r"(<|<=|!=)([0-9][0-9.]*)", part
+        )
+        assert match, f"{spec}: a version spec the check cannot read"
+        if match.group(1) in (None, "=", "==", ">="):
+            lows.append(Version(match.group(2)))
+    return name, lows
+
+
+@pytest.mark.parametrize("env", sorted(ENVS.glob("*.yaml")), ids=lambda p: p.name)
+def test_the_environment_versions_agree_with_pyproject(env):
+    """A conda package that pyproject.toml also requires starts within pyproject's range, and a
+    pip line of the environment is pyproject's requirement itself."""
+    wanted = _pyproject_specifiers()
+    deps = yaml.safe_load(env.read_text())["dependencies"]
+    wrong = []
+    for dep in deps:
+        if isinstance(dep, dict):  # the pip: list
+            for line in dep.get("pip", []):
+                req = Requirement(line)
+                if wanted.get(canonicalize_name(req.name)) != req.specifier:
+                    wrong.append(f"pip {line} (pyproject: {wanted.get(req.name)})")
+            continue
+        name, lows = _conda_bounds(dep)
+        dist = canonicalize_name(DISTRIBUTION_OF.get(name, name))
+        if dist in wanted:
+            wrong += [f"{dep} (pyproject: {wanted[dist]})" for v in lows if v not in wanted[dist]]
+    assert wrong == [], f"{env.name}: {wrong}"
+
+
+def test_the_version_check_finds_a_disagreement():
+    assert _conda_bounds("rasterio =1.2") == ("rasterio", [Version("1.2")])
+    assert Version("1.2") not in _pyproject_specifiers()["rasterio"]
+    assert _conda_bounds("pytorch >=2.5,<3") == ("pytorch", [Version("2.5")])
+    assert _conda_bounds("hdf5plugin") == ("hdf5plugin", [])
