@@ -19,8 +19,8 @@ in the exported file as JSON (:func:`export_metadata`): ONNX ``metadata_props`` 
 ONNX uses the dynamo exporter (``torch.onnx.export(..., dynamo=True)``, onnxscript) with
 translations of the operators ONNX lacks (:mod:`cloudfree.models.onnx_ops`); TorchScript a
 trace.  While exporting, the skip mixing runs as one batched product instead of chunks of
-query dates (:func:`whole_mix_skip`, the same values): a chunk count that depends on the
-input's size would fix the number of dates of the exported graph.
+query dates (``cloudfree.models.network.ONE_PRODUCT``, the same values): a chunk count that
+depends on the input's size would fix the number of dates of the exported graph.
 
 :func:`check_export` runs PyTorch and the exported file (onnxruntime, ``torch.jit.load``) on
 deterministic inputs of two shapes and raises ModelFileError when they differ by more than
@@ -48,7 +48,6 @@ from cloudfree.models.onnx_ops import MAX_SCAN_LENGTH, translation_table
 
 try:
     import torch
-    import torch.nn.functional as F
     from torch import nn
 except ImportError as exc:
     raise missing_extra("torch", "train") from exc
@@ -81,34 +80,11 @@ class ExportedNetwork(nn.Module):
         return self.model(x, avail, doy)
 
 
-def whole_mix_skip(
-    skip: torch.Tensor, attn: torch.Tensor, avail: torch.Tensor | None = None
-) -> torch.Tensor:
-    """:func:`cloudfree.models.network.mix_skip` in one product over every query date."""
-    b, t, c, hh, ww = skip.shape
-    heads = attn.shape[1]
-    cg = c // heads
-    grouped = skip.view(b, t, heads, cg, hh, ww)
-    if avail is not None:
-        av = avail.to(skip.dtype)[:, :, None, None].expand(b, t, heads, 1, hh, ww)
-        grouped = torch.cat((grouped * av, av), dim=3)
-    if attn.shape[-2:] != (hh, ww):
-        attn = F.interpolate(
-            attn.reshape(b, heads * t * t, *attn.shape[-2:]),
-            size=(hh, ww),
-            mode="bilinear",
-            align_corners=False,
-        ).view(b, heads, t, t, hh, ww)
-    mixed = torch.einsum("bgqshw,bsgchw->bqgchw", attn.to(skip.dtype), grouped)
-    if avail is not None:
-        mixed = mixed[:, :, :, :cg] / mixed[:, :, :, cg:].clamp_min(1e-3)
-    return mixed.reshape(b, t, c, hh, ww)
-
-
 @contextlib.contextmanager
 def exporting() -> Iterator[None]:
-    """The networks' skip mixing as :func:`whole_mix_skip` while the block runs."""
-    with mock.patch.object(network, "mix_skip", whole_mix_skip):
+    """The networks' skip mixing in one product (``network.ONE_PRODUCT``) while the block
+    runs."""
+    with mock.patch.object(network, "ONE_PRODUCT", True):
         yield
 
 

@@ -37,6 +37,9 @@ except ImportError as exc:
 
 # Elements of the upsampled attention tensor materialised at once when mixing skips.
 _MIX_BUDGET = 1 << 25
+# True while exporting (cloudfree.models.export): the skip mixing in one product over every
+# query date, since a chunk count that depends on the input's size would fix T in the graph
+ONE_PRODUCT = False
 
 
 def pad_spatial(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -170,6 +173,20 @@ class TemporalAttention(nn.Module):
         return out, attn
 
 
+def _mix_queries(attn: torch.Tensor, grouped: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, q, heads, C', H, W): the (B, heads, q, T, h, w) attention of ``q`` query dates,
+    upsampled to ``size``, applied to the (B, T, heads, C', H, W) grouped features."""
+    b, heads, q, t = attn.shape[:4]
+    if attn.shape[-2:] != size:
+        attn = F.interpolate(
+            attn.reshape(b, heads * q * t, *attn.shape[-2:]),
+            size=size,
+            mode="bilinear",
+            align_corners=False,
+        ).view(b, heads, q, t, *size)
+    return torch.einsum("bgqshw,bsgchw->bqgchw", attn.to(grouped.dtype), grouped)
+
+
 def mix_skip(
     skip: torch.Tensor, attn: torch.Tensor, avail: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -187,21 +204,15 @@ def mix_skip(
     if avail is not None:  # numerator and denominator of the renormalised mix in one pass
         av = avail.to(skip.dtype)[:, :, None, None].expand(b, t, heads, 1, hh, ww)
         grouped = torch.cat((grouped * av, av), dim=3)
-    per_query = b * heads * t * hh * ww
-    chunk = max(1, min(t, _MIX_BUDGET // max(per_query, 1)))
-    parts = []
-    for q0 in range(0, t, chunk):
-        a = attn[:, :, q0 : q0 + chunk]  # (B, heads, q, T, h, w)
-        q = a.shape[2]
-        if a.shape[-2:] != (hh, ww):
-            a = F.interpolate(
-                a.reshape(b, heads * q * t, *a.shape[-2:]),
-                size=(hh, ww),
-                mode="bilinear",
-                align_corners=False,
-            ).view(b, heads, q, t, hh, ww)
-        parts.append(torch.einsum("bgqshw,bsgchw->bqgchw", a.to(skip.dtype), grouped))
-    mixed = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    if ONE_PRODUCT:
+        mixed = _mix_queries(attn, grouped, (hh, ww))
+    else:
+        chunk = max(1, min(t, _MIX_BUDGET // max(b * heads * t * hh * ww, 1)))
+        parts = [
+            _mix_queries(attn[:, :, q0 : q0 + chunk], grouped, (hh, ww))
+            for q0 in range(0, t, chunk)
+        ]
+        mixed = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
     if avail is not None:
         mixed = mixed[:, :, :, :cg] / mixed[:, :, :, cg:].clamp_min(1e-3)
     return mixed.reshape(b, t, c, hh, ww)

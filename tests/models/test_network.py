@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cloudfree.errors import ConfigError
+from cloudfree.models import network
 from cloudfree.models.network import UTILISE, doy_encoding, mix_skip, pad_spatial
 from cloudfree.models.prior import temporal_prior
 from cloudfree.models.registry import build_model
@@ -156,3 +157,16 @@ def test_pad_spatial_and_encoding() -> None:
     enc = doy_encoding(torch.tensor([[1, 200]]), 16)
     assert enc.shape == (1, 2, 16) and enc.abs().max() <= 1
     assert not torch.allclose(enc[0, 0], enc[0, 1])
+
+
+def test_mix_skip_in_chunks_equals_one_product(monkeypatch) -> None:
+    """Chunks of query dates (a small budget) and the one product of exporting agree."""
+    g = torch.Generator().manual_seed(2)
+    b, t, c, h, w, heads = 2, 5, 4, 8, 8, 2
+    skip = torch.randn(b, t, c, h, w, generator=g)
+    attn = torch.rand(b, heads, t, t, 4, 4, generator=g).softmax(dim=3)
+    avail = (torch.rand(b, t, h, w, generator=g) > 0.3).float()
+    monkeypatch.setattr(network, "_MIX_BUDGET", b * heads * t * h * w * 2)  # 2 queries a chunk
+    chunked = mix_skip(skip, attn, avail)
+    monkeypatch.setattr(network, "ONE_PRODUCT", True)
+    torch.testing.assert_close(mix_skip(skip, attn, avail), chunked)
